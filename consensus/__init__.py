@@ -1,0 +1,1 @@
+"""Consensus: validator sets, genesis, votes and commits, and the validator loop."""

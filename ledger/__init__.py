@@ -1,0 +1,1 @@
+"""The ledger: keys, canonical encoding, transactions, blocks, state, its commitment and storage."""

@@ -1,0 +1,168 @@
+"""Blocks, headers, commits and receipts, with their canonical wire forms.
+
+A block at height H carries the commit (precommit signatures) that finalised block H-1,
+as CometBFT does; the commit of block H itself is stored beside it once it exists.
+The header's state root is the root AFTER executing the block's transactions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger import errors
+from ledger.encoding import DecodeError, decode, encode
+from ledger.hashing import HASH_SIZE, hash_bytes
+from ledger.keys import ADDRESS_SIZE, SIGNATURE_SIZE
+from ledger.tx import Transaction, decode_transaction
+
+BLOCK_VERSION = 1
+RECEIPT_VERSION = 1
+
+STATUS_FAILED = 0
+STATUS_SUCCESS = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    chain_id: str
+    height: int
+    time_ms: int  # proposer's clock, strictly increasing along the chain
+    parent_hash: bytes
+    proposer: bytes  # validator address
+    tx_root: bytes
+    receipts_root: bytes
+    state_root: bytes
+    validators_hash: bytes
+    next_validators_hash: bytes
+    last_commit_hash: bytes
+
+    def to_wire(self) -> list:
+        return [BLOCK_VERSION, self.chain_id, self.height, self.time_ms, self.parent_hash,
+                self.proposer, self.tx_root, self.receipts_root, self.state_root,
+                self.validators_hash, self.next_validators_hash, self.last_commit_hash]
+
+    @property
+    def hash(self) -> bytes:
+        return hash_bytes(encode(self.to_wire()))
+
+
+@dataclass(frozen=True, slots=True)
+class CommitSig:
+    validator: bytes  # address
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """Precommit signatures of more than 2/3 of the stake for one block."""
+
+    height: int
+    round: int
+    block_hash: bytes
+    signatures: tuple[CommitSig, ...]
+
+    def to_wire(self) -> list:
+        return [self.height, self.round, self.block_hash,
+                [[s.validator, s.signature] for s in self.signatures]]
+
+    @property
+    def hash(self) -> bytes:
+        return hash_bytes(encode(self.to_wire()))
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    header: Header
+    txs: tuple[Transaction, ...]
+    last_commit: Commit | None
+
+    @property
+    def hash(self) -> bytes:
+        return self.header.hash
+
+    @property
+    def height(self) -> int:
+        return self.header.height
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What executing a valid transaction did: status, gas used, error, events, output."""
+
+    status: int
+    gas_used: int
+    error: str = ""
+    events: tuple = ()
+    output: Any = None
+
+    def to_wire(self) -> list:
+        return [RECEIPT_VERSION, self.status, self.gas_used, self.error, list(self.events), self.output]
+
+
+# ---- decoding ------------------------------------------------------------------------
+
+def _need(cond: bool, what: str) -> None:
+    if not cond:
+        raise errors.InvalidBlock(what)
+
+
+def _is_hash(v: Any) -> bool:
+    return type(v) is bytes and len(v) == HASH_SIZE
+
+
+def header_from_wire(w: Any) -> Header:
+    _need(isinstance(w, list) and len(w) == 12 and w[0] == BLOCK_VERSION, "header must be a v1 array of 12 fields")
+    _, chain_id, height, time_ms, parent, proposer, tx_root, rc_root, st_root, vh, nvh, lch = w
+    _need(type(chain_id) is str, "header chain id must be a string")
+    _need(type(height) is int and height >= 0 and type(time_ms) is int and time_ms >= 0, "bad height or time")
+    _need(type(proposer) is bytes and len(proposer) == ADDRESS_SIZE, "proposer must be an address")
+    _need(all(_is_hash(h) for h in (parent, tx_root, rc_root, st_root, vh, nvh, lch)), "header hashes must be 32 bytes")
+    return Header(chain_id, height, time_ms, parent, proposer, tx_root, rc_root, st_root, vh, nvh, lch)
+
+
+def commit_from_wire(w: Any) -> Commit:
+    _need(isinstance(w, list) and len(w) == 4, "commit must be an array of 4 fields")
+    height, rnd, block_hash, sigs = w
+    _need(type(height) is int and type(rnd) is int and rnd >= 0 and _is_hash(block_hash), "bad commit fields")
+    _need(isinstance(sigs, list), "commit signatures must be a list")
+    out = []
+    for s in sigs:
+        _need(isinstance(s, list) and len(s) == 2 and type(s[0]) is bytes and len(s[0]) == ADDRESS_SIZE
+              and type(s[1]) is bytes and len(s[1]) == SIGNATURE_SIZE, "bad commit signature")
+        out.append(CommitSig(s[0], s[1]))
+    return Commit(height, rnd, block_hash, tuple(out))
+
+
+def encode_block(block: Block) -> bytes:
+    return encode([BLOCK_VERSION, block.header.to_wire(), [t.raw for t in block.txs],
+                   block.last_commit.to_wire() if block.last_commit else None])
+
+
+def decode_block(raw: bytes, max_block_bytes: int, max_tx_bytes: int) -> Block:
+    """Parse a block's wire bytes; raises InvalidBlock (or its transaction's error)."""
+    _need(len(raw) <= max_block_bytes, "block is over the size limit")
+    try:
+        w = decode(raw)
+    except DecodeError as e:
+        raise errors.InvalidBlock(f"block is not canonical msgpack: {e}") from None
+    _need(isinstance(w, list) and len(w) == 4 and w[0] == BLOCK_VERSION, "block must be a v1 array of 4 fields")
+    header = header_from_wire(w[1])
+    _need(isinstance(w[2], list) and all(type(t) is bytes for t in w[2]), "block txs must be a list of bytes")
+    try:
+        txs = tuple(decode_transaction(t, max_tx_bytes) for t in w[2])
+    except errors.InvalidTransaction as e:
+        raise errors.InvalidBlock(f"block holds an invalid transaction: {e}") from None
+    last_commit = None if w[3] is None else commit_from_wire(w[3])
+    return Block(header, txs, last_commit)
+
+
+def encode_receipt(r: Receipt) -> bytes:
+    return encode(r.to_wire())
+
+
+def receipt_from_wire(w: list) -> Receipt:
+    return Receipt(w[1], w[2], w[3], tuple(w[4]), w[5])
+
+
+def decode_receipt(raw: bytes) -> Receipt:
+    return receipt_from_wire(decode(raw))

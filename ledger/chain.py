@@ -1,0 +1,75 @@
+"""The committed chain on disk: genesis, tip, and the three steps every engine needs.
+
+`build_block` (a proposer makes a block from candidate transactions), `execute_block`
+(any validator re-executes a proposed block and checks its roots) and `commit_block`
+(a finalised block goes to disk in one LMDB write).  Consensus decides WHEN a block is
+final; this module only knows how blocks change state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from ledger import errors
+from ledger.block import Block, Commit, Header
+from ledger.hashing import EMPTY_HASH
+from ledger.params import ChainParams
+from ledger.state import Account, State, get_account
+from ledger.store import Store
+from ledger.transition import (BlockEnv, BlockOutput, build_body, finish_block,
+                               state_transition)
+from ledger.tx import Transaction
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    block: Block
+    output: BlockOutput
+    rejected: list[tuple[Transaction, errors.LedgerError]]
+
+
+class Chain:
+    """A store opened at its tip.  Single writer: only the validator loop calls commit."""
+
+    def __init__(self, store: Store, chain_id: str, params: ChainParams, validators_hash: bytes):
+        self.store = store
+        self.chain_id = chain_id
+        self.params = params
+        self.validators_hash = validators_hash
+        height = store.latest_height()
+        if height < 0:
+            raise errors.LedgerError("the store holds no genesis")
+        tip = store.header(height)
+        assert tip is not None
+        self.tip: Header = tip
+
+    def account(self, address: bytes) -> Account:
+        """Latest committed account."""
+        with self.store.read() as r:
+            return get_account(State(r.state), address)
+
+    def build_block(self, candidates: Iterable[Transaction], proposer: bytes, time_ms: int,
+                    last_commit: Commit | None) -> Proposal:
+        """Execute the valid candidates on top of the tip and wrap them in a block."""
+        tip = self.tip
+        time_ms = max(time_ms, tip.time_ms + 1)
+        env = BlockEnv(self.chain_id, tip.height + 1, time_ms, proposer, self.params)
+        with self.store.read() as r:
+            state = State(r.state)
+            included, receipts, rejected = build_body(state, env, candidates)
+            out = finish_block(state, receipts, included, r.node, tip.state_root)
+        header = Header(self.chain_id, env.height, time_ms, tip.hash, proposer, out.tx_root,
+                        out.receipts_root, out.state_root, self.validators_hash, self.validators_hash,
+                        last_commit.hash if last_commit else EMPTY_HASH)
+        return Proposal(Block(header, tuple(included), last_commit), out, rejected)
+
+    def execute_block(self, block: Block) -> BlockOutput:
+        """Re-execute a proposed block on top of the tip; InvalidBlock if it is wrong."""
+        with self.store.read() as r:
+            return state_transition(r.state, r.node, self.tip, block, self.params)
+
+    def commit_block(self, block: Block, commit: Commit, out: BlockOutput) -> None:
+        if block.header.parent_hash != self.tip.hash:
+            raise errors.InvalidBlock("block does not extend the tip")
+        self.store.commit_block(block, commit, out)
+        self.tip = block.header

@@ -1,0 +1,182 @@
+"""The mempool: admission checks, per-sender nonce order, a size bound, eviction.
+
+Admission (`add`) runs the stateless checks and the stateful ones against the committed
+state PLUS the sender's pending transactions: a sender's pending nonces are contiguous
+from its account nonce, and its pending worst-case costs must fit its balance.  The
+signature is checked before `add` (batched, possibly in other processes) and never again.
+After each commit `update` drops what was included and evicts what became invalid.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+from typing import Callable, Iterable
+
+from ledger import errors
+from ledger.state import Account
+from ledger.tx import Transaction, validate_transaction
+
+
+class MempoolError(errors.InvalidTransaction):
+    reason = "mempool_rejected"
+
+
+class MempoolFull(MempoolError):
+    reason = "mempool_full"
+
+
+class AlreadyKnown(MempoolError):
+    reason = "already_known"
+
+
+class FeeTooLow(MempoolError):
+    reason = "fee_too_low"
+
+
+class Mempool:
+    def __init__(self, chain_id: str, max_gas: int, account: Callable[[bytes], Account],
+                 max_txs: int = 200_000, max_per_sender: int = 20_000, min_gas_price: int = 1):
+        self.chain_id = chain_id
+        self.max_gas = max_gas
+        self._account = account  # latest committed account of an address
+        self.max_txs = max_txs
+        self.max_per_sender = max_per_sender
+        self.min_gas_price = min_gas_price
+        self._by_hash: dict[bytes, Transaction] = {}
+        self._pending: dict[bytes, list[Transaction]] = {}  # sender -> txs in nonce order
+        self._next_nonce: dict[bytes, int] = {}  # sender -> nonce of its first pending tx
+        self._spent: dict[bytes, int] = {}  # sender -> sum of pending worst-case costs
+        self._arrival: dict[bytes, int] = {}  # tx hash -> arrival sequence
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def __contains__(self, tx_hash: bytes) -> bool:
+        return tx_hash in self._by_hash
+
+    def get(self, tx_hash: bytes) -> Transaction | None:
+        return self._by_hash.get(tx_hash)
+
+    def pending_nonce(self, sender: bytes) -> int:
+        """The nonce the sender's next transaction must carry."""
+        q = self._pending.get(sender)
+        if q:
+            return q[-1].nonce + 1
+        return self._account(sender).nonce
+
+    def add(self, tx: Transaction) -> None:
+        """Admit a signature-checked transaction or raise the reason it is refused."""
+        if tx.hash in self._by_hash:
+            raise AlreadyKnown("transaction is already in the mempool")
+        validate_transaction(tx, self.chain_id, self.max_gas)
+        if tx.gas_price < self.min_gas_price:
+            raise FeeTooLow(f"gas price {tx.gas_price} is below this node's minimum {self.min_gas_price}")
+        if len(self._by_hash) >= self.max_txs:
+            raise MempoolFull(f"the mempool is full ({self.max_txs} transactions); try again later")
+        sender = tx.sender_address
+        q = self._pending.get(sender)
+        acct = self._account(sender)
+        expected = self._next_nonce[sender] + len(q) if q else acct.nonce
+        if tx.nonce < expected:
+            raise errors.NonceTooLow(f"nonce {tx.nonce} is too low: the next nonce of this sender is {expected}")
+        if tx.nonce > expected:
+            raise errors.NonceTooHigh(f"nonce {tx.nonce} is too high: the next nonce of this sender is {expected}")
+        if q and len(q) >= self.max_per_sender:
+            raise MempoolFull(f"this sender already has {len(q)} pending transactions")
+        cost = tx.max_fee + tx.value
+        spent = self._spent.get(sender, 0)
+        if acct.balance - spent < cost:
+            raise errors.InsufficientFunds(
+                f"balance {acct.balance} minus pending {spent} cannot pay {cost} "
+                f"(value {tx.value} + gas {tx.gas_limit} x price {tx.gas_price})")
+        if q is None:
+            self._pending[sender] = [tx]
+            self._next_nonce[sender] = tx.nonce
+        else:
+            q.append(tx)
+        self._spent[sender] = spent + cost
+        self._by_hash[tx.hash] = tx
+        self._arrival[tx.hash] = next(self._seq)
+
+    def reap(self, max_txs: int) -> list[Transaction]:
+        """Candidates for the next block: each sender's txs in nonce order, senders
+        interleaved by gas price (highest first), then by arrival."""
+        heap = []
+        for sender, q in self._pending.items():
+            t = q[0]
+            heapq.heappush(heap, (-t.gas_price, self._arrival[t.hash], sender, 0))
+        out: list[Transaction] = []
+        while heap and len(out) < max_txs:
+            _, _, sender, i = heapq.heappop(heap)
+            q = self._pending[sender]
+            out.append(q[i])
+            if i + 1 < len(q):
+                t = q[i + 1]
+                heapq.heappush(heap, (-t.gas_price, self._arrival[t.hash], sender, i + 1))
+        return out
+
+    def _drop_from(self, q: list[Transaction], start: int, stop: int | None = None) -> None:
+        for t in q[start:stop]:
+            del self._by_hash[t.hash]
+            del self._arrival[t.hash]
+        del q[start:stop]
+
+    def update(self, included: Iterable[Transaction], rejected: Iterable[Transaction]) -> list[Transaction]:
+        """After a commit: forget included txs, evict rejected ones (with the later nonces
+        of their sender) and whatever the new state made invalid. Returns the evicted.
+
+        Cost is O(included + evicted), not O(pool): a sender's queue is walked in full only
+        when its pending costs no longer fit its balance."""
+        touched: dict[bytes, None] = {}
+        for t in included:
+            if self._by_hash.pop(t.hash, None) is not None:
+                del self._arrival[t.hash]
+                self._spent[t.sender_address] -= t.max_fee + t.value
+            touched[t.sender_address] = None
+        evicted: list[Transaction] = []
+        recount: set[bytes] = set()
+        for t in rejected:
+            q = self._pending.get(t.sender_address)
+            if q and t.hash in self._by_hash:
+                i = next(i for i, x in enumerate(q) if x.hash == t.hash)
+                evicted.extend(q[i:])
+                self._drop_from(q, i)
+                recount.add(t.sender_address)
+            touched[t.sender_address] = None
+        for sender in touched:
+            q = self._pending.get(sender)
+            if q is None:
+                continue
+            acct = self._account(sender)
+            k = 0  # included txs, and txs whose nonce was used by a tx from elsewhere
+            while k < len(q) and (q[k].hash not in self._by_hash or q[k].nonce < acct.nonce):
+                if q[k].hash in self._by_hash:
+                    evicted.append(q[k])
+                    self._drop_from(q, k, k + 1)
+                    recount.add(sender)
+                    continue
+                k += 1
+            del q[:k]
+            if q and q[0].nonce != acct.nonce:  # a gap: nothing here can ever run
+                evicted.extend(q)
+                self._drop_from(q, 0)
+            if sender in recount:
+                self._spent[sender] = sum(t.max_fee + t.value for t in q)
+            if self._spent.get(sender, 0) > acct.balance:  # trim from the tail until it fits
+                spent = 0
+                for i, t in enumerate(q):
+                    c = t.max_fee + t.value
+                    if spent + c > acct.balance:
+                        evicted.extend(q[i:])
+                        self._drop_from(q, i)
+                        break
+                    spent += c
+                self._spent[sender] = spent
+            if q:
+                self._next_nonce[sender] = q[0].nonce
+            else:
+                del self._pending[sender]
+                self._next_nonce.pop(sender, None)
+                self._spent.pop(sender, None)
+        return evicted

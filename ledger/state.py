@@ -1,0 +1,119 @@
+"""World state as seen while executing: committed values underneath, changes on top.
+
+State keys are prefixed by what they hold: b"a" + address for an account.  A journal
+of previous values gives atomic rollback of one transaction (or of a nested call, later)
+and the written keys become the block's change set for the trie and LMDB.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ledger.encoding import decode, encode
+
+ACCOUNT_PREFIX = b"a"
+ACCOUNT_VERSION = 1
+
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    balance: int = 0
+    nonce: int = 0
+
+
+EMPTY_ACCOUNT = Account()
+
+
+def account_key(address: bytes) -> bytes:
+    return ACCOUNT_PREFIX + address
+
+
+def encode_account(a: Account) -> bytes:
+    return encode([ACCOUNT_VERSION, a.balance, a.nonce])
+
+
+def decode_account(raw: bytes) -> Account:
+    w = decode(raw)
+    if not (isinstance(w, list) and len(w) == 3 and w[0] == ACCOUNT_VERSION):
+        raise ValueError("stored account is corrupt")
+    return Account(w[1], w[2])
+
+
+_ENCODERS: dict[bytes, tuple[Callable[[Any], bytes], Callable[[bytes], Any]]] = {
+    ACCOUNT_PREFIX: (encode_account, decode_account),
+}
+
+
+class State:
+    """One block's view of the world. Read with the functions below, never directly."""
+
+    __slots__ = ("_read", "_cache", "_written", "_journal", "_marks")
+
+    def __init__(self, read: Callable[[bytes], bytes | None]):
+        self._read = read  # committed value of a state key, or None
+        self._cache: dict[bytes, Any] = {}  # decoded current values (None = absent)
+        self._written: dict[bytes, None] = {}  # keys changed in this block, in write order
+        self._journal: list[tuple[bytes, Any, bool]] = []
+        self._marks: list[int] = []
+
+
+def _load(state: State, key: bytes) -> Any:
+    v = state._cache.get(key, _MISSING)
+    if v is _MISSING:
+        raw = state._read(key)
+        v = None if raw is None else _ENCODERS[key[:1]][1](raw)
+        state._cache[key] = v
+    return v
+
+
+def _store(state: State, key: bytes, value: Any) -> None:
+    if state._marks:
+        state._journal.append((key, state._cache.get(key, _MISSING), key in state._written))
+    state._cache[key] = value
+    state._written[key] = None
+
+
+def get_account(state: State, address: bytes) -> Account:
+    return _load(state, ACCOUNT_PREFIX + address) or EMPTY_ACCOUNT
+
+
+def set_account(state: State, address: bytes, account: Account) -> None:
+    """Write an account; an empty one (no balance, no nonce) is deleted from state."""
+    _store(state, ACCOUNT_PREFIX + address, None if account == EMPTY_ACCOUNT else account)
+
+
+def begin_transaction(state: State) -> None:
+    """Open a rollback point; they nest (a call inside a call)."""
+    state._marks.append(len(state._journal))
+
+
+def commit_transaction(state: State) -> None:
+    state._marks.pop()
+    if not state._marks:
+        state._journal.clear()
+
+
+def rollback_transaction(state: State) -> None:
+    """Undo every write since the matching begin_transaction."""
+    mark = state._marks.pop()
+    journal = state._journal
+    while len(journal) > mark:
+        key, old, was_written = journal.pop()
+        if old is _MISSING:
+            state._cache.pop(key, None)
+        else:
+            state._cache[key] = old
+        if not was_written:
+            state._written.pop(key, None)
+
+
+def changes(state: State) -> dict[bytes, bytes | None]:
+    """The block's change set: state key -> new encoded value, or None for deleted."""
+    assert not state._marks, "changes() inside an open transaction"
+    out: dict[bytes, bytes | None] = {}
+    for key in state._written:
+        v = state._cache[key]
+        out[key] = None if v is None else _ENCODERS[key[:1]][0](v)
+    return out

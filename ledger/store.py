@@ -1,0 +1,194 @@
+"""LMDB storage: blocks, commits, transactions, receipts, state and trie nodes.
+
+One block is committed in ONE LMDB write transaction (`commit_block`), so a crash at
+any moment leaves the last committed block whole and the node restarts from it.
+Named databases:
+    meta      b"height" -> latest height (8 bytes BE), b"genesis" -> genesis document
+    headers   height -> [header, last_commit, tx_count]
+    hashes    block hash -> height
+    commits   height -> the commit that finalised that block
+    txs       height ++ index -> raw transaction
+    receipts  tx hash -> [height, index, receipt]
+    state     state key -> latest value (for fast reads; the trie holds every version)
+    nodes     trie node hash -> node (content-addressed, so old roots stay provable)
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Callable, Iterator
+
+import lmdb
+
+from ledger.block import (Block, Commit, Header, Receipt, commit_from_wire, header_from_wire,
+                          receipt_from_wire)
+from ledger.encoding import decode, encode
+from ledger.transition import BlockOutput
+from ledger.tx import Transaction, decode_transaction
+
+_DBS = (b"meta", b"headers", b"hashes", b"commits", b"txs", b"receipts", b"state", b"nodes")
+_HEIGHT = b"height"
+_GENESIS = b"genesis"
+_MAX_TX = 1 << 30  # stored transactions were checked on the way in
+
+
+def height_key(h: int) -> bytes:
+    return h.to_bytes(8, "big")
+
+
+def tx_key(h: int, i: int) -> bytes:
+    return h.to_bytes(8, "big") + i.to_bytes(4, "big")
+
+
+class StoreError(Exception):
+    """The data dir is missing, locked, or not a gradchain store."""
+
+
+class Reader:
+    """A consistent read-only view of the store (one LMDB read transaction)."""
+
+    def __init__(self, store: "Store", txn: lmdb.Transaction):
+        self._s, self._txn = store, txn
+        self.state: Callable[[bytes], bytes | None] = lambda k: txn.get(k, db=store._db[b"state"])
+
+    def node(self, h: bytes) -> bytes:
+        v = self._txn.get(h, db=self._s._db[b"nodes"])
+        if v is None:
+            raise KeyError(h)
+        return v
+
+
+class Store:
+    def __init__(self, path: str | Path, map_size: int = 64 << 30):
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.env = lmdb.open(str(path / "chain.lmdb"), map_size=map_size, max_dbs=len(_DBS),
+                                 subdir=True, sync=True, metasync=True, readahead=False)
+        except lmdb.Error as e:
+            raise StoreError(f"cannot open the store in {path}: {e}") from None
+        self._db = {name: self.env.open_db(name) for name in _DBS}
+
+    def close(self) -> None:
+        self.env.close()
+
+    # ---- reads ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Reader]:
+        with self.env.begin(buffers=False) as txn:
+            yield Reader(self, txn)
+
+    def _get(self, db: bytes, key: bytes) -> bytes | None:
+        with self.env.begin() as txn:
+            return txn.get(key, db=self._db[db])
+
+    def latest_height(self) -> int:
+        """Height of the last committed block; -1 before genesis is written."""
+        v = self._get(b"meta", _HEIGHT)
+        return -1 if v is None else int.from_bytes(v, "big")
+
+    def genesis_doc(self) -> bytes | None:
+        return self._get(b"meta", _GENESIS)
+
+    def header(self, height: int) -> Header | None:
+        v = self._get(b"headers", height_key(height))
+        return None if v is None else _header_of(v)
+
+    def height_of(self, block_hash: bytes) -> int | None:
+        v = self._get(b"hashes", block_hash)
+        return None if v is None else int.from_bytes(v, "big")
+
+    def block(self, height: int) -> Block | None:
+        with self.env.begin() as txn:
+            v = txn.get(height_key(height), db=self._db[b"headers"])
+            if v is None:
+                return None
+            w = decode(v)
+            header = header_from_wire(w[0])
+            last_commit = None if w[1] is None else commit_from_wire(w[1])
+            txs = []
+            cur = txn.cursor(db=self._db[b"txs"])
+            prefix = height_key(height)
+            if w[2] and cur.set_range(prefix):
+                for k, raw in cur:
+                    if not k.startswith(prefix):
+                        break
+                    txs.append(decode_transaction(raw, _MAX_TX))
+        return Block(header, tuple(txs), last_commit)
+
+    def commit(self, height: int) -> Commit | None:
+        """The commit that finalised block `height` (the next block carries it too)."""
+        v = self._get(b"commits", height_key(height))
+        return None if v is None else commit_from_wire(decode(v))
+
+    def tx(self, tx_hash: bytes) -> tuple[Transaction, int, int, Receipt] | None:
+        """A committed transaction with its height, index and receipt."""
+        with self.env.begin() as txn:
+            v = txn.get(tx_hash, db=self._db[b"receipts"])
+            if v is None:
+                return None
+            height, index, receipt = decode(v)
+            raw = txn.get(tx_key(height, index), db=self._db[b"txs"])
+        return decode_transaction(raw, _MAX_TX), height, index, receipt_from_wire(receipt)
+
+    def state_items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every latest (key, value) of the state, in key order."""
+        with self.env.begin() as txn:
+            yield from txn.cursor(db=self._db[b"state"])
+
+    # ---- writes -----------------------------------------------------------------------
+
+    def _write(self, fn: Callable[[lmdb.Transaction], None]) -> None:
+        """Run fn in one write transaction, growing the map if it is full."""
+        while True:
+            try:
+                with self.env.begin(write=True) as txn:
+                    fn(txn)
+                return
+            except lmdb.MapFullError:
+                self.env.set_mapsize(self.env.info()["map_size"] * 2)
+
+    def _put_state(self, txn: lmdb.Transaction, changes: dict[bytes, bytes | None],
+                   nodes: dict[bytes, bytes]) -> None:
+        sdb = self._db[b"state"]
+        for k, v in changes.items():
+            if v is None:
+                txn.delete(k, db=sdb)
+            else:
+                txn.put(k, v, db=sdb)
+        txn.cursor(db=self._db[b"nodes"]).putmulti(nodes.items(), overwrite=False)
+
+    def init_genesis(self, doc: bytes, header: Header, changes: dict[bytes, bytes | None],
+                     nodes: dict[bytes, bytes]) -> None:
+        """Write the genesis document, block 0 and the initial state."""
+        def fn(txn: lmdb.Transaction) -> None:
+            txn.put(_GENESIS, doc, db=self._db[b"meta"])
+            txn.put(height_key(0), encode([header.to_wire(), None, 0]), db=self._db[b"headers"])
+            txn.put(header.hash, height_key(0), db=self._db[b"hashes"])
+            self._put_state(txn, changes, nodes)
+            txn.put(_HEIGHT, height_key(0), db=self._db[b"meta"])
+        self._write(fn)
+
+    def commit_block(self, block: Block, commit: Commit, out: BlockOutput) -> None:
+        """Store a finalised block and everything it changed, atomically."""
+        h = block.header.height
+
+        def fn(txn: lmdb.Transaction) -> None:
+            hk = height_key(h)
+            txn.put(hk, encode([block.header.to_wire(),
+                                block.last_commit.to_wire() if block.last_commit else None,
+                                len(block.txs)]), db=self._db[b"headers"])
+            txn.put(block.hash, hk, db=self._db[b"hashes"])
+            txn.put(hk, encode(commit.to_wire()), db=self._db[b"commits"])
+            txn.cursor(db=self._db[b"txs"]).putmulti(
+                ((hk + i.to_bytes(4, "big"), tx.raw) for i, tx in enumerate(block.txs)), append=True)
+            txn.cursor(db=self._db[b"receipts"]).putmulti(
+                (tx.hash, encode([h, i, r.to_wire()])) for i, (tx, r) in enumerate(zip(block.txs, out.receipts)))
+            self._put_state(txn, out.changes, out.trie_nodes)
+            txn.put(_HEIGHT, hk, db=self._db[b"meta"])
+        self._write(fn)
+
+
+def _header_of(v: bytes) -> Header:
+    return header_from_wire(decode(v)[0])

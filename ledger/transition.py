@@ -1,0 +1,206 @@
+"""The state-transition function: how a block changes the world.
+
+Read top to bottom: `state_transition` checks a block against its parent and
+re-executes it; `apply_body` runs its transactions in order; `process_transaction`
+runs one.  Nothing here reads a clock, a random source or the network: the output is a
+pure function of the parent state and the block.  Gas is charged in process_transaction.
+
+Where things happen:
+- a transaction is validated: ledger.tx.validate_transaction (stateless) and
+  check_transaction below (nonce, funds);
+- gas is charged: process_transaction below;
+- a block is committed: ledger.store.Store.commit_block.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from ledger import errors
+from ledger.block import (STATUS_FAILED, STATUS_SUCCESS, Block, Header, Receipt,
+                          encode_receipt)
+from ledger.merkle import merkle_root
+from ledger.params import ChainParams
+from ledger.state import (Account, State, begin_transaction, changes, commit_transaction,
+                          get_account, rollback_transaction, set_account)
+from ledger.trie import update as trie_update
+from ledger.tx import INTRINSIC_GAS, Transaction, TxKind, validate_transaction
+
+
+@dataclass(frozen=True, slots=True)
+class BlockEnv:
+    """What a transaction may know about the block it runs in."""
+
+    chain_id: str
+    height: int
+    time_ms: int
+    proposer: bytes  # receives the fees
+    params: ChainParams
+
+
+@dataclass(frozen=True, slots=True)
+class BlockOutput:
+    """Everything executing a block produced, ready to be committed."""
+
+    receipts: tuple[Receipt, ...]
+    changes: dict[bytes, bytes | None]
+    tx_root: bytes
+    receipts_root: bytes
+    state_root: bytes
+    trie_nodes: dict[bytes, bytes]
+    gas_used: int
+
+
+class ExecutionFailure(Exception):
+    """A valid transaction that failed while running: it becomes a failed receipt."""
+
+    def __init__(self, message: str, gas_used: int):
+        super().__init__(message)
+        self.gas_used = gas_used
+
+
+# ---- one transaction -------------------------------------------------------------------
+
+def check_transaction(state: State, tx: Transaction) -> Account:
+    """Stateful validity: the nonce is next and the sender can pay the worst case."""
+    sender = get_account(state, tx.sender_address)
+    if tx.nonce < sender.nonce:
+        raise errors.NonceTooLow(f"nonce {tx.nonce} is too low: the account's next nonce is {sender.nonce}")
+    if tx.nonce > sender.nonce:
+        raise errors.NonceTooHigh(f"nonce {tx.nonce} is too high: the account's next nonce is {sender.nonce}")
+    cost = tx.max_fee + tx.value
+    if sender.balance < cost:
+        raise errors.InsufficientFunds(
+            f"balance {sender.balance} cannot pay {cost} (value {tx.value} + gas {tx.gas_limit} x price {tx.gas_price})")
+    return sender
+
+
+def _run_transfer(state: State, tx: Transaction) -> int:
+    payload = tx.payload
+    sender = get_account(state, tx.sender_address)
+    set_account(state, tx.sender_address, Account(sender.balance - payload.amount, sender.nonce))
+    to = get_account(state, payload.to)
+    set_account(state, payload.to, Account(to.balance + payload.amount, to.nonce))
+    return INTRINSIC_GAS[TxKind.TRANSFER]
+
+
+_RUNNERS: dict[int, Callable[[State, Transaction], int]] = {TxKind.TRANSFER: _run_transfer}
+
+
+def process_transaction(state: State, env: BlockEnv, tx: Transaction) -> Receipt:
+    """Execute one valid transaction. Raises InvalidTransaction if it may not be included.
+
+    The sender pays the whole gas limit up front and bumps its nonce; the kind's effect
+    runs inside a rollback point; unused gas is refunded and the fee goes to the proposer.
+    A failed run keeps the fee and the nonce bump but none of the run's other changes.
+    """
+    sender = check_transaction(state, tx)
+    set_account(state, tx.sender_address, Account(sender.balance - tx.max_fee, sender.nonce + 1))
+    begin_transaction(state)
+    try:
+        gas_used = _RUNNERS[tx.kind](state, tx)
+        commit_transaction(state)
+        status, error = STATUS_SUCCESS, ""
+    except ExecutionFailure as e:
+        rollback_transaction(state)
+        gas_used, status, error = min(e.gas_used, tx.gas_limit), STATUS_FAILED, str(e)
+    refund = (tx.gas_limit - gas_used) * tx.gas_price
+    if refund:
+        sender = get_account(state, tx.sender_address)
+        set_account(state, tx.sender_address, Account(sender.balance + refund, sender.nonce))
+    fee = gas_used * tx.gas_price
+    if fee:
+        proposer = get_account(state, env.proposer)
+        set_account(state, env.proposer, Account(proposer.balance + fee, proposer.nonce))
+    return Receipt(status, gas_used, error)
+
+
+# ---- a block body ----------------------------------------------------------------------
+
+def _admissible(env: BlockEnv, tx: Transaction, gas_so_far: int) -> None:
+    validate_transaction(tx, env.chain_id, env.params.max_block_gas)
+    if gas_so_far + tx.gas_limit > env.params.max_block_gas:
+        raise errors.GasLimitTooHigh("the block's gas limit is reached")
+
+
+def apply_body(state: State, env: BlockEnv, txs: Iterable[Transaction]) -> list[Receipt]:
+    """Execute a block's transactions in order; any invalid one makes the block invalid."""
+    receipts, gas = [], 0
+    for i, tx in enumerate(txs):
+        try:
+            _admissible(env, tx, gas)
+            receipts.append(process_transaction(state, env, tx))
+        except errors.InvalidTransaction as e:
+            raise errors.InvalidBlock(f"transaction {i} ({tx.hash.hex()}) is invalid: {e}") from None
+        gas += tx.gas_limit
+    return receipts
+
+
+def build_body(state: State, env: BlockEnv, candidates: Iterable[Transaction]
+               ) -> tuple[list[Transaction], list[Receipt], list[tuple[Transaction, errors.LedgerError]]]:
+    """Proposer's side of apply_body: keep the candidates that are valid, in order, while
+    the block has room; return (included, receipts, rejected with their errors)."""
+    included, receipts, rejected, gas, size = [], [], [], 0, 0
+    for tx in candidates:
+        if size + len(tx.raw) > env.params.max_block_bytes - 64 * 1024:  # room for header and commit
+            break
+        try:
+            _admissible(env, tx, gas)
+        except errors.GasLimitTooHigh:
+            break
+        except errors.InvalidTransaction as e:
+            rejected.append((tx, e))
+            continue
+        try:
+            receipts.append(process_transaction(state, env, tx))
+        except errors.InvalidTransaction as e:
+            rejected.append((tx, e))
+            continue
+        included.append(tx)
+        gas += tx.gas_limit
+        size += len(tx.raw)
+    return included, receipts, rejected
+
+
+def finish_block(state: State, receipts: list[Receipt], txs: list[Transaction] | tuple[Transaction, ...],
+                 get_node: Callable[[bytes], bytes], parent_state_root: bytes) -> BlockOutput:
+    """Compute the roots that a block's header commits to."""
+    ch = changes(state)
+    state_root, nodes = trie_update(get_node, parent_state_root, ch)
+    return BlockOutput(tuple(receipts), ch, merkle_root([t.hash for t in txs]),
+                       merkle_root([encode_receipt(r) for r in receipts]), state_root, nodes,
+                       sum(r.gas_used for r in receipts))
+
+
+# ---- a whole block ---------------------------------------------------------------------
+
+def validate_header(parent: Header, header: Header, chain_id: str) -> None:
+    """Checks of a header against its parent that need no execution."""
+    if header.chain_id != chain_id:
+        raise errors.InvalidBlock(f"block is for chain {header.chain_id!r}")
+    if header.height != parent.height + 1:
+        raise errors.InvalidBlock(f"block height {header.height} does not follow {parent.height}")
+    if header.parent_hash != parent.hash:
+        raise errors.InvalidBlock("block's parent hash is not the hash of the previous block")
+    if header.time_ms <= parent.time_ms:
+        raise errors.InvalidBlock("block time does not increase")
+
+
+def state_transition(read: Callable[[bytes], bytes | None], get_node: Callable[[bytes], bytes],
+                     parent: Header, block: Block, params: ChainParams) -> BlockOutput:
+    """Check `block` against `parent`, execute it, and check the roots its header claims.
+
+    Commit-certificate and proposer checks belong to consensus, which calls this."""
+    h = block.header
+    validate_header(parent, h, parent.chain_id)
+    last_commit_hash = block.last_commit.hash if block.last_commit else bytes(32)
+    if h.last_commit_hash != last_commit_hash:
+        raise errors.InvalidBlock("header's last commit hash does not match the block's commit")
+    env = BlockEnv(h.chain_id, h.height, h.time_ms, h.proposer, params)
+    state = State(read)
+    receipts = apply_body(state, env, block.txs)
+    out = finish_block(state, receipts, block.txs, get_node, parent.state_root)
+    for name in ("tx_root", "receipts_root", "state_root"):
+        if getattr(out, name) != getattr(h, name):
+            raise errors.InvalidBlock(f"header's {name.replace('_', ' ')} does not match the block's execution")
+    return out

@@ -1,0 +1,315 @@
+"""Start a gradchain validator: `python node.py` runs a one-validator devnet at once.
+
+This file is the only place that wires the parts together: store and chain (ledger),
+mempool, signature verifier, the consensus engine, and the JSON-RPC server (net).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Coroutine
+
+from aiohttp import web
+
+from consensus.genesis import COIN, Genesis, devnet_genesis, devnet_keys, devnet_validator_key, load_genesis
+from consensus.solo import SoloEngine
+from ledger import errors
+from ledger.block import Block, Receipt
+from ledger.chain import Chain, Proposal
+from ledger.keys import PrivateKey, address_hex, load_key
+from ledger.mempool import AlreadyKnown, Mempool
+from ledger.sigverify import SignatureVerifier
+from ledger.store import Store, StoreError
+from ledger.tx import Transaction, decode_transaction, validate_transaction
+from net.rpc import make_app
+
+log = logging.getLogger("gradchain.node")
+
+DEFAULT_DATA_DIR = ".gradchain"
+DEFAULT_RPC_PORT = 8545
+
+
+@dataclass
+class NodeConfig:
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    rpc_host: str = "127.0.0.1"
+    rpc_port: int = DEFAULT_RPC_PORT
+    genesis: Path | None = None
+    key: Path | None = None
+    block_time: float = 2.0
+    verify_workers: int = max(1, (os.cpu_count() or 2) - 1)
+    max_block_txs: int = 10_000
+    mempool_size: int = 200_000
+    min_gas_price: int = 1
+    max_body_bytes: int = 16 << 20
+    quiet: bool = False
+
+
+class NodeError(Exception):
+    """The node cannot start: a clear message for the operator."""
+
+
+def _lock(data_dir: Path) -> Any:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    f = open(data_dir / "LOCK", "w")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise NodeError(f"another node is running on {data_dir}") from None
+    return f
+
+
+def _open_genesis(cfg: NodeConfig, store: Store) -> tuple[Genesis, bool]:
+    """The genesis this data dir holds, writing it on first start. (genesis, is_devnet)"""
+    stored = store.genesis_doc()
+    given = load_genesis(cfg.genesis) if cfg.genesis else None
+    if stored is not None:
+        meta = json.loads(stored)
+        genesis = Genesis.from_json(meta["genesis"])
+        if given is not None and given.hash != genesis.hash:
+            raise NodeError(f"{cfg.data_dir} holds chain {genesis.chain_id} with another genesis; "
+                            "use an empty --data-dir for a new chain")
+        return genesis, meta["devnet"]
+    devnet = given is None
+    genesis = given or devnet_genesis(int(time.time() * 1000))
+    changes, root, nodes = genesis.initial_state()
+    doc = json.dumps({"genesis": genesis.to_json(), "devnet": devnet}, sort_keys=True).encode()
+    store.init_genesis(doc, genesis.header(root), changes, nodes)
+    (cfg.data_dir / "genesis.json").write_text(json.dumps(genesis.to_json(), indent=2) + "\n")
+    return genesis, devnet
+
+
+class Node:
+    def __init__(self, cfg: NodeConfig):
+        self.cfg = cfg
+        self._lockfile = _lock(cfg.data_dir)
+        try:
+            self.store = Store(cfg.data_dir)
+        except StoreError as e:
+            raise NodeError(str(e)) from None
+        self.genesis, self.devnet = _open_genesis(cfg, self.store)
+        self.validators = self.genesis.validators
+        if cfg.key is not None:
+            try:
+                self.key = load_key(cfg.key)
+            except ValueError as e:
+                raise NodeError(str(e)) from None
+        elif self.devnet:
+            self.key = devnet_validator_key()
+        else:
+            raise NodeError("this chain is not a devnet: give the validator key with --key")
+        if self.validators.get(self.key.address) is None:
+            raise NodeError(f"key {address_hex(self.key.address)} is not a validator of {self.genesis.chain_id}")
+        params = self.genesis.params
+        self.chain = Chain(self.store, self.genesis.chain_id, params, self.validators.hash)
+        self.mempool = Mempool(self.genesis.chain_id, params.max_block_gas, self.chain.account,
+                               max_txs=cfg.mempool_size, min_gas_price=cfg.min_gas_price)
+        self.verifier = SignatureVerifier(cfg.verify_workers)
+        self.engine = SoloEngine(self.chain, self.mempool, self.key, self.validators, cfg.block_time,
+                                 cfg.max_block_txs, self._on_commit)
+        self._waiters: dict[bytes, list[asyncio.Future]] = {}
+        self._admit_tail: asyncio.Future | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    # ---- transactions in --------------------------------------------------------------
+
+    async def submit(self, raws: list[bytes]) -> list[bytes | errors.LedgerError]:
+        """Admit raw transactions: tx hash, or the error that refused it, for each.
+
+        Signatures of a batch are checked together (in worker processes); batches are
+        added to the mempool in the order they arrived, so pipelined batches of one
+        sender's consecutive nonces never see each other out of order."""
+        params = self.chain.params
+        results: list[Any] = [None] * len(raws)
+        todo: list[tuple[int, Transaction]] = []
+        for i, raw in enumerate(raws):
+            try:
+                tx = decode_transaction(raw, params.max_tx_bytes)
+                validate_transaction(tx, self.chain.chain_id, params.max_block_gas)
+                if tx.hash in self.mempool:
+                    raise AlreadyKnown("transaction is already in the mempool")
+                todo.append((i, tx))
+            except errors.InvalidTransaction as e:
+                results[i] = e
+        loop = asyncio.get_running_loop()
+        prev, done = self._admit_tail, loop.create_future()
+        self._admit_tail = done
+        try:
+            oks = await self.verifier.verify([tx for _, tx in todo])
+            if prev is not None:
+                await asyncio.shield(prev)
+            added = False
+            for (i, tx), ok in zip(todo, oks):
+                if not ok:
+                    results[i] = errors.BadSignature("signature does not match the sender's public key")
+                    continue
+                try:
+                    self.mempool.add(tx)
+                    results[i] = tx.hash
+                    added = True
+                except errors.InvalidTransaction as e:
+                    results[i] = e
+            if added:
+                self.engine.poke()
+        finally:
+            done.set_result(None)
+            if self._admit_tail is done:
+                self._admit_tail = None
+        return results
+
+    async def wait_commit(self, tx_hash: bytes, timeout: float) -> tuple[int, int, Receipt]:
+        """(height, index, receipt) once tx_hash is committed; raises the eviction reason."""
+        found = self.store.tx(tx_hash)
+        if found is not None:
+            return found[1], found[2], found[3]
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(tx_hash, []).append(fut)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            ws = self._waiters.get(tx_hash)
+            if ws is not None:
+                if fut in ws:
+                    ws.remove(fut)
+                if not ws:
+                    del self._waiters[tx_hash]
+
+    def _on_commit(self, block: Block, prop: Proposal, evicted: list[Transaction]) -> None:
+        if not self.cfg.quiet:
+            log.info("block %d  %d txs  gas %d  hash %s", block.height, len(block.txs),
+                     prop.output.gas_used, block.hash.hex()[:16])
+        if self._waiters:
+            for i, (tx, r) in enumerate(zip(block.txs, prop.output.receipts)):
+                for fut in self._waiters.get(tx.hash, ()):
+                    if not fut.done():
+                        fut.set_result((block.height, i, r))
+            reasons = {t.hash: e for t, e in prop.rejected}
+            for tx in evicted:
+                err = reasons.get(tx.hash) or errors.InvalidTransaction("evicted from the mempool: an earlier "
+                                                                        "transaction of its sender was dropped")
+                for fut in self._waiters.get(tx.hash, ()):
+                    if not fut.done():
+                        fut.set_exception(err)
+
+    def spawn(self, coro: Coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- running ----------------------------------------------------------------------
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        self.verifier.warm_up()
+        runner = web.AppRunner(make_app(self, self.cfg.max_body_bytes), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.cfg.rpc_host, self.cfg.rpc_port)
+        try:
+            await site.start()
+        except OSError as e:
+            await runner.cleanup()
+            raise NodeError(f"cannot listen on {self.cfg.rpc_host}:{self.cfg.rpc_port}: {e.strerror}") from None
+        if not self.cfg.quiet:
+            self._banner()
+        if ready is not None:
+            ready.set()
+        try:
+            await self.engine.run()
+        finally:
+            await runner.cleanup()
+
+    def close(self) -> None:
+        self.verifier.close()
+        self.store.close()
+        self._lockfile.close()
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://{self.cfg.rpc_host}:{self.cfg.rpc_port}"
+
+    def _banner(self) -> None:
+        """Anvil-style start message; the same facts go to <data-dir>/devnet.json for tools."""
+        g, tip = self.genesis, self.chain.tip
+        lines = ["", "gradchain node", "=" * 14, f"Chain id:        {g.chain_id}",
+                 f"Genesis hash:    {g.hash.hex()}", f"Latest block:    {tip.height}",
+                 f"Validator:       {address_hex(self.key.address)}",
+                 f"Block gas limit: {g.params.max_block_gas}", f"Data dir:        {self.cfg.data_dir}"]
+        info: dict[str, Any] = {"chain_id": g.chain_id, "rpc_url": self.rpc_url, "genesis_hash": g.hash.hex()}
+        if self.devnet:
+            keys = devnet_keys()
+            lines += ["", "Available accounts (insecure dev keys, never use them for value)",
+                      "================================================================"]
+            for i, k in enumerate(keys):
+                bal = dict(g.accounts).get(k.address, 0)
+                lines.append(f"({i}) {address_hex(k.address)}  key 0x{k.seed.hex()}  ({bal // COIN} GRAD)")
+            info["accounts"] = [{"address": address_hex(k.address), "private_key": k.seed.hex()} for k in keys]
+        (self.cfg.data_dir / "devnet.json").write_text(json.dumps(info, indent=2) + "\n")
+        lines += ["", f"Listening on {self.rpc_url}"]
+        print("\n".join(lines), flush=True)
+
+
+def parse_args(argv: list[str] | None = None) -> NodeConfig:
+    p = argparse.ArgumentParser(prog="node.py", description="Run a gradchain validator (a one-validator "
+                                "devnet with prefunded accounts when run without arguments).")
+    d = NodeConfig()
+    p.add_argument("--data-dir", type=Path, default=d.data_dir, help=f"chain data directory (default {d.data_dir})")
+    p.add_argument("--rpc-host", default=d.rpc_host, help="RPC listen address (default 127.0.0.1)")
+    p.add_argument("--rpc-port", type=int, default=d.rpc_port, help=f"RPC port (default {d.rpc_port})")
+    p.add_argument("--genesis", type=Path, help="genesis file (default: a new devnet genesis)")
+    p.add_argument("--key", type=Path, help="validator key file (default: the devnet validator key)")
+    p.add_argument("--block-time", type=float, default=d.block_time,
+                   help="seconds between empty blocks when no transaction waits (default 2)")
+    p.add_argument("--verify-workers", type=int, default=d.verify_workers,
+                   help="processes checking signatures (0 = in the node process)")
+    p.add_argument("--max-block-txs", type=int, default=d.max_block_txs)
+    p.add_argument("--mempool-size", type=int, default=d.mempool_size)
+    p.add_argument("--min-gas-price", type=int, default=d.min_gas_price)
+    p.add_argument("--quiet", action="store_true", help="no banner and no per-block log lines")
+    a = p.parse_args(argv)
+    if a.block_time <= 0:
+        p.error("--block-time must be positive")
+    return NodeConfig(a.data_dir, a.rpc_host, a.rpc_port, a.genesis, a.key, a.block_time, a.verify_workers,
+                      a.max_block_txs, a.mempool_size, a.min_gas_price, quiet=a.quiet)
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if cfg.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        node = Node(cfg)
+    except (NodeError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        await node.run()
+
+    try:
+        asyncio.run(serve())
+    except asyncio.CancelledError:
+        pass
+    except NodeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        node.close()
+    print(f"stopped at height {node.chain.tip.height}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
