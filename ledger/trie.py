@@ -114,7 +114,7 @@ def update(get_node: NodeSource, root: bytes,
     new: dict[bytes, bytes] = {}
     if not changes:
         return root, new
-    rows = []
+    rows: list[tuple[bytes, bytes | None, bytes | None]] = []  # (kh, leaf hash, encoding)
     for key, value in changes.items():
         kh = sha256(key).digest()
         if value is None:

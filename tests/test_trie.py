@@ -321,7 +321,7 @@ def test_exclusion_leaf_must_lie_on_the_key_path() -> None:
     forged = [1, b"\x00", [], [H(a), H(b"1")]]
     assert not verify_proof(bogus_root, q, None, forged)
     # The honest counterpart (a's leaf on a 1-path key's side) is accepted.
-    q1 = next(k for k in (b"w%d" % i for i in range(100)) if bit(H(k), 0) == 1 and k != a)
+    q1 = next(k for k in (b"w%d" % i for i in range(100)) if bit(H(k), 0) == 1)
     honest_root = H(b"\x01" + EMPTY_HASH + leaf_a)
     assert verify_proof(honest_root, q1, None, [1, b"\x00", [], [H(a), H(b"1")]])
 
@@ -425,7 +425,7 @@ def test_any_tampered_proof_fails(t: int, key: bytes, data: st.DataObject) -> No
     proof = prove(nodes.__getitem__, root, key)
     assert verify_proof(root, key, value, proof)
     bad = tamper(proof, key, data)
-    assume(bad != proof)
+    assume(repr(bad) != repr(proof))  # repr: True == 1, but the proof did change
     assert not verify_proof(root, key, value, bad)
     assert not verify_proof(root, key, None if value is not None else b"", bad)
     # Still rejected after a trip through the wire format, when it can make one.

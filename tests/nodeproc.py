@@ -1,0 +1,82 @@
+"""Real node processes for tests: start `node.py` on a free loopback port, wait until its
+RPC answers, kill or stop it, start it again on the same data dir."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from net.client import Client, ConnectionFailed
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class NodeProcess:
+    def __init__(self, data_dir: Path, *extra: str, block_time: float = 0.5, env: dict | None = None):
+        self.data_dir = Path(data_dir)
+        self.extra = list(extra)
+        self.block_time = block_time
+        self.env = env
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.log = self.data_dir.parent / f"{self.data_dir.name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self) -> Client:
+        return Client(self.url)
+
+    def start(self, timeout: float = 30) -> "NodeProcess":
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(self.env or {}))
+        self._logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "node.py"), "--data-dir", str(self.data_dir), "--rpc-port",
+             str(self.port), "--block-time", str(self.block_time), "--quiet", *self.extra],
+            cwd=ROOT, env=env, stdout=self._logf, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        with Client(self.url, timeout=2) as c:
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"node exited with {self.proc.returncode}:\n{self.log.read_text()}")
+                try:
+                    c.status()
+                    return self
+                except (ConnectionFailed, OSError):
+                    if time.monotonic() > deadline:
+                        self.kill()
+                        raise RuntimeError(f"node did not answer within {timeout} s:\n{self.log.read_text()}")
+                    time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL the node and every process it started (its signature workers)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+    def stop(self, timeout: float = 15) -> int:
+        """Ctrl-C: SIGINT, wait for a clean exit, return its exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            code = self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.kill()
+        self.proc = None
+        return code
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
