@@ -46,7 +46,7 @@ class NodeConfig:
     genesis: Path | None = None
     key: Path | None = None
     block_time: float = 2.0
-    verify_workers: int = max(1, (os.cpu_count() or 2) - 1)
+    verify_workers: int = os.cpu_count() or 1
     max_block_txs: int = 10_000
     mempool_size: int = 200_000
     min_gas_price: int = 1

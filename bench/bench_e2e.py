@@ -28,9 +28,11 @@ from net.client import Client  # noqa: E402
 from tests.nodeproc import free_port  # noqa: E402
 
 
-def rss_peak_kib(pid: int) -> int:
+def proc_kib(pid: int, field: str = "VmHWM") -> int:
+    """A memory figure of /proc/PID/status in KiB: VmHWM (peak RSS), RssAnon (heap and
+    other private memory), RssFile (pages of mapped files: LMDB's map, libraries)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
 
@@ -87,7 +89,7 @@ def main() -> None:
     ap.add_argument("--total", type=int, default=200_000)
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--senders", type=int, default=1000)
-    ap.add_argument("--streams", type=int, default=2)
+    ap.add_argument("--streams", type=int, default=4)
     ap.add_argument("--max-pending", type=int, default=40_000)
     ap.add_argument("--verify-workers", type=int, default=None)
     a = ap.parse_args()
@@ -141,8 +143,9 @@ def main() -> None:
             t_all = time.perf_counter() - t0
             h1 = c.status()["height"]
             committed = sum(len(c.block(height=h)["tx_hashes"]) for h in range(h0 + 1, h1 + 1))
-            peak_node = rss_peak_kib(node.pid)
-            peak_workers = [rss_peak_kib(p) for p in children(node.pid)]
+            peak_node = proc_kib(node.pid)
+            anon, filed = proc_kib(node.pid, "RssAnon"), proc_kib(node.pid, "RssFile")
+            peak_workers = [proc_kib(p) for p in children(node.pid)]
         finally:
             node.terminate()
             node.wait(30)
@@ -154,6 +157,8 @@ def main() -> None:
           f"(goal >= 10,000/s; verify baseline {raw_verify:,.0f}/s per core)")
     print(f"RESULT peak RSS after {committed:,} committed transfers: node {peak_node / 1024:.0f} MiB, "
           f"signature workers {[round(p / 1024) for p in peak_workers]} MiB")
+    print(f"       at the end: node private (RssAnon) {anon / 1024:.0f} MiB, mapped files (RssFile: the LMDB "
+          f"map, shared libraries; the kernel reclaims these) {filed / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":

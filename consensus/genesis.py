@@ -42,6 +42,9 @@ class Genesis:
         """Parse and check a genesis document; ValueError says what is wrong."""
         if not isinstance(doc, dict):
             raise ValueError("genesis must be a JSON object")
+        unknown = set(doc) - {"chain_id", "genesis_time_ms", "params", "validators", "accounts"}
+        if unknown:
+            raise ValueError(f"genesis has unknown fields: {sorted(unknown)}")
         try:
             chain_id = doc["chain_id"]
             time_ms = doc["genesis_time_ms"]
@@ -50,8 +53,8 @@ class Genesis:
             params = ChainParams.from_json(doc.get("params", {}))
         except KeyError as e:
             raise ValueError(f"genesis is missing the field {e.args[0]!r}") from None
-        if type(chain_id) is not str or not 0 < len(chain_id) <= MAX_CHAIN_ID_LEN or not chain_id.isprintable():
-            raise ValueError("genesis chain_id must be a printable string of 1 to 64 characters")
+        if type(chain_id) is not str or not 0 < len(chain_id.encode()) <= MAX_CHAIN_ID_LEN or not chain_id.isprintable():
+            raise ValueError(f"genesis chain_id must be a printable string of 1 to {MAX_CHAIN_ID_LEN} UTF-8 bytes")
         if type(time_ms) is not int or not 0 <= time_ms <= U64_MAX:
             raise ValueError("genesis_time_ms must be a non-negative integer")
         try:

@@ -30,8 +30,10 @@ class ValidatorSet:
             raise ValueError("a validator set needs at least one validator")
         if len({v.address for v in vs}) != len(vs):
             raise ValueError("a validator appears twice in the set")
-        if any(type(v.stake) is not int or v.stake <= 0 for v in vs):
-            raise ValueError("every validator needs a positive integer stake")
+        if any(type(v.stake) is not int or not 0 < v.stake < 2**64 for v in vs):
+            raise ValueError("every validator needs a positive integer stake below 2**64")
+        if any(type(v.public_key) is not bytes or len(v.public_key) != 32 for v in vs):
+            raise ValueError("validator public keys are 32 bytes")
         object.__setattr__(self, "validators", vs)
         object.__setattr__(self, "_by_address", {v.address: v for v in vs})
 

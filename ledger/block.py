@@ -111,7 +111,8 @@ def _is_hash(v: Any) -> bool:
 
 
 def header_from_wire(w: Any) -> Header:
-    _need(isinstance(w, list) and len(w) == 12 and w[0] == BLOCK_VERSION, "header must be a v1 array of 12 fields")
+    _need(isinstance(w, list) and len(w) == 12 and type(w[0]) is int and w[0] == BLOCK_VERSION,
+          "header must be a v1 array of 12 fields")
     _, chain_id, height, time_ms, parent, proposer, tx_root, rc_root, st_root, vh, nvh, lch = w
     _need(type(chain_id) is str, "header chain id must be a string")
     _need(type(height) is int and height >= 0 and type(time_ms) is int and time_ms >= 0, "bad height or time")
@@ -145,7 +146,8 @@ def decode_block(raw: bytes, max_block_bytes: int, max_tx_bytes: int) -> Block:
         w = decode(raw)
     except DecodeError as e:
         raise errors.InvalidBlock(f"block is not canonical msgpack: {e}") from None
-    _need(isinstance(w, list) and len(w) == 4 and w[0] == BLOCK_VERSION, "block must be a v1 array of 4 fields")
+    _need(isinstance(w, list) and len(w) == 4 and type(w[0]) is int and w[0] == BLOCK_VERSION,
+          "block must be a v1 array of 4 fields")
     header = header_from_wire(w[1])
     _need(isinstance(w[2], list) and all(type(t) is bytes for t in w[2]), "block txs must be a list of bytes")
     try:

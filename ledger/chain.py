@@ -8,7 +8,7 @@ final; this module only knows how blocks change state.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Container, Iterable
 
 from ledger import errors
 from ledger.block import Block, Commit, Header
@@ -63,10 +63,14 @@ class Chain:
                         last_commit.hash if last_commit else EMPTY_HASH)
         return Proposal(Block(header, tuple(included), last_commit), out, rejected)
 
-    def execute_block(self, block: Block) -> BlockOutput:
-        """Re-execute a proposed block on top of the tip; InvalidBlock if it is wrong."""
+    def execute_block(self, block: Block, verified: Container[bytes] = ()) -> BlockOutput:
+        """Re-execute a proposed block on top of the tip; InvalidBlock if it is wrong.
+        `verified`: hashes of txs whose signatures this node already checked."""
+        h = block.header
+        if h.validators_hash != self.validators_hash or h.next_validators_hash != self.validators_hash:
+            raise errors.InvalidBlock("header's validator set hash is not this chain's validator set")
         with self.store.read() as r:
-            return state_transition(r.state, r.node, self.tip, block, self.params)
+            return state_transition(r.state, r.node, self.tip, block, self.params, verified)
 
     def commit_block(self, block: Block, commit: Commit, out: BlockOutput) -> None:
         if block.header.parent_hash != self.tip.hash:

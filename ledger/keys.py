@@ -48,6 +48,8 @@ def parse_address(text: str) -> bytes:
 
 def signing_bytes(domain: bytes, chain_id: str, payload: bytes) -> bytes:
     cid = chain_id.encode()
+    if len(cid) > 255:
+        raise ValueError("chain id is over 255 bytes")
     return domain + len(cid).to_bytes(1, "big") + cid + payload
 
 

@@ -8,7 +8,11 @@ where the round trip to a worker would cost more than the check.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Sequence
 
@@ -30,6 +34,17 @@ def verify_items(items: Sequence[Item]) -> list[bool]:
     return [verify(pk, sig, TX_DOMAIN, cid, body) for pk, sig, cid, body in items]
 
 
+def _worker_init(parent_pid: int) -> None:
+    """Workers leave Ctrl-C to the node (which shuts them down) and die with it, even
+    when the node is SIGKILLed (Linux parent-death signal)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the node died before we got here
+        os._exit(1)
+
+
 class SignatureVerifier:
     """Verifies batches inline (workers=0) or in a pool of `workers` processes."""
 
@@ -37,7 +52,8 @@ class SignatureVerifier:
         self.workers = workers
         self._pool = None
         if workers > 0:
-            self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_worker_init, initargs=(os.getpid(),))
 
     async def verify(self, txs: Sequence[Transaction]) -> list[bool]:
         items = items_of(txs)

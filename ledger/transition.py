@@ -14,17 +14,17 @@ Where things happen:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Container, Iterable
 
 from ledger import errors
 from ledger.block import (STATUS_FAILED, STATUS_SUCCESS, Block, Header, Receipt,
                           encode_receipt)
 from ledger.merkle import merkle_root
-from ledger.params import ChainParams
+from ledger.params import BLOCK_OVERHEAD_BYTES, ChainParams
 from ledger.state import (Account, State, begin_transaction, changes, commit_transaction,
                           get_account, rollback_transaction, set_account)
 from ledger.trie import update as trie_update
-from ledger.tx import INTRINSIC_GAS, Transaction, TxKind, validate_transaction
+from ledger.tx import INTRINSIC_GAS, Transaction, TxKind, validate_transaction, verify_signature
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +142,12 @@ def build_body(state: State, env: BlockEnv, candidates: Iterable[Transaction]
     the block has room; return (included, receipts, rejected with their errors)."""
     included, receipts, rejected, gas, size = [], [], [], 0, 0
     for tx in candidates:
-        if size + len(tx.raw) > env.params.max_block_bytes - 64 * 1024:  # room for header and commit
+        if size + len(tx.raw) > env.params.max_block_bytes - BLOCK_OVERHEAD_BYTES:
             break
+        if gas + tx.gas_limit > env.params.max_block_gas and tx.gas_limit <= env.params.max_block_gas:
+            break  # the block is full; this tx fits in the next one
         try:
             _admissible(env, tx, gas)
-        except errors.GasLimitTooHigh:
-            break
         except errors.InvalidTransaction as e:
             rejected.append((tx, e))
             continue
@@ -187,12 +187,21 @@ def validate_header(parent: Header, header: Header, chain_id: str) -> None:
 
 
 def state_transition(read: Callable[[bytes], bytes | None], get_node: Callable[[bytes], bytes],
-                     parent: Header, block: Block, params: ChainParams) -> BlockOutput:
+                     parent: Header, block: Block, params: ChainParams,
+                     verified: Container[bytes] = ()) -> BlockOutput:
     """Check `block` against `parent`, execute it, and check the roots its header claims.
 
+    Signatures are checked here except for the tx hashes in `verified` (those this node
+    already checked at mempool admission: each signature is verified once).
     Commit-certificate and proposer checks belong to consensus, which calls this."""
     h = block.header
     validate_header(parent, h, parent.chain_id)
+    for i, tx in enumerate(block.txs):
+        if tx.hash not in verified:
+            try:
+                verify_signature(tx)
+            except errors.InvalidTransaction as e:
+                raise errors.InvalidBlock(f"transaction {i} ({tx.hash.hex()}) is invalid: {e}") from None
     last_commit_hash = block.last_commit.hash if block.last_commit else bytes(32)
     if h.last_commit_hash != last_commit_hash:
         raise errors.InvalidBlock("header's last commit hash does not match the block's commit")

@@ -21,7 +21,7 @@ from ledger.keys import (ADDRESS_SIZE, PUBKEY_SIZE, SIGNATURE_SIZE, TX_DOMAIN, P
 
 TX_VERSION = 1
 U64_MAX = 2**64 - 1
-MAX_CHAIN_ID_LEN = 64
+MAX_CHAIN_ID_LEN = 64  # in UTF-8 bytes: the signing prefix stores it in one byte
 
 
 class TxKind(IntEnum):
@@ -121,8 +121,8 @@ def decode_transaction(raw: bytes, max_size: int) -> Transaction:
     version, chain_id, sender, nonce, gas_limit, gas_price, kind, payload, sig = obj
     if version != TX_VERSION or type(version) is not int:
         raise errors.MalformedTransaction(f"unknown transaction version {version!r}")
-    if type(chain_id) is not str or not 0 < len(chain_id) <= MAX_CHAIN_ID_LEN:
-        raise errors.MalformedTransaction("chain id must be a non-empty string")
+    if type(chain_id) is not str or not 0 < len(chain_id.encode()) <= MAX_CHAIN_ID_LEN:
+        raise errors.MalformedTransaction(f"chain id must be a string of 1 to {MAX_CHAIN_ID_LEN} UTF-8 bytes")
     if type(sender) is not bytes or len(sender) != PUBKEY_SIZE:
         raise errors.MalformedTransaction("sender must be a 32-byte ed25519 public key")
     for name, v in (("nonce", nonce), ("gas limit", gas_limit), ("gas price", gas_price), ("kind", kind)):

@@ -1,0 +1,531 @@
+"""`gradchain`: the command line for a gradchain node (keys, transfers, reads, raw RPC).
+
+    gradchain keys new --out alice.json
+    gradchain transfer --key dev:0 --to 0x... --amount 1.5
+    gradchain balance 0x... --prove
+    gradchain status | block [HEIGHT] | tx HASH | rpc METHOD [PARAMS...]
+    gradchain devnet accounts
+
+Amounts are GRAD with up to 9 decimals (`1.5`), or base units with a `u` suffix
+(`1500000000u`); they are parsed and printed with integer arithmetic only.  Output is
+text for people, or JSON with `--json`.  Every failure is one line on stderr starting
+with `error:` and exit status 1.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import socket
+import stat
+import sys
+import urllib.parse
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NoReturn, Sequence
+
+from consensus.genesis import COIN
+from ledger.keys import PrivateKey, address_hex, load_key, parse_address, save_key
+from ledger.tx import U64_MAX
+from net.client import (DEFAULT_URL, Client, CommitTimeout, ConnectionFailed, NotFound, ProofError, RpcError,
+                        TxRejected)
+
+DECIMALS = 9  # COIN = 10**DECIMALS base units in one GRAD
+DEFAULT_KEY_FILE = "key.json"
+ENV_RPC = "GRADCHAIN_RPC"
+
+
+class CliError(Exception):
+    """A failure to report as one `error:` line (exit status 1)."""
+
+
+# ---- amounts ----------------------------------------------------------------------------
+
+_GRAD_RE = re.compile(r"(\d+)(?:\.(\d+))?")
+_UNITS_RE = re.compile(r"(\d+)u")
+
+
+def parse_amount(text: str) -> int:
+    """`1.5` (GRAD, up to 9 decimals) or `1500000000u` (base units) -> base units."""
+    s = text.strip().replace("_", "")
+    if s.startswith("-"):
+        raise CliError(f"bad amount {text!r}: amounts cannot be negative")
+    if s.startswith("+"):
+        s = s[1:]
+    m = _UNITS_RE.fullmatch(s)
+    if m:
+        units = int(m.group(1))
+    else:
+        m = _GRAD_RE.fullmatch(s)
+        if not m:
+            raise CliError(f"bad amount {text!r}: give GRAD like 1.5 or base units like 1500000000u")
+        whole, frac = m.group(1), m.group(2) or ""
+        if len(frac) > DECIMALS:
+            raise CliError(f"bad amount {text!r}: GRAD has at most {DECIMALS} decimals "
+                           f"(1 base unit = 0.000000001 GRAD)")
+        units = int(whole) * COIN + int(frac.ljust(DECIMALS, "0"))
+    if units > U64_MAX:
+        raise CliError(f"bad amount {text!r}: over the largest amount, {format_grad(U64_MAX)}")
+    return units
+
+
+def format_grad(units: int) -> str:
+    """Base units as exact GRAD text: 1000000000000021 -> '1000000.000000021 GRAD'."""
+    sign = "-" if units < 0 else ""
+    whole, frac = divmod(abs(units), COIN)
+    text = f"{whole}.{frac:0{DECIMALS}d}".rstrip("0").rstrip(".")
+    return f"{sign}{text} GRAD"
+
+
+# ---- argument values --------------------------------------------------------------------
+
+def _dev_index(spec: str) -> int:
+    from consensus.genesis import DEVNET_ACCOUNTS
+    n = spec[4:]
+    if not n.isdigit() or not 0 <= int(n) < DEVNET_ACCOUNTS:
+        raise CliError(f"bad devnet account {spec!r}: use dev:0 to dev:{DEVNET_ACCOUNTS - 1}")
+    return int(n)
+
+
+def load_key_spec(spec: str) -> PrivateKey:
+    """A key file path, or dev:N for devnet account N."""
+    if spec.startswith("dev:"):
+        from consensus.genesis import devnet_keys
+        return devnet_keys()[_dev_index(spec)]
+    path = Path(spec)
+    if not path.exists():
+        raise CliError(f"key file {spec} does not exist (give a key file or dev:N)")
+    if path.is_dir():
+        raise CliError(f"key file {spec} is a directory")
+    try:
+        return load_key(path)
+    except ValueError as e:  # UnicodeDecodeError included
+        msg = str(e)
+        raise CliError(msg if spec in msg else f"cannot use key file {spec}: {msg}") from None
+
+
+def parse_address_spec(spec: str, what: str = "address") -> bytes:
+    """0x + 40 hex digits, or dev:N for devnet account N's address."""
+    if spec.startswith("dev:"):
+        from consensus.genesis import devnet_keys
+        return devnet_keys()[_dev_index(spec)].address
+    try:
+        return parse_address(spec)
+    except ValueError as e:
+        raise CliError(f"bad {what} {spec!r}: {e}") from None
+
+
+def parse_hash(text: str, what: str) -> str:
+    s = text[2:] if text[:2].lower() == "0x" else text
+    if len(s) != 64 or not re.fullmatch(r"[0-9a-fA-F]*", s):
+        raise CliError(f"bad {what} {text!r}: expected 64 hex digits")
+    return s.lower()
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if not 0 <= v <= U64_MAX:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer below 2**64, got {text!r}")
+    return v
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < v <= 600:
+        raise argparse.ArgumentTypeError(f"expected seconds in (0, 600], got {text!r}")
+    return v
+
+
+# ---- output -----------------------------------------------------------------------------
+
+def _emit_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+def _rows(rows: Sequence[tuple[str, Any]], indent: str = "") -> None:
+    width = max(len(k) for k, _ in rows) + 1
+    for k, v in rows:
+        print(f"{indent}{k + ':':<{width}} {v}")
+
+
+def _time(ms: int) -> str:
+    t = datetime.fromtimestamp(ms // 1000, tz=timezone.utc)
+    return f"{t:%Y-%m-%d %H:%M:%S}.{ms % 1000:03d} UTC"
+
+
+# ---- commands ---------------------------------------------------------------------------
+
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    path = Path(args.out)
+    key = PrivateKey.generate()
+    try:
+        save_key(key, path)
+    except FileExistsError:
+        raise CliError(f"{path} already exists; refusing to overwrite a key (choose another --out)") from None
+    except OSError as e:
+        raise CliError(f"cannot write key file {path}: {e.strerror or e}") from None
+    if args.json:
+        _emit_json({"address": address_hex(key.address), "public_key": key.public_key.hex(), "file": str(path)})
+    else:
+        _rows([("Address", address_hex(key.address)), ("Key file", f"{path} (mode 0600: keep it secret)")])
+    return 0
+
+
+def cmd_keys_show(args: argparse.Namespace) -> int:
+    key = load_key_spec(args.key)
+    if not args.key.startswith("dev:"):
+        mode = stat.S_IMODE(os.stat(args.key).st_mode)
+        if mode & 0o077:
+            print(f"warning: {args.key} is readable by other users (mode {mode:04o}); "
+                  f"run: chmod 600 {args.key}", file=sys.stderr)
+    out = {"address": address_hex(key.address), "public_key": key.public_key.hex()}
+    if args.private:
+        out["private_key"] = key.seed.hex()
+    if args.json:
+        _emit_json(out)
+    else:
+        rows = [("Address", out["address"]), ("Public key", out["public_key"])]
+        if args.private:
+            rows.append(("Private key", out["private_key"] + "  (never share it)"))
+        _rows(rows)
+    return 0
+
+
+def cmd_devnet_accounts(args: argparse.Namespace) -> int:
+    from consensus.genesis import DEVNET_BALANCE, devnet_keys
+    keys = devnet_keys()
+    if args.json:
+        out = []
+        for i, k in enumerate(keys):
+            a = {"index": i, "key": f"dev:{i}", "address": address_hex(k.address),
+                 "public_key": k.public_key.hex(), "genesis_balance": DEVNET_BALANCE}
+            if args.private:
+                a["private_key"] = k.seed.hex()
+            out.append(a)
+        _emit_json(out)
+        return 0
+    print(f"Devnet accounts (insecure dev keys, each funded with {format_grad(DEVNET_BALANCE)} at genesis)")
+    for i, k in enumerate(keys):
+        line = f"dev:{i}  {address_hex(k.address)}"
+        if args.private:
+            line += f"  key {k.seed.hex()}"
+        print(line)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, client: Client) -> int:
+    s = client.status()
+    if args.json:
+        _emit_json(s)
+        return 0
+    _rows([("Chain id", s["chain_id"]), ("Height", s["height"]), ("Latest block", s["latest_block_hash"]),
+           ("Block time", _time(s["latest_block_time_ms"])), ("Genesis hash", s["genesis_hash"]),
+           ("Validator", s["validator"]), ("Mempool", f"{s['mempool_size']} transactions"),
+           ("Node version", s["node_version"]), ("RPC", client.url)])
+    return 0
+
+
+def _tx_line(t: dict) -> str:
+    if t.get("kind") == "transfer":
+        what = f"transfer {t['from']} -> {t['to']}  {format_grad(t['amount'])}"
+    else:
+        what = f"{t.get('kind')} from {t['from']}"
+    return f"{t['hash']}  {what}  nonce {t['nonce']}  gas {t['gas_limit']} @ {t['gas_price']}"
+
+
+def cmd_block(args: argparse.Namespace, client: Client) -> int:
+    height: int | None = None
+    if args.height is not None and args.height != "latest":
+        try:
+            height = _nonneg_int(args.height)
+        except argparse.ArgumentTypeError:
+            raise CliError(f"bad height {args.height!r}: expected a block number or 'latest'") from None
+    if args.hash is not None and args.height is not None:
+        raise CliError("give a HEIGHT or --hash, not both")
+    b = client.block(height=height, hash=parse_hash(args.hash, "block hash") if args.hash else None,
+                     full=args.full)
+    if args.json:
+        _emit_json(b)
+        return 0
+    h = b["header"]
+    print(f"Block {h['height']}  {h['hash']}")
+    _rows([("Time", _time(h["time_ms"])), ("Parent", h["parent_hash"]), ("Proposer", h["proposer"]),
+           ("State root", h["state_root"]), ("Tx root", h["tx_root"]), ("Receipts root", h["receipts_root"]),
+           ("Validators", h["validators_hash"]), ("Committed", "yes" if b.get("commit") else "no"),
+           ("Transactions", len(b["tx_hashes"]))], indent="  ")
+    if args.full:
+        for t in b.get("txs", []):
+            print(f"    {_tx_line(t)}")
+    else:
+        for th in b["tx_hashes"]:
+            print(f"    {th}")
+    return 0
+
+
+def cmd_tx(args: argparse.Namespace, client: Client) -> int:
+    r = client.tx(parse_hash(args.hash, "transaction hash"))
+    if args.json:
+        _emit_json(r)
+        return 0
+    t = r["tx"]
+    rows: list[tuple[str, Any]] = [("Hash", r["hash"]), ("Status", r["status"])]
+    if r["status"] == "committed":
+        rc = r["receipt"]
+        rows += [("Block", r["height"]), ("Index", r["index"]), ("Result", rc["status"])]
+        if rc.get("error"):
+            rows.append(("Error", rc["error"]))
+        rows += [("Gas used", rc["gas_used"]), ("Fee", format_grad(rc["gas_used"] * t["gas_price"]))]
+    rows += [("Kind", t["kind"]), ("From", t["from"])]
+    if t["kind"] == "transfer":
+        rows += [("To", t["to"]), ("Amount", f"{format_grad(t['amount'])}  ({t['amount']} units)")]
+    rows += [("Nonce", t["nonce"]), ("Gas limit", t["gas_limit"]), ("Gas price", t["gas_price"]),
+             ("Chain id", t["chain_id"])]
+    _rows(rows)
+    return 0
+
+
+def cmd_balance(args: argparse.Namespace, client: Client) -> int:
+    addr = parse_address_spec(args.address)
+    info = client.account(addr, height=args.height, prove=args.prove)
+    root = client.block(height=info.height)["header"]["state_root"] if args.prove else None
+    if args.json:
+        out: dict[str, Any] = {"address": info.address, "balance": info.balance, "nonce": info.nonce,
+                               "height": info.height}
+        if info.pending_nonce is not None:
+            out["pending_nonce"] = info.pending_nonce
+        if args.prove:
+            out["proof_verified"] = True
+            out["state_root"] = root
+        _emit_json(out)
+        return 0
+    rows: list[tuple[str, Any]] = [("Address", info.address),
+                                   ("Balance", f"{format_grad(info.balance)}  ({info.balance} units)"),
+                                   ("Nonce", info.nonce)]
+    if info.pending_nonce is not None and info.pending_nonce != info.nonce:
+        rows.append(("Pending nonce", info.pending_nonce))
+    rows.append(("Height", info.height))
+    _rows(rows)
+    if args.prove:
+        print(f"proof verified against the state root {root} of block {info.height}")
+    return 0
+
+
+def cmd_transfer(args: argparse.Namespace, client: Client) -> int:
+    key = load_key_spec(args.key)
+    to = parse_address_spec(args.to, "recipient address")
+    amount = parse_amount(args.amount)
+    try:
+        r = client.transfer(key, to, amount, wait=not args.no_wait, gas_price=args.gas_price,
+                            nonce=args.nonce, timeout=args.timeout)
+    except CommitTimeout as e:
+        h = (e.data or {}).get("hash", "")
+        raise CliError(f"transaction {h} was admitted but not committed within {args.timeout:g} s; "
+                       f"check it later with: gradchain tx {h}") from None
+    if args.no_wait:
+        if args.json:
+            _emit_json({"hash": r["hash"], "status": "pending"})
+        else:
+            _rows([("Hash", r["hash"]), ("Status", "pending (admitted to the mempool)")])
+        return 0
+    rc = r["receipt"]
+    if args.json:
+        _emit_json(r)
+    else:
+        rows: list[tuple[str, Any]] = [("Hash", r["hash"]), ("Block", r["height"]), ("Status", rc["status"])]
+        if rc.get("error"):
+            rows.append(("Error", rc["error"]))
+        rows += [("Gas used", rc["gas_used"]), ("Fee", format_grad(rc["gas_used"] * args.gas_price)),
+                 ("From", address_hex(key.address)), ("To", address_hex(to)), ("Amount", format_grad(amount))]
+        _rows(rows)
+    if rc["status"] != "success":
+        raise CliError(f"transaction {r['hash']} failed in block {r['height']}: {rc.get('error') or 'no reason given'}")
+    return 0
+
+
+def _rpc_param(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # a bare word such as a hash or an address
+
+
+def cmd_rpc(args: argparse.Namespace) -> int:
+    params: Any
+    if len(args.params) == 1 and args.params[0].lstrip()[:1] in ("[", "{"):
+        try:
+            params = json.loads(args.params[0])
+        except ValueError as e:
+            raise CliError(f"bad PARAMS_JSON {args.params[0]!r}: not JSON ({e})") from None
+    else:
+        params = [_rpc_param(p) for p in args.params]
+    timeout = 60.0
+    if isinstance(params, dict) and isinstance(params.get("timeout"), (int, float)):
+        timeout = max(timeout, float(params["timeout"]) + 10)
+    _emit_json(raw_rpc(args.rpc_url, args.method, params, timeout))
+    return 0
+
+
+def raw_rpc(url: str, method: str, params: Any, timeout: float = 60.0) -> Any:
+    """One JSON-RPC call with the params sent exactly as given (an array or an object)."""
+    u = urllib.parse.urlsplit(url)
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    conn = http.client.HTTPConnection(u.hostname or "", u.port or 80, timeout=timeout)
+    try:
+        conn.request("POST", u.path or "/", body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        data = resp.read()
+    except (OSError, http.client.HTTPException, socket.timeout) as e:
+        raise ConnectionFailed(f"no answer from {url}: {e}") from None
+    finally:
+        conn.close()
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        raise RpcError(-32603, f"node answered HTTP {resp.status} with a body that is not JSON") from None
+    if not isinstance(doc, dict):
+        raise RpcError(-32603, "node answered with something that is not a JSON-RPC response")
+    if "error" in doc:
+        e = doc["error"]
+        raise RpcError(e.get("code"), e.get("message", ""), e.get("data"))
+    return doc.get("result")
+
+
+# ---- parser -----------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad arguments as one `error:` line with exit status 1."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError(f"{message} (see: {self.prog} --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # --rpc and --json are accepted before or after the subcommand.
+    common = _Parser(add_help=False)
+    common.add_argument("--rpc", metavar="URL", default=argparse.SUPPRESS,
+                        help=f"node JSON-RPC URL (default: ${ENV_RPC}, else {DEFAULT_URL})")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="machine-readable JSON output")
+
+    p = _Parser(prog="gradchain", parents=[common],
+                description="Command line for a gradchain node: keys, transfers, reads and raw JSON-RPC.",
+                epilog="Amounts: GRAD with up to 9 decimals (1.5) or base units with a u suffix "
+                       "(1500000000u). Keys: a key file, or dev:N for devnet account N.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    keys = sub.add_parser("keys", help="create and inspect key files", parents=[common])
+    ksub = keys.add_subparsers(dest="keys_command", metavar="ACTION", parser_class=_Parser)
+    ksub.required = True
+    kn = ksub.add_parser("new", help="create a key file (mode 0600; never overwrites)", parents=[common])
+    kn.add_argument("--out", metavar="FILE", default=DEFAULT_KEY_FILE, help=f"key file (default ./{DEFAULT_KEY_FILE})")
+    kn.set_defaults(func=cmd_keys_new)
+    ks = ksub.add_parser("show", help="address and public key of a key file", parents=[common])
+    ks.add_argument("key", metavar="FILE", help="key file (or dev:N)")
+    ks.add_argument("--private", action="store_true", help="also print the private key (seed)")
+    ks.set_defaults(func=cmd_keys_show)
+
+    t = sub.add_parser("transfer", help="send GRAD and wait for the commit", parents=[common])
+    t.add_argument("--key", required=True, help="sender key file, or dev:N")
+    t.add_argument("--to", required=True, metavar="ADDRESS", help="recipient address (0x + 40 hex), or dev:N")
+    t.add_argument("--amount", required=True, help="GRAD (1.5) or base units (1500000000u)")
+    t.add_argument("--no-wait", action="store_true", help="return once the mempool admitted it")
+    t.add_argument("--gas-price", type=_nonneg_int, default=1, metavar="N", help="base units per gas (default 1)")
+    t.add_argument("--nonce", type=_nonneg_int, metavar="N", help="default: the sender's next pending nonce")
+    t.add_argument("--timeout", type=_positive_seconds, default=30.0, metavar="S",
+                   help="seconds to wait for the commit (default 30)")
+    t.set_defaults(func=cmd_transfer, needs_client=True)
+
+    b = sub.add_parser("balance", help="balance and nonce of an account", parents=[common])
+    b.add_argument("address", metavar="ADDRESS", help="0x + 40 hex digits, or dev:N")
+    b.add_argument("--height", type=_nonneg_int, metavar="H", help="at this block (default latest)")
+    b.add_argument("--prove", action="store_true", help="verify the Merkle proof against the block's state root")
+    b.set_defaults(func=cmd_balance, needs_client=True)
+
+    s = sub.add_parser("status", help="chain id, height and latest block of the node", parents=[common])
+    s.set_defaults(func=cmd_status, needs_client=True)
+
+    bl = sub.add_parser("block", help="a block by height (default latest) or hash", parents=[common])
+    bl.add_argument("height", nargs="?", metavar="HEIGHT", help="block number or 'latest' (default)")
+    bl.add_argument("--hash", metavar="H", help="block hash instead of a height")
+    bl.add_argument("--full", action="store_true", help="include the decoded transactions")
+    bl.set_defaults(func=cmd_block, needs_client=True)
+
+    tx = sub.add_parser("tx", help="a transaction and its receipt", parents=[common])
+    tx.add_argument("hash", metavar="HASH")
+    tx.set_defaults(func=cmd_tx, needs_client=True)
+
+    r = sub.add_parser("rpc", help="call any JSON-RPC method and print the JSON result", parents=[common],
+                       description="Call a JSON-RPC method. One PARAMS_JSON array or object is sent as "
+                                   "the params; otherwise each argument is one positional param (parsed as "
+                                   "JSON when it is JSON, else sent as a string).")
+    r.add_argument("method", metavar="METHOD")
+    r.add_argument("params", nargs="*", metavar="PARAMS_JSON")
+    r.set_defaults(func=cmd_rpc)
+
+    d = sub.add_parser("devnet", help="devnet helpers", parents=[common])
+    dsub = d.add_subparsers(dest="devnet_command", metavar="ACTION", parser_class=_Parser)
+    dsub.required = True
+    da = dsub.add_parser("accounts", help="the 10 prefunded devnet accounts (use them as dev:N)", parents=[common])
+    da.add_argument("--private", action="store_true", help="also print their (public, insecure) private keys")
+    da.set_defaults(func=cmd_devnet_accounts)
+    return p
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    args.json = getattr(args, "json", False)
+    args.rpc_url = getattr(args, "rpc", None) or os.environ.get(ENV_RPC) or DEFAULT_URL
+    try:
+        u = urllib.parse.urlsplit(args.rpc_url)
+        ok = u.scheme == "http" and bool(u.hostname) and (u.port is None or u.port > 0)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise CliError(f"bad RPC URL {args.rpc_url!r}: expected http://host:port")
+    if not getattr(args, "needs_client", False):
+        return args.func(args)
+    with Client(args.rpc_url, timeout=60) as client:
+        return args.func(args, client)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _run(argv)
+    except SystemExit as e:  # --help
+        return e.code if isinstance(e.code, int) else 0
+    except CliError as e:
+        msg = str(e)
+    except TxRejected as e:
+        msg = f"transaction rejected ({e.reason}): {(e.data or {}).get('message') or e.message}"
+    except NotFound as e:
+        msg = f"not found: {e.message}"
+    except ProofError as e:
+        msg = f"proof check FAILED, do not trust this answer: {e}"
+    except ConnectionFailed as e:
+        msg = f"cannot reach a node: {e} (is it running? set --rpc URL or ${ENV_RPC})"
+    except RpcError as e:
+        data = f" {json.dumps(e.data)}" if e.data is not None else ""
+        msg = f"RPC error {e.code}: {e.message}{data}"
+    except KeyboardInterrupt:
+        msg = "interrupted"
+    except BrokenPipeError:  # output piped into `head` and the like
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 1
+    print(f"error: {msg}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
