@@ -29,13 +29,24 @@ from ledger.keys import PrivateKey, address_hex, load_key
 from ledger.mempool import AlreadyKnown, Mempool
 from ledger.sigverify import SignatureVerifier
 from ledger.store import Store, StoreError
-from ledger.tx import Transaction, decode_transaction, validate_transaction
+from ledger.tx import Transaction, TxKind, decode_transaction, validate_transaction
 from net.rpc import make_app
 
 log = logging.getLogger("gradchain.node")
 
 DEFAULT_DATA_DIR = ".gradchain"
 DEFAULT_RPC_PORT = 8545
+TX_LOG_LINES = 20  # blocks with more transactions get only their summary line
+
+
+def describe_tx(tx: Transaction, r: Receipt, height: int) -> str:
+    """One readable line per transaction, as Anvil prints them."""
+    what = TxKind(tx.kind).name.lower()
+    if tx.kind == TxKind.TRANSFER:
+        what += f" {tx.payload.amount} to {address_hex(tx.payload.to)}"
+    result = "ok" if r.status else f"FAILED: {r.error}"
+    return (f"tx {tx.hash.hex()[:16]}  {what}  from {address_hex(tx.sender_address)}  "
+            f"gas {r.gas_used}  {result}  block {height}")
 
 
 @dataclass
@@ -187,6 +198,9 @@ class Node:
         if not self.cfg.quiet:
             log.info("block %d  %d txs  gas %d  hash %s", block.height, len(block.txs),
                      prop.output.gas_used, block.hash.hex()[:16])
+            if len(block.txs) <= TX_LOG_LINES:
+                for tx, r in zip(block.txs, prop.output.receipts):
+                    log.info("  %s", describe_tx(tx, r, block.height))
         if self._waiters:
             for i, (tx, r) in enumerate(zip(block.txs, prop.output.receipts)):
                 for fut in self._waiters.get(tx.hash, ()):

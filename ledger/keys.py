@@ -40,10 +40,17 @@ def parse_address(text: str) -> bytes:
     s = text[2:] if text[:2].lower() == "0x" else text
     if len(s) != 2 * ADDRESS_SIZE:
         raise ValueError(f"address must be 40 hex digits, got {len(s)} characters")
-    try:
-        return bytes.fromhex(s)
-    except ValueError:
-        raise ValueError("address is not valid hex") from None
+    return parse_hex(s, "address")
+
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def parse_hex(s: str, what: str = "value") -> bytes:
+    """Strict hex: digits only (bytes.fromhex alone would skip whitespace)."""
+    if len(s) % 2 or not _HEX.issuperset(s):
+        raise ValueError(f"{what} is not valid hex")
+    return bytes.fromhex(s)
 
 
 def signing_bytes(domain: bytes, chain_id: str, payload: bytes) -> bytes:

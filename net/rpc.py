@@ -15,19 +15,38 @@ import asyncio
 import inspect
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Coroutine, Protocol
 
 from aiohttp import web
 
 from ledger import errors, trie
 from ledger.block import Block, Header, Receipt
-from ledger.keys import address_hex, parse_address
+from ledger.keys import address_hex, parse_address, parse_hex
 from ledger.state import account_key, decode_account
 from ledger.tx import tx_to_json
 from ledger.encoding import encode
+from ledger.chain import Chain
+from ledger.keys import PrivateKey
+from ledger.mempool import Mempool
+from consensus.genesis import Genesis
+from consensus.validators import ValidatorSet
 
-if TYPE_CHECKING:
-    from node import Node
+
+
+class Node(Protocol):
+    """What the RPC server needs from a node (node.Node provides it)."""
+
+    chain: Chain
+    mempool: Mempool
+    genesis: Genesis
+    validators: ValidatorSet
+    key: PrivateKey
+
+    async def submit(self, raws: list[bytes]) -> list[bytes | errors.LedgerError]: ...
+
+    async def wait_commit(self, tx_hash: bytes, timeout: float) -> tuple[int, int, Receipt]: ...
+
+    def spawn(self, coro: Coroutine) -> None: ...
 
 log = logging.getLogger("gradchain.rpc")
 
@@ -70,7 +89,7 @@ def p_hex(v: Any, name: str, size: int | None = None) -> bytes:
         raise _bad(name, "a hex string")
     s = v[2:] if v[:2].lower() == "0x" else v
     try:
-        b = bytes.fromhex(s)
+        b = parse_hex(s, name)
     except ValueError:
         raise _bad(name, "a hex string") from None
     if size is not None and len(b) != size:
@@ -125,7 +144,7 @@ def method(fn: Method) -> Method:
     return fn
 
 
-def _height(node: "Node", height: Any) -> int:
+def _height(node: Node, height: Any) -> int:
     latest = node.chain.tip.height
     if height is None:
         return latest
@@ -136,7 +155,7 @@ def _height(node: "Node", height: Any) -> int:
 
 
 @method
-async def m_status(node: "Node") -> dict:
+async def m_status(node: Node) -> dict:
     tip = node.chain.tip
     return {"chain_id": node.chain.chain_id, "height": tip.height, "latest_block_hash": tip.hash.hex(),
             "latest_block_time_ms": tip.time_ms, "genesis_hash": node.genesis.hash.hex(),
@@ -145,7 +164,7 @@ async def m_status(node: "Node") -> dict:
 
 
 @method
-async def m_block(node: "Node", height: Any = None, hash: Any = None, full: Any = False) -> dict:
+async def m_block(node: Node, height: Any = None, hash: Any = None, full: Any = False) -> dict:
     """A block by height (default latest) or by hash; `full` includes decoded transactions."""
     store = node.chain.store
     if hash is not None:
@@ -167,7 +186,7 @@ async def m_block(node: "Node", height: Any = None, hash: Any = None, full: Any 
 
 
 @method
-async def m_tx(node: "Node", hash: Any) -> dict:
+async def m_tx(node: Node, hash: Any) -> dict:
     """A committed transaction with its receipt, or {"status": "pending"} while it waits."""
     hsh = p_hex(hash, "hash", 32)
     found = node.chain.store.tx(hsh)
@@ -182,7 +201,7 @@ async def m_tx(node: "Node", hash: Any) -> dict:
 
 
 @method
-async def m_account(node: "Node", address: Any, height: Any = None, prove: Any = False) -> dict:
+async def m_account(node: Node, address: Any, height: Any = None, prove: Any = False) -> dict:
     """Balance and nonce at a height (default latest), optionally with a Merkle proof
     against that block's state root."""
     addr = p_address(address)
@@ -206,7 +225,7 @@ async def m_account(node: "Node", address: Any, height: Any = None, prove: Any =
 
 
 @method
-async def m_validators(node: "Node", height: Any = None) -> dict:
+async def m_validators(node: Node, height: Any = None) -> dict:
     h = _height(node, height)
     vs = node.validators
     return {"height": h, "total_stake": vs.total_stake, "hash": vs.hash.hex(),
@@ -215,16 +234,16 @@ async def m_validators(node: "Node", height: Any = None) -> dict:
 
 
 @method
-async def m_genesis(node: "Node") -> dict:
+async def m_genesis(node: Node) -> dict:
     return {"hash": node.genesis.hash.hex(), "genesis": node.genesis.to_json()}
 
 
-async def _admit(node: "Node", raws: list[bytes]) -> list[Any]:
+async def _admit(node: Node, raws: list[bytes]) -> list[Any]:
     return await node.submit(raws)
 
 
 @method
-async def m_broadcast_tx(node: "Node", tx: Any) -> dict:
+async def m_broadcast_tx(node: Node, tx: Any) -> dict:
     """Returns once the mempool admitted the transaction (or with the reason it did not)."""
     (res,) = await node.submit([p_hex(tx, "tx")])
     if isinstance(res, errors.LedgerError):
@@ -233,7 +252,7 @@ async def m_broadcast_tx(node: "Node", tx: Any) -> dict:
 
 
 @method
-async def m_broadcast_tx_async(node: "Node", tx: Any) -> dict:
+async def m_broadcast_tx_async(node: Node, tx: Any) -> dict:
     """Returns the hash at once; admission happens in the background (check with `tx`)."""
     raw = p_hex(tx, "tx")
     from ledger.hashing import hash_bytes
@@ -242,7 +261,7 @@ async def m_broadcast_tx_async(node: "Node", tx: Any) -> dict:
 
 
 @method
-async def m_broadcast_tx_commit(node: "Node", tx: Any, timeout: Any = 30) -> dict:
+async def m_broadcast_tx_commit(node: Node, tx: Any, timeout: Any = 30) -> dict:
     """Returns the receipt once the transaction is in a committed block."""
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 600:
         raise _bad("timeout", "a number of seconds in (0, 600]")
@@ -261,7 +280,7 @@ async def m_broadcast_tx_commit(node: "Node", tx: Any, timeout: Any = 30) -> dic
 
 # ---- dispatch ---------------------------------------------------------------------------
 
-def _bind(fn: Method, node: "Node", params: Any) -> Awaitable[Any]:
+def _bind(fn: Method, node: Node, params: Any) -> Awaitable[Any]:
     if params is None:
         params = []
     if not isinstance(params, (list, dict)):
@@ -283,7 +302,7 @@ def _check_request(req: Any) -> tuple[Any, str, Any]:
     return rid, req["method"], req.get("params")
 
 
-async def _call(node: "Node", req: Any) -> dict | None:
+async def _call(node: Node, req: Any) -> dict | None:
     rid: Any = None
     try:
         rid, name, params = _check_request(req)
@@ -297,12 +316,12 @@ async def _call(node: "Node", req: Any) -> dict | None:
     except Exception:  # an engine bug: say so, keep serving
         log.exception("internal error in %r", req)
         resp = {"jsonrpc": "2.0", "id": rid, "error": {"code": INTERNAL_ERROR, "message": "internal error"}}
-    if isinstance(req, dict) and "id" not in req and "error" not in resp:
-        return None  # a notification gets no answer
+    if isinstance(req, dict) and "id" not in req and req.get("jsonrpc") == "2.0" and isinstance(req.get("method"), str):
+        return None  # a notification is never answered, not even with an error (JSON-RPC 2.0)
     return resp
 
 
-async def _batch(node: "Node", reqs: list) -> list[dict]:
+async def _batch(node: Node, reqs: list) -> list[dict]:
     """Answer a batch; its broadcast_tx calls are admitted as one group."""
     out: list[dict | None] = [None] * len(reqs)
     group: list[tuple[int, Any, bytes]] = []
@@ -332,7 +351,7 @@ def _json(body: Any, status: int = 200) -> web.Response:
                         content_type="application/json")
 
 
-def make_app(node: "Node", max_body: int) -> web.Application:
+def make_app(node: Node, max_body: int) -> web.Application:
     async def handle(request: web.Request) -> web.Response:
         try:
             body = await request.read()

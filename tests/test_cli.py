@@ -213,3 +213,65 @@ def test_bad_inputs(devnet, tmp_path):
     assert "not both" in fails("block", "1", "--hash", "00" * 32, url=url)
     assert "invalid choice" in fails("frobnicate", url=url)
     assert "required" in fails(url=url)
+
+
+# ---- answers a devnet does not give easily: a scripted JSON-RPC server ------------------
+
+@pytest.fixture
+def fake_node():
+    """A JSON-RPC server answering from `answers` (method -> result, or {"error": ...})."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    answers: dict = {"status": {"chain_id": "gradchain-devnet"},
+                     "account": {"address": DEV0, "balance": 10**15, "nonce": 0, "height": 1, "pending_nonce": 0}}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            a = answers[req["method"]]
+            body = {"jsonrpc": "2.0", "id": req["id"], **(a if "error" in a else {"result": a})}
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}", answers
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_commit_timeout_and_failed_receipt(fake_node):
+    url, answers = fake_node
+    args = ("transfer", "--key", "dev:0", "--to", DEV1, "--amount", "1")
+    answers["broadcast_tx_commit"] = {"error": {"code": -32002, "message": "not committed within 30 s",
+                                                "data": {"hash": "ab" * 32}}}
+    err = fails(*args, url=url)
+    assert "not committed within 30 s" in err and "gradchain tx " + "ab" * 32 in err
+
+    answers["broadcast_tx_commit"] = {"hash": "cd" * 32, "height": 7, "index": 0, "receipt": {
+        "status": "failed", "gas_used": 21000, "error": "out of luck", "events": [], "output": None}}
+    p = cli(*args, url=url, check=False)
+    assert p.returncode == 1 and "out of luck" in p.stdout and "cd" * 32 in p.stdout
+    assert p.stderr.startswith("error: ") and "failed in block 7: out of luck" in p.stderr
+
+    answers["status"] = {"error": {"code": -32603, "message": "internal error"}}
+    assert fails("status", url=url) == "error: RPC error -32603: internal error"
+
+
+def test_bad_proof_is_an_error(fake_node):
+    url, answers = fake_node
+    root = "11" * 32
+    answers["account"] = {"address": DEV0, "balance": 10**15, "nonce": 0, "height": 1, "state_root": root,
+                          "proof": {"key": "61" + DEV0[2:], "value": None, "proof": "c0"}}
+    answers["block"] = {"header": {"state_root": root, "height": 1}}
+    err = fails("balance", DEV0, "--prove", url=url)
+    assert "proof check FAILED" in err
+    assert cli_json("balance", DEV0, url=url)["balance"] == 10**15  # without --prove it is believed

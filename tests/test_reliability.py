@@ -28,8 +28,8 @@ from ledger.state import ACCOUNT_PREFIX, decode_account
 from ledger.store import Store
 from ledger.trie import root_from_items
 from ledger.tx import transfer
-from net.client import Client, ConnectionFailed, NotFound, RpcError, TxRejected
-from tests.nodeproc import ROOT, NodeProcess
+from net.client import Client, ConnectionFailed, NotFound, TxRejected
+from tests.nodeproc import ROOT
 
 TOTAL_SUPPLY = DEVNET_ACCOUNTS * DEVNET_BALANCE
 KEYS = devnet_keys()
@@ -350,11 +350,9 @@ def _group_members(pgid: int) -> list[int]:
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a terminal Ctrl-C (SIGINT to the whole process group) makes "
-                   "the signature worker processes die with a KeyboardInterrupt traceback "
-                   "(ledger/sigverify.py: the pool workers do not ignore SIGINT)")
 def test_ctrl_c_to_process_group_is_quiet(node_factory):
-    """What a terminal does on Ctrl-C: SIGINT to every process of the foreground group."""
+    """What a terminal does on Ctrl-C: SIGINT to every process of the foreground group.
+    (Regression: the signature workers used to die with a KeyboardInterrupt traceback.)"""
     node = node_factory().start()
     before = len(node.log.read_bytes())
     os.killpg(node.proc.pid, signal.SIGINT)
@@ -367,9 +365,9 @@ def test_ctrl_c_to_process_group_is_quiet(node_factory):
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
-@pytest.mark.xfail(strict=True, reason="BUG: when only the node process is SIGKILLed (OOM killer), its "
-                   "signature worker processes live on forever as orphans (ledger/sigverify.py)")
 def test_sigkill_of_node_process_alone_leaves_no_orphans(node_factory):
+    """The OOM killer kills one process, not the group.  (Regression: the signature
+    workers used to live on forever as orphans.)"""
     node = node_factory().start()
     pgid = node.proc.pid
     assert len(_group_members(pgid)) > 1  # the node and its signature workers
