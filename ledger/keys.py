@@ -122,9 +122,9 @@ def load_key(path: str | Path) -> PrivateKey:
     try:
         doc = json.loads(Path(path).read_text())
         if doc.get("type") != "ed25519":
-            raise ValueError("not an ed25519 key file")
-        key = PrivateKey(bytes.fromhex(doc["seed"]))
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+            raise ValueError("it is not an ed25519 key file")
+        key = PrivateKey(parse_hex(doc["seed"], "seed"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"cannot read key file {path}: {e}") from None
     if "public_key" in doc and doc["public_key"] != key.public_key.hex():
         raise ValueError(f"key file {path} is corrupt: public key does not match seed")

@@ -122,12 +122,10 @@ class Client:
         except ValueError:
             raise RpcError(-32603, f"node answered HTTP {resp.status} with a body that is not JSON") from None
 
-    def call(self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
-        """Call any RPC method (positional or named params) and return its result."""
-        if args and kwargs:
-            raise ValueError("give positional or named params, not both")
+    def call(self, method: str, params: list | dict | None = None, timeout: float | None = None) -> Any:
+        """Call any RPC method with positional (list) or named (dict) params."""
         body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method,
-                "params": kwargs if kwargs else list(args)}
+                "params": [] if params is None else params}
         resp = self._post(json.dumps(body).encode(), timeout)
         if "error" in resp:
             raise _error(resp["error"])
@@ -159,10 +157,10 @@ class Client:
             params["hash"] = hash
         elif height is not None:
             params["height"] = height
-        return self.call("block", **params)
+        return self.call("block", params)
 
     def tx(self, tx_hash: str | bytes) -> dict:
-        return self.call("tx", hash=tx_hash.hex() if isinstance(tx_hash, bytes) else tx_hash)
+        return self.call("tx", {"hash": tx_hash.hex() if isinstance(tx_hash, bytes) else tx_hash})
 
     def account(self, address: str | bytes, height: int | None = None, prove: bool = False) -> AccountInfo:
         """An account at a height (default latest). With prove=True the Merkle proof is
@@ -171,7 +169,7 @@ class Client:
         params: dict[str, Any] = {"address": address_hex(addr), "prove": prove}
         if height is not None:
             params["height"] = height
-        r = self.call("account", **params)
+        r = self.call("account", params)
         if prove:
             self._check_proof(addr, r)
         return AccountInfo(r["address"], r["balance"], r["nonce"], r["height"], r.get("pending_nonce"), prove)
@@ -199,7 +197,7 @@ class Client:
     def broadcast(self, tx: Transaction | bytes) -> str:
         """Submit; returns the hash once the mempool admitted it (TxRejected otherwise)."""
         raw = tx.raw if isinstance(tx, Transaction) else tx
-        return self.call("broadcast_tx", tx=raw.hex())["hash"]
+        return self.call("broadcast_tx", {"tx": raw.hex()})["hash"]
 
     def broadcast_commit(self, tx: Transaction | bytes, timeout: float = 30) -> dict:
         """Submit and wait until the transaction is committed; returns its receipt."""
@@ -207,12 +205,7 @@ class Client:
         return self._call_commit(raw, timeout)
 
     def _call_commit(self, raw: bytes, timeout: float) -> dict:
-        body = {"jsonrpc": "2.0", "id": next(self._ids), "method": "broadcast_tx_commit",
-                "params": {"tx": raw.hex(), "timeout": timeout}}
-        resp = self._post(json.dumps(body).encode(), timeout + 10)
-        if "error" in resp:
-            raise _error(resp["error"])
-        return resp["result"]
+        return self.call("broadcast_tx_commit", {"tx": raw.hex(), "timeout": timeout}, timeout=timeout + 10)
 
     def transfer(self, key: PrivateKey, to: str | bytes, amount: int, wait: bool = True,
                  gas_price: int = 1, nonce: int | None = None, timeout: float = 30) -> dict:

@@ -23,11 +23,11 @@ from ledger import errors, trie
 from ledger.block import Block, Header, Receipt
 from ledger.keys import address_hex, parse_address, parse_hex
 from ledger.state import account_key, decode_account
-from ledger.tx import tx_to_json
+from ledger.tx import decode_transaction, tx_to_json, validate_transaction
 from ledger.encoding import encode
 from ledger.chain import Chain
 from ledger.keys import PrivateKey
-from ledger.mempool import Mempool
+from ledger.mempool import AlreadyKnown, Mempool
 from consensus.genesis import Genesis
 from consensus.validators import ValidatorSet
 
@@ -101,7 +101,7 @@ def p_address(v: Any, name: str = "address") -> bytes:
     try:
         return parse_address(v)
     except ValueError as e:
-        raise _bad(name, f"an address ({e})") from None
+        raise RpcError(INVALID_PARAMS, f"invalid params: {name}: {e}") from None
 
 
 def p_bool(v: Any, name: str) -> bool:
@@ -255,9 +255,13 @@ async def m_broadcast_tx(node: Node, tx: Any) -> dict:
 async def m_broadcast_tx_async(node: Node, tx: Any) -> dict:
     """Returns the hash at once; admission happens in the background (check with `tx`)."""
     raw = p_hex(tx, "tx")
-    from ledger.hashing import hash_bytes
+    try:  # what can be told at once is told at once; the signature and mempool checks follow
+        parsed = decode_transaction(raw, node.chain.params.max_tx_bytes)
+        validate_transaction(parsed, node.chain.chain_id, node.chain.params.max_block_gas)
+    except errors.InvalidTransaction as e:
+        raise rejected(e) from None
     node.spawn(node.submit([raw]))
-    return {"hash": hash_bytes(raw).hex()}
+    return {"hash": parsed.hash.hex()}
 
 
 @method
@@ -265,7 +269,14 @@ async def m_broadcast_tx_commit(node: Node, tx: Any, timeout: Any = 30) -> dict:
     """Returns the receipt once the transaction is in a committed block."""
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 600:
         raise _bad("timeout", "a number of seconds in (0, 600]")
-    (res,) = await node.submit([p_hex(tx, "tx")])
+    raw = p_hex(tx, "tx")
+    (res,) = await node.submit([raw])
+    if isinstance(res, (errors.NonceTooLow, AlreadyKnown)):
+        # sent before (a retry): answer with its receipt, or wait for it, rather than refuse
+        from ledger.hashing import hash_bytes
+        h = hash_bytes(raw)
+        if node.chain.store.tx(h) is not None or node.mempool.get(h) is not None:
+            res = h
     if isinstance(res, errors.LedgerError):
         raise rejected(res)
     try:
@@ -298,7 +309,7 @@ def _check_request(req: Any) -> tuple[Any, str, Any]:
         raise RpcError(INVALID_REQUEST, 'invalid request: expected {"jsonrpc": "2.0", "method": ..., "id": ...}')
     rid = req.get("id")
     if rid is not None and type(rid) not in (int, str):
-        raise RpcError(INVALID_REQUEST, "invalid request: id must be a string, a number or null")
+        raise RpcError(INVALID_REQUEST, "invalid request: id must be a string, an integer or null")
     return rid, req["method"], req.get("params")
 
 

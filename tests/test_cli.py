@@ -202,7 +202,7 @@ def test_bad_inputs(devnet, tmp_path):
     cli("keys", "new", "--out", str(tmp_path / "poor.json"))
     assert "(insufficient_funds)" in transfer("--key", str(tmp_path / "poor.json"), "--to", DEV1, "--amount", "1")
     cli("transfer", *base, "--amount", "1", url=url)  # nonce 0 is now used
-    assert "(nonce_too_low)" in transfer(*base, "--amount", "1", "--nonce", "0")
+    assert "(nonce_too_low)" in transfer(*base, "--amount", "2", "--nonce", "0")
 
     assert "bad address" in fails("balance", "0xnothex", url=url)
     assert "not found" in fails("balance", DEV0, "--height", "99999999", url=url)

@@ -388,7 +388,10 @@ def rejected_cases(node) -> dict[str, tuple[bytes, str, list[str]]]:
         "bad_signature_other_sender": (encode(body[:2] + [nobody.public_key] + body[3:]), "bad_signature",
                                        ["signature"]),
         "wrong_chain_id": (transfer(key, "another-chain", n, to, 1).raw, "wrong_chain_id", ["chain", "another-chain"]),
-        "nonce_too_low": (committed.raw, "nonce_too_low", ["nonce", "too low"]),
+        # the committed tx's nonce again, in a different tx (the same bytes again are a retry)
+        "nonce_too_low": (transfer(low_key, cid, committed.nonce, KEYS[4].address, 2).raw, "nonce_too_low",
+                          ["nonce", "too low"]),
+        "resent_committed": (committed.raw, "nonce_too_low", ["nonce", "too low"]),
         "nonce_too_high": (transfer(key, cid, n + 1, to, 1).raw, "nonce_too_high", ["nonce", "too high"]),
         "nonce_far_too_high": (transfer(key, cid, 2**64 - 1, to, 1).raw, "nonce_too_high", ["nonce", "too high"]),
         "insufficient_funds_empty": (transfer(nobody, cid, 0, to, 1).raw, "insufficient_funds", ["balance", "pay"]),
@@ -437,7 +440,7 @@ def check_rejected(resp: dict, reason: str, words: list[str], id: Any = 1) -> No
 
 
 def test_cases_are_listed(rejected_cases):
-    assert set(CASES) == set(rejected_cases)
+    assert set(CASES) | {"resent_committed"} == set(rejected_cases)
 
 
 @pytest.mark.parametrize("method", ["broadcast_tx", "broadcast_tx_commit"])
@@ -445,6 +448,16 @@ def test_cases_are_listed(rejected_cases):
 def test_rejected_transaction(node, rejected_cases, case, method):
     raw, reason, words = rejected_cases[case]
     check_rejected(node.rpc(method, {"tx": raw.hex()}), reason, words)
+
+
+def test_resending_a_committed_tx(node, rejected_cases):
+    """The same bytes again: broadcast_tx refuses (its nonce is used), broadcast_tx_commit
+    treats it as a retry and answers with the original receipt."""
+    raw = rejected_cases["resent_committed"][0]
+    check_rejected(node.rpc("broadcast_tx", {"tx": raw.hex()}), "nonce_too_low", ["nonce", "too low"])
+    r = node.result("broadcast_tx_commit", {"tx": raw.hex(), "timeout": 5})
+    first = node.result("tx", {"hash": hash_bytes(raw).hex()})
+    assert (r["height"], r["index"], r["receipt"]) == (first["height"], first["index"], first["receipt"])
 
 
 def test_rejected_transactions_in_one_batch(node, rejected_cases):
@@ -520,8 +533,7 @@ def test_node_goes_on_after_rejections(node, rejected_cases):
     # nothing rejected was admitted
     for case in CASES:
         raw = rejected_cases[case][0]
-        if case != "nonce_too_low":  # that one is committed, sent again
-            assert_error(node.rpc("tx", {"hash": hash_bytes(raw).hex()}), NOT_FOUND, "no transaction")
+        assert_error(node.rpc("tx", {"hash": hash_bytes(raw).hex()}), NOT_FOUND, "no transaction")
     # the accounts used are still usable at their next nonce
     key = KEYS[2]
     tx = transfer(key, node.chain_id, node.nonce(key), KEYS[3].address, 1)
