@@ -14,11 +14,9 @@ with `error:` and exit status 1.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import re
-import socket
 import stat
 import sys
 import urllib.parse
@@ -369,33 +367,9 @@ def cmd_rpc(args: argparse.Namespace) -> int:
     timeout = 60.0
     if isinstance(params, dict) and isinstance(params.get("timeout"), (int, float)):
         timeout = max(timeout, float(params["timeout"]) + 10)
-    _emit_json(raw_rpc(args.rpc_url, args.method, params, timeout))
+    with Client(args.rpc_url) as c:
+        _emit_json(c.call(args.method, params, timeout=timeout))
     return 0
-
-
-def raw_rpc(url: str, method: str, params: Any, timeout: float = 60.0) -> Any:
-    """One JSON-RPC call with the params sent exactly as given (an array or an object)."""
-    u = urllib.parse.urlsplit(url)
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
-    conn = http.client.HTTPConnection(u.hostname or "", u.port or 80, timeout=timeout)
-    try:
-        conn.request("POST", u.path or "/", body, {"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        data = resp.read()
-    except (OSError, http.client.HTTPException, socket.timeout) as e:
-        raise ConnectionFailed(f"no answer from {url}: {e}") from None
-    finally:
-        conn.close()
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        raise RpcError(-32603, f"node answered HTTP {resp.status} with a body that is not JSON") from None
-    if not isinstance(doc, dict):
-        raise RpcError(-32603, "node answered with something that is not a JSON-RPC response")
-    if "error" in doc:
-        e = doc["error"]
-        raise RpcError(e.get("code"), e.get("message", ""), e.get("data"))
-    return doc.get("result")
 
 
 # ---- parser -----------------------------------------------------------------------------

@@ -127,6 +127,8 @@ class Client:
         body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method,
                 "params": [] if params is None else params}
         resp = self._post(json.dumps(body).encode(), timeout)
+        if not isinstance(resp, dict) or not ("result" in resp or isinstance(resp.get("error"), dict)):
+            raise RpcError(-32603, "node answered with something that is not a JSON-RPC response")
         if "error" in resp:
             raise _error(resp["error"])
         return resp["result"]
