@@ -25,7 +25,7 @@ from consensus.solo import SoloEngine
 from ledger import errors
 from ledger.block import Block, Receipt
 from ledger.chain import Chain, Proposal
-from ledger.keys import PrivateKey, address_hex, load_key
+from ledger.keys import address_hex, load_key
 from ledger.mempool import AlreadyKnown, Mempool
 from ledger.sigverify import SignatureVerifier
 from ledger.store import Store, StoreError

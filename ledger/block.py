@@ -6,7 +6,7 @@ The header's state root is the root AFTER executing the block's transactions.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ledger import errors
