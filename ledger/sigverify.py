@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import multiprocessing
+import multiprocessing.pool
 import os
 import signal
 import sys
-from concurrent.futures import ProcessPoolExecutor
+import threading
 from typing import Sequence
 
 from ledger.keys import TX_DOMAIN, verify
@@ -50,26 +51,48 @@ class SignatureVerifier:
 
     def __init__(self, workers: int):
         self.workers = workers
-        self._pool = None
+        self._pool: multiprocessing.pool.Pool | None = None
         if workers > 0:
-            self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_worker_init, initargs=(os.getpid(),))
+            # Every worker starts now with SIGINT ignored: an ignored signal stays ignored
+            # across fork and exec, and CPython then installs no KeyboardInterrupt handler,
+            # so a terminal's Ctrl-C cannot hit a worker while it is still importing.
+            main = threading.current_thread() is threading.main_thread()
+            old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+            try:
+                self._pool = multiprocessing.get_context("spawn").Pool(
+                    workers, initializer=_worker_init, initargs=(os.getpid(),))
+            finally:
+                if main:
+                    signal.signal(signal.SIGINT, old)
+
+    def _submit(self, items: list[Item]) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+
+        def settle(result: object, ok: bool) -> None:
+            if not fut.done():
+                fut.set_result(result) if ok else fut.set_exception(result)  # type: ignore[arg-type]
+
+        assert self._pool is not None
+        self._pool.apply_async(verify_items, (items,),
+                               callback=lambda r: loop.call_soon_threadsafe(settle, r, True),
+                               error_callback=lambda e: loop.call_soon_threadsafe(settle, e, False))
+        return fut
 
     async def verify(self, txs: Sequence[Transaction]) -> list[bool]:
         items = items_of(txs)
         if self._pool is None or len(items) < INLINE_BELOW:
             return verify_items(items)
-        loop = asyncio.get_running_loop()
         size = max(INLINE_BELOW, min(CHUNK, -(-len(items) // self.workers)))
-        parts = await asyncio.gather(*(loop.run_in_executor(self._pool, verify_items, items[i:i + size])
-                                       for i in range(0, len(items), size)))
+        parts = await asyncio.gather(*(self._submit(items[i:i + size]) for i in range(0, len(items), size)))
         return [ok for part in parts for ok in part]
 
     def warm_up(self) -> None:
-        """Start the workers now rather than on the first busy batch."""
+        """Wait until every worker answers."""
         if self._pool is not None:
-            list(self._pool.map(verify_items, [[]] * self.workers))
+            self._pool.map(verify_items, [[]] * self.workers, chunksize=1)
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.terminate()
+            self._pool.join()
