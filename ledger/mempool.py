@@ -44,7 +44,6 @@ class Mempool:
         self.min_gas_price = min_gas_price
         self._by_hash: dict[bytes, Transaction] = {}
         self._pending: dict[bytes, list[Transaction]] = {}  # sender -> txs in nonce order
-        self._next_nonce: dict[bytes, int] = {}  # sender -> nonce of its first pending tx
         self._spent: dict[bytes, int] = {}  # sender -> sum of pending worst-case costs
         self._arrival: dict[bytes, int] = {}  # tx hash -> arrival sequence
         self._seq = itertools.count()
@@ -77,7 +76,7 @@ class Mempool:
         sender = tx.sender_address
         q = self._pending.get(sender)
         acct = self._account(sender)
-        expected = self._next_nonce[sender] + len(q) if q else acct.nonce
+        expected = q[-1].nonce + 1 if q else acct.nonce
         if tx.nonce < expected:
             raise errors.NonceTooLow(f"nonce {tx.nonce} is too low: the next nonce of this sender is {expected}")
         if tx.nonce > expected:
@@ -92,7 +91,6 @@ class Mempool:
                 f"(value {tx.value} + gas {tx.gas_limit} x price {tx.gas_price})")
         if q is None:
             self._pending[sender] = [tx]
-            self._next_nonce[sender] = tx.nonce
         else:
             q.append(tx)
         self._spent[sender] = spent + cost
@@ -173,10 +171,7 @@ class Mempool:
                         break
                     spent += c
                 self._spent[sender] = spent
-            if q:
-                self._next_nonce[sender] = q[0].nonce
-            else:
+            if not q:
                 del self._pending[sender]
-                self._next_nonce.pop(sender, None)
                 self._spent.pop(sender, None)
         return evicted

@@ -61,7 +61,6 @@ def check_invariants(mp: Mempool, world: World) -> None:
         assert q, "empty queues are removed"
         acct = world(sender)
         assert [t.nonce for t in q] == list(range(acct.nonce, acct.nonce + len(q)))
-        assert mp._next_nonce[sender] == acct.nonce
         assert mp._spent[sender] == sum(cost(t) for t in q) <= acct.balance
         assert all(t.hash in mp for t in q)
         assert mp.pending_nonce(sender) == acct.nonce + len(q)
