@@ -1,0 +1,1 @@
+"""The contract VM: a Python subset validated at deploy, gas-metered and sandboxed."""
