@@ -53,7 +53,7 @@ TYPE_NAMES = frozenset({"int", "str", "bytes", "bool", "list", "dict", "tuple", 
 
 _IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 
-_BINOPS = {ast.Add, ast.Sub, ast.Mult, ast.FloorDiv, ast.Mod, ast.Pow, ast.LShift, ast.RShift,
+_BINOPS = {ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.LShift, ast.RShift,
            ast.BitOr, ast.BitXor, ast.BitAnd}
 _UNARYOPS = {ast.Not, ast.USub, ast.UAdd, ast.Invert}
 _CMPOPS = {ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn, ast.Is, ast.IsNot}
@@ -399,10 +399,7 @@ class _Checker:
 
     def binop(self, node: ast.AST, op: ast.operator) -> None:
         if type(op) not in _BINOPS:
-            if isinstance(op, ast.Div):
-                self.err(node, "/ is not allowed (it makes floats): use // for integers")
-            else:
-                self.err(node, f"the operator {type(op).__name__} is not allowed")
+            self.err(node, f"the operator {type(op).__name__} is not allowed")
 
     def visit_BinOp(self, node: ast.BinOp) -> None:
         self.binop(node, node.op)
@@ -426,6 +423,10 @@ class _Checker:
             elif isinstance(op, (ast.Is, ast.IsNot)) and not any(
                     isinstance(x, ast.Constant) and x.value is None for x in operands[i:i + 2]):
                 self.err(node, "'is' only compares with None (x is None): use == for values")
+        for x in node.comparators[:-1]:
+            if not isinstance(x, (ast.Name, ast.Constant)):
+                self.err(x, "the middle of a chained comparison must be a name or a constant "
+                         "(a < x < b): write a < f(x) and f(x) < b as two comparisons")
         for x in operands:
             self.visit(x)
 

@@ -1,0 +1,794 @@
+"""Contract values and their one canonical byte form.
+
+A contract keeps, stores, emits, passes and returns only these values: None, bool, int,
+str, bytes, list, tuple, dict and this module's fixed-point `Decimal`.  Every node must
+agree on each value's bytes, on every result of Decimal arithmetic, and on every error
+(class and message), so nothing here depends on PYTHONHASHSEED, on the host's
+int <-> str digit limit or on the CPython version (3.11, 3.12, 3.13), and no host
+exception text ever reaches a receipt.
+
+Contract code is hostile: a value may be cyclic (`L.append(L)`) or share sub-values so
+that its logical size is exponential in its memory size.  The encoder and `measure`
+therefore walk with a depth bound (MAX_VALUE_DEPTH) and stop as soon as the output or
+count passes its budget: their work is bounded by the budget, never by the logical size.
+The decoder is our own strict parser (not msgpack.unpackb), so the errors it raises and
+their order depend on this file alone.
+
+Wire format (valid msgpack with use_bin_type; `msgpack.unpackb` reads it, exts as ExtType):
+  None, bool         nil, false/true
+  int in [-2**63, 2**64)   msgpack int, minimal form (non-negative values as
+                     fixint/uint8..uint64, negative as negative fixint/int8..int64)
+  other int          ext 1: signed two's-complement big-endian, minimal length
+  str, bytes         str (UTF-8) / bin, minimal headers
+  list               array
+  tuple              ext 2: the encoding of its items as an array
+  dict               map, in the dict's insertion order
+  Decimal            ext 3: its scaled int (value * 10**18), signed two's-complement
+                     big-endian, minimal length
+Ext headers are msgpack's minimal ones: fixext 1/2/4/8/16 when the data has that length,
+else ext8/ext16/ext32.
+"""
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from vm.errors import ContractRuntimeError, InvalidValue, LimitExceeded
+from vm.limits import DECIMAL_PLACES, MAX_INT_BITS, MAX_INT_DIGITS, MAX_VALUE_DEPTH
+
+__all__ = [
+    "Decimal", "decimal_scaled", "int_to_str", "str_to_int",
+    "encode_value", "decode_value", "measure", "to_json", "from_json_arg",
+    "EXT_BIGINT", "EXT_TUPLE", "EXT_DECIMAL",
+]
+
+EXT_BIGINT = 1
+EXT_TUPLE = 2
+EXT_DECIMAL = 3
+
+_SCALE = 10 ** DECIMAL_PLACES
+_CHUNK = 600                      # digits per conversion step: under CPython's minimum limit of 640
+_CHUNK_BASE = 10 ** _CHUNK
+_INT64_MIN = -(1 << 63)
+_UINT64_END = 1 << 64
+
+
+def _type_name(v: Any) -> str:
+    return "None" if v is None else type(v).__name__
+
+
+def _check_int(n: int) -> int:
+    if n.bit_length() > MAX_INT_BITS:
+        raise LimitExceeded(f"an int may have at most {MAX_INT_BITS} bits")
+    return n
+
+
+# ---------------------------------------------------------------------------
+# int <-> str
+
+
+def int_to_str(n: int) -> str:
+    """Decimal digits of n, whatever the host's int <-> str digit limit."""
+    _check_int(n)
+    if -_CHUNK_BASE < n < _CHUNK_BASE:
+        return str(n)
+    sign, n = ("-", -n) if n < 0 else ("", n)
+    chunks = []
+    while n >= _CHUNK_BASE:
+        n, r = divmod(n, _CHUNK_BASE)
+        chunks.append(str(r).zfill(_CHUNK))
+    chunks.append(str(n))
+    return sign + "".join(reversed(chunks))
+
+
+def _digits_to_int(digits: str) -> int:
+    """The int of a non-empty string of ASCII digits, converted 600 digits at a time."""
+    n = 0
+    for i in range(0, len(digits), _CHUNK):
+        chunk = digits[i:i + _CHUNK]
+        n = n * 10 ** len(chunk) + int(chunk)
+    return n
+
+
+def _is_ascii_digits(s: str) -> bool:
+    return s.isascii() and s.isdigit()
+
+
+def str_to_int(s: str) -> int:
+    """Parse `[+-]digits` (ASCII 0-9 only; no spaces or underscores) into an int."""
+    if type(s) is not str:
+        raise ContractRuntimeError(f"expected a str, not {_type_name(s)}")
+    body = s[1:] if s[:1] in ("+", "-") else s
+    if not _is_ascii_digits(body):
+        raise ContractRuntimeError("invalid int literal: expected an optional sign and the digits 0-9 only")
+    if len(body) > MAX_INT_DIGITS:
+        raise LimitExceeded(f"an int literal may have at most {MAX_INT_DIGITS} digits")
+    n = _check_int(_digits_to_int(body))
+    return -n if s[0] == "-" else n
+
+
+# ---------------------------------------------------------------------------
+# Decimal
+
+
+def _round_half_even(n: int, d: int) -> int:
+    """n / d rounded to the nearest int, ties to even (d != 0)."""
+    if d < 0:
+        n, d = -n, -d
+    q, r = divmod(n, d)  # n/d = q + r/d with 0 <= r/d < 1
+    if 2 * r > d or (2 * r == d and q & 1):
+        q += 1
+    return q
+
+
+def _trunc_div(n: int, d: int) -> int:
+    """n / d truncated toward zero (d != 0)."""
+    q = abs(n) // abs(d)
+    return q if (n < 0) == (d < 0) else -q
+
+
+class Decimal:
+    """A fixed-point number with exactly DECIMAL_PLACES (18) fractional digits.
+
+    Held as one scaled int q (the value is q / 10**18), immutable.  `*` and `/` round
+    half-to-even to 18 places; `//` truncates toward zero and `%` takes the dividend's
+    sign (as Python's decimal module does).  Operands may be Decimal or int, never bool.
+    """
+
+    __slots__ = ("_q",)
+    _q: int
+
+    def __init__(self, value: "Decimal | int | str"):
+        t = type(value)
+        if t is Decimal:
+            q = value._q
+        elif t is int:
+            q = _check_int(value * _SCALE)
+        elif t is str:
+            q = _parse_decimal(value)
+        else:
+            raise ContractRuntimeError(f"Decimal() takes an int, a str or a Decimal, not {_type_name(value)}")
+        object.__setattr__(self, "_q", q)
+
+    @classmethod
+    def from_scaled(cls, q: int) -> "Decimal":
+        """The Decimal q / 10**18 (for the VM, not reachable from contracts)."""
+        if type(q) is not int:
+            raise ContractRuntimeError(f"a scaled Decimal is an int, not {_type_name(q)}")
+        d = object.__new__(cls)
+        object.__setattr__(d, "_q", _check_int(q))
+        return d
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise ContractRuntimeError("Decimal values are immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise ContractRuntimeError("Decimal values are immutable")
+
+    def __reduce__(self) -> tuple:
+        return (Decimal.from_scaled, (self._q,))
+
+    # --- operands
+
+    def _operand(self, other: Any, op: str, reflected: bool) -> int:
+        t = type(other)
+        if t is Decimal:
+            return other._q
+        if t is int:
+            return other * _SCALE
+        a, b = ("Decimal", _type_name(other))
+        if reflected:
+            a, b = b, a
+        raise ContractRuntimeError(f"unsupported operand types for {op}: {a} and {b}")
+
+    def _ordered(self, other: Any) -> int:
+        t = type(other)
+        if t is Decimal:
+            return other._q
+        if t is int:
+            return other * _SCALE
+        raise ContractRuntimeError(f"Decimal and {_type_name(other)} cannot be ordered")
+
+    # --- arithmetic
+
+    def __add__(self, other: Any) -> "Decimal":
+        return Decimal.from_scaled(self._q + self._operand(other, "+", False))
+
+    def __radd__(self, other: Any) -> "Decimal":
+        return Decimal.from_scaled(self._operand(other, "+", True) + self._q)
+
+    def __sub__(self, other: Any) -> "Decimal":
+        return Decimal.from_scaled(self._q - self._operand(other, "-", False))
+
+    def __rsub__(self, other: Any) -> "Decimal":
+        return Decimal.from_scaled(self._operand(other, "-", True) - self._q)
+
+    def __mul__(self, other: Any) -> "Decimal":
+        return Decimal.from_scaled(_round_half_even(self._q * self._operand(other, "*", False), _SCALE))
+
+    def __rmul__(self, other: Any) -> "Decimal":
+        return Decimal.from_scaled(_round_half_even(self._operand(other, "*", True) * self._q, _SCALE))
+
+    def __truediv__(self, other: Any) -> "Decimal":
+        return _div(self._q, self._operand(other, "/", False))
+
+    def __rtruediv__(self, other: Any) -> "Decimal":
+        return _div(self._operand(other, "/", True), self._q)
+
+    def __floordiv__(self, other: Any) -> "Decimal":
+        return _floordiv(self._q, self._operand(other, "//", False))
+
+    def __rfloordiv__(self, other: Any) -> "Decimal":
+        return _floordiv(self._operand(other, "//", True), self._q)
+
+    def __mod__(self, other: Any) -> "Decimal":
+        return _mod(self._q, self._operand(other, "%", False))
+
+    def __rmod__(self, other: Any) -> "Decimal":
+        return _mod(self._operand(other, "%", True), self._q)
+
+    def __divmod__(self, other: Any) -> "tuple[Decimal, Decimal]":
+        b = self._operand(other, "divmod()", False)
+        return _floordiv(self._q, b), _mod(self._q, b)
+
+    def __rdivmod__(self, other: Any) -> "tuple[Decimal, Decimal]":
+        a = self._operand(other, "divmod()", True)
+        return _floordiv(a, self._q), _mod(a, self._q)
+
+    def __neg__(self) -> "Decimal":
+        return Decimal.from_scaled(-self._q)
+
+    def __pos__(self) -> "Decimal":
+        return self
+
+    def __abs__(self) -> "Decimal":
+        return self if self._q >= 0 else Decimal.from_scaled(-self._q)
+
+    # --- comparisons and conversions
+
+    def __eq__(self, other: Any) -> bool:
+        t = type(other)
+        if t is Decimal:
+            return self._q == other._q
+        if t is int or t is bool:  # as in Python, True == 1: keeps dict keys consistent with hash
+            return self._q == other * _SCALE
+        return NotImplemented
+
+    def __lt__(self, other: Any) -> bool:
+        return self._q < self._ordered(other)
+
+    def __le__(self, other: Any) -> bool:
+        return self._q <= self._ordered(other)
+
+    def __gt__(self, other: Any) -> bool:
+        return self._q > self._ordered(other)
+
+    def __ge__(self, other: Any) -> bool:
+        return self._q >= self._ordered(other)
+
+    def __hash__(self) -> int:
+        i, r = divmod(self._q, _SCALE)
+        return hash(i) if r == 0 else hash(self._q)
+
+    def __bool__(self) -> bool:
+        return self._q != 0
+
+    def __int__(self) -> int:
+        return _trunc_div(self._q, _SCALE)
+
+    def __str__(self) -> str:
+        sign, q = ("-", -self._q) if self._q < 0 else ("", self._q)
+        i, f = divmod(q, _SCALE)
+        frac = str(f).zfill(DECIMAL_PLACES).rstrip("0")
+        return sign + int_to_str(i) + ("." + frac if frac else "")
+
+    def __repr__(self) -> str:
+        return f"Decimal('{self}')"
+
+
+def decimal_scaled(d: Decimal) -> int:
+    """The scaled int q of d (d == q / 10**18): for the VM, not reachable from contracts."""
+    return d._q
+
+
+def _parse_decimal(s: str) -> int:
+    """Scaled int of `[+-]digits[.digits]` (at most 18 fractional digits, no exponent)."""
+    body = s[1:] if s[:1] in ("+", "-") else s
+    whole, point, frac = body.partition(".")
+    if (not whole and not frac) or not all(_is_ascii_digits(p) for p in (whole, frac) if p):
+        raise ContractRuntimeError(
+            "invalid Decimal literal: expected an optional sign, digits 0-9 and an optional point "
+            "(no exponent, spaces or underscores)")
+    if len(frac) > DECIMAL_PLACES:
+        raise ContractRuntimeError(f"a Decimal has at most {DECIMAL_PLACES} fractional digits")
+    if len(whole) > MAX_INT_DIGITS:
+        raise LimitExceeded(f"a Decimal literal may have at most {MAX_INT_DIGITS} integer digits")
+    q = _check_int(_digits_to_int(whole + frac.ljust(DECIMAL_PLACES, "0")))
+    return -q if s[0] == "-" else q
+
+
+def _nonzero(d: int) -> None:
+    if d == 0:
+        raise ContractRuntimeError("division by zero")
+
+
+def _div(a: int, b: int) -> Decimal:
+    _nonzero(b)
+    return Decimal.from_scaled(_round_half_even(a * _SCALE, b))
+
+
+def _floordiv(a: int, b: int) -> Decimal:
+    _nonzero(b)
+    return Decimal.from_scaled(_trunc_div(a, b) * _SCALE)
+
+
+def _mod(a: int, b: int) -> Decimal:
+    _nonzero(b)
+    return Decimal.from_scaled(a - b * _trunc_div(a, b))
+
+
+# ---------------------------------------------------------------------------
+# encoding
+
+
+def _signed_bytes(n: int) -> bytes:
+    """Minimal signed two's-complement big-endian bytes of n (at least one byte)."""
+    bits = n.bit_length() if n >= 0 else (~n).bit_length()
+    return n.to_bytes(bits // 8 + 1, "big", signed=True)
+
+
+_FIXEXT = {1: 0xD4, 2: 0xD5, 4: 0xD6, 8: 0xD7, 16: 0xD8}
+
+
+def _ext_header(code: int, n: int) -> bytes:
+    if n in _FIXEXT:
+        return bytes((_FIXEXT[n], code))
+    if n < 0x100:
+        return bytes((0xC7, n, code))
+    if n < 0x10000:
+        return struct.pack(">BHB", 0xC8, n, code)
+    return struct.pack(">BIB", 0xC9, n, code)
+
+
+# Minimal msgpack length headers: (fix base, fix max, 8-bit, 16-bit, 32-bit) type bytes.
+_STR = (0xA0, 31, 0xD9, 0xDA, 0xDB)
+_BIN = (None, -1, 0xC4, 0xC5, 0xC6)
+_ARRAY = (0x90, 15, None, 0xDC, 0xDD)
+_MAP = (0x80, 15, None, 0xDE, 0xDF)
+
+
+def _header(out: bytearray, kind: tuple, n: int) -> None:
+    """Append the minimal header of a str/bin/array/map (`kind`) of length n."""
+    fix, fix_max, b8, b16, b32 = kind
+    if n <= fix_max:
+        out.append(fix | n)
+    elif b8 is not None and n < 0x100:
+        out += bytes((b8, n))
+    elif n < 0x10000:
+        out += struct.pack(">BH", b16, n)
+    elif n < 0x100000000:
+        out += struct.pack(">BI", b32, n)
+    else:
+        raise LimitExceeded("a value has more than 2**32 - 1 elements")
+
+
+def _encode_int(out: bytearray, n: int) -> None:
+    if n >= 0:
+        if n < 0x80:
+            out.append(n)
+        elif n < 0x100:
+            out += bytes((0xCC, n))
+        elif n < 0x10000:
+            out += struct.pack(">BH", 0xCD, n)
+        elif n < 0x100000000:
+            out += struct.pack(">BI", 0xCE, n)
+        elif n < _UINT64_END:
+            out += struct.pack(">BQ", 0xCF, n)
+        else:
+            _encode_ext(out, EXT_BIGINT, _signed_bytes(_check_int(n)))
+    elif n >= -32:
+        out.append(n & 0xFF)
+    elif n >= -0x80:
+        out += struct.pack(">Bb", 0xD0, n)
+    elif n >= -0x8000:
+        out += struct.pack(">Bh", 0xD1, n)
+    elif n >= -0x80000000:
+        out += struct.pack(">Bi", 0xD2, n)
+    elif n >= _INT64_MIN:
+        out += struct.pack(">Bq", 0xD3, n)
+    else:
+        _encode_ext(out, EXT_BIGINT, _signed_bytes(_check_int(n)))
+
+
+def _encode_ext(out: bytearray, code: int, data: bytes) -> None:
+    out += _ext_header(code, len(data))
+    out += data
+
+
+def _too_big(max_bytes: int) -> LimitExceeded:
+    return LimitExceeded(f"the encoded value is over the limit of {max_bytes} bytes")
+
+
+def _not_a_value(v: Any) -> InvalidValue:
+    return InvalidValue(
+        f"a value of type {_type_name(v)} cannot be stored, emitted, passed or returned "
+        "(only None, bool, int, str, bytes, list, tuple, dict and Decimal can)")
+
+
+def _encode(out: bytearray, v: Any, depth: int, max_bytes: int) -> None:
+    """Append v's encoding; depth counts the containers around v."""
+    t = type(v)
+    if v is None:
+        out.append(0xC0)
+    elif t is bool:
+        out.append(0xC3 if v else 0xC2)
+    elif t is int:
+        _encode_int(out, v)
+    elif t is str:
+        if len(v) > max_bytes:  # every character takes at least one byte
+            raise _too_big(max_bytes)
+        try:
+            data = v.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidValue("a str with a lone surrogate cannot be encoded") from None
+        _header(out, _STR, len(data))
+        out += data
+    elif t is bytes:
+        if len(v) > max_bytes:
+            raise _too_big(max_bytes)
+        _header(out, _BIN, len(v))
+        out += v
+    elif t is Decimal:
+        _encode_ext(out, EXT_DECIMAL, _signed_bytes(v._q))
+    elif t is list or t is tuple or t is dict:
+        depth += 1
+        if depth > MAX_VALUE_DEPTH:
+            raise LimitExceeded(f"a value may nest containers at most {MAX_VALUE_DEPTH} deep")
+        if len(v) > max_bytes:  # every element takes at least one byte
+            raise _too_big(max_bytes)
+        start = len(out)
+        if t is dict:
+            _header(out, _MAP, len(v))
+            for k, x in v.items():  # keys are hashable, so any key that is a value is a valid key
+                _encode(out, k, depth, max_bytes)
+                _encode(out, x, depth, max_bytes)
+        else:
+            _header(out, _ARRAY, len(v))
+            for x in v:
+                _encode(out, x, depth, max_bytes)
+            if t is tuple:
+                out[start:start] = _ext_header(EXT_TUPLE, len(out) - start)
+    else:
+        raise _not_a_value(v)
+    if len(out) > max_bytes:
+        raise _too_big(max_bytes)
+
+
+def encode_value(v: Any, max_bytes: int) -> bytes:
+    """The canonical bytes of v; LimitExceeded as soon as they pass max_bytes.
+
+    Work is O(max_bytes * MAX_VALUE_DEPTH) at worst, whatever v's logical size (shared or
+    cyclic sub-values are walked as often as they occur, and stop at the budget or depth).
+    """
+    out = bytearray()
+    _encode(out, v, 0, max_bytes)
+    return bytes(out)
+
+
+# ---------------------------------------------------------------------------
+# decoding
+
+
+def _is_key(k: Any) -> bool:
+    """Whether k may be a dict key: a scalar value or a tuple of keys."""
+    t = type(k)
+    if t is tuple:
+        return all(_is_key(x) for x in k)
+    return t is not list and t is not dict
+
+
+class _Reader:
+    """A cursor over the bytes being decoded; every read is bounds-checked."""
+
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int, end: int) -> bytes:
+        if n > end - self.pos:
+            raise InvalidValue("truncated value")
+        b = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+    def uint(self, size: int, end: int) -> int:
+        return int.from_bytes(self.take(size, end), "big")
+
+
+def _decode(r: _Reader, end: int, depth: int) -> Any:
+    """Read one value ending at or before `end`; depth counts the containers around it."""
+    b = r.take(1, end)[0]
+    if b <= 0x7F:
+        return b
+    if b >= 0xE0:
+        return b - 0x100
+    if b <= 0x8F:
+        return _decode_map(r, b & 0x0F, end, depth)
+    if b <= 0x9F:
+        return _decode_items(r, b & 0x0F, end, depth)
+    if b <= 0xBF:
+        return _decode_str(r, b & 0x1F, end)
+    if b == 0xC0:
+        return None
+    if b == 0xC2:
+        return False
+    if b == 0xC3:
+        return True
+    if 0xC4 <= b <= 0xC6:
+        return r.take(r.uint(1 << (b - 0xC4), end), end)
+    if 0xC7 <= b <= 0xC9:
+        n = r.uint(1 << (b - 0xC7), end)
+        return _decode_ext(r, n, end, depth)
+    if b == 0xCA or b == 0xCB:
+        raise InvalidValue("floats are not allowed")
+    if 0xCC <= b <= 0xCF:
+        return r.uint(1 << (b - 0xCC), end)
+    if 0xD0 <= b <= 0xD3:
+        return int.from_bytes(r.take(1 << (b - 0xD0), end), "big", signed=True)
+    if 0xD4 <= b <= 0xD8:
+        return _decode_ext(r, 1 << (b - 0xD4), end, depth)
+    if 0xD9 <= b <= 0xDB:
+        return _decode_str(r, r.uint(1 << (b - 0xD9), end), end)
+    if b == 0xDC or b == 0xDD:
+        return _decode_items(r, r.uint(2 if b == 0xDC else 4, end), end, depth)
+    if b == 0xDE or b == 0xDF:
+        return _decode_map(r, r.uint(2 if b == 0xDE else 4, end), end, depth)
+    raise InvalidValue("invalid msgpack type byte 0xc1")  # the only byte left
+
+
+def _decode_str(r: _Reader, n: int, end: int) -> str:
+    try:
+        return r.take(n, end).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidValue("a str is not valid UTF-8") from None
+
+
+def _enter(depth: int) -> int:
+    depth += 1
+    if depth > MAX_VALUE_DEPTH:
+        raise InvalidValue(f"a value may nest containers at most {MAX_VALUE_DEPTH} deep")
+    return depth
+
+
+def _decode_items(r: _Reader, n: int, end: int, depth: int) -> list:
+    depth = _enter(depth)
+    return [_decode(r, end, depth) for _ in range(n)]
+
+
+def _decode_map(r: _Reader, n: int, end: int, depth: int) -> dict:
+    depth = _enter(depth)
+    d: dict = {}
+    for _ in range(n):
+        k = _decode(r, end, depth)
+        if not _is_key(k):
+            raise InvalidValue("a map key is not hashable (a list or dict, or a tuple holding one)")
+        if k in d:
+            raise InvalidValue("duplicate map key")
+        d[k] = _decode(r, end, depth)
+    return d
+
+
+def _decode_ext(r: _Reader, n: int, end: int, depth: int) -> Any:
+    code = int.from_bytes(r.take(1, end), "big", signed=True)
+    if n > end - r.pos:
+        raise InvalidValue("truncated value")
+    if code == EXT_TUPLE:
+        ext_end = r.pos + n
+        b = r.take(1, ext_end)[0] if n else None
+        if b is not None and 0x90 <= b <= 0x9F:
+            count = b & 0x0F
+        elif b == 0xDC or b == 0xDD:
+            count = r.uint(2 if b == 0xDC else 4, ext_end)
+        else:
+            raise InvalidValue("a tuple's data is not an array")
+        items = _decode_items(r, count, ext_end, depth)
+        if r.pos != ext_end:
+            raise InvalidValue("trailing bytes inside a tuple")
+        return tuple(items)
+    if code == EXT_BIGINT or code == EXT_DECIMAL:
+        if n > MAX_INT_BITS // 8 + 1:
+            raise InvalidValue(f"an int may have at most {MAX_INT_BITS} bits")
+        q = int.from_bytes(r.take(n, end), "big", signed=True)
+        if q.bit_length() > MAX_INT_BITS:
+            raise InvalidValue(f"an int may have at most {MAX_INT_BITS} bits")
+        return q if code == EXT_BIGINT else Decimal.from_scaled(q)
+    raise InvalidValue(f"unknown msgpack ext type {code}")
+
+
+def decode_value(data: bytes, max_bytes: int) -> Any:
+    """The value whose canonical encoding is data (fresh objects).
+
+    LimitExceeded when data is longer than max_bytes; InvalidValue for anything else that
+    is not exactly the canonical encoding of a value (malformed or trailing bytes, floats,
+    unknown ext types, non-minimal forms, nesting over MAX_VALUE_DEPTH, unhashable or
+    duplicate map keys, invalid UTF-8).
+    """
+    if type(data) is not bytes:
+        raise InvalidValue(f"expected bytes to decode, not {_type_name(data)}")
+    if len(data) > max_bytes:
+        raise LimitExceeded(f"the encoded value is {len(data)} bytes, over the limit of {max_bytes}")
+    r = _Reader(data)
+    v = _decode(r, len(data), 0)
+    if r.pos != len(data):
+        raise InvalidValue("trailing bytes after the value")
+    # Every value has exactly one encoding; this rejects non-minimal ints, lengths and ext
+    # headers, and ints in ext 1 that msgpack can hold natively.
+    if encode_value(v, max_bytes) != data:
+        raise InvalidValue("the value is not in canonical form")
+    return v
+
+
+# ---------------------------------------------------------------------------
+# size
+
+
+def _measure(v: Any, depth: int, left: int, limit: int) -> int:
+    """Units left of the budget after counting v (depth counts the containers around it)."""
+    t = type(v)
+    if v is None or t is bool:
+        left -= 1
+    elif t is int:
+        left -= 1 + v.bit_length() // 64
+    elif t is str or t is bytes:
+        left -= 1 + len(v) // 32
+    elif t is Decimal:
+        left -= 1 + v._q.bit_length() // 64
+    elif t is list or t is tuple or t is dict:
+        depth += 1
+        if depth > MAX_VALUE_DEPTH:
+            raise LimitExceeded(f"a value may nest containers at most {MAX_VALUE_DEPTH} deep")
+        if len(v) >= left:  # every item counts at least one unit: fail before walking
+            raise LimitExceeded(f"the value is over the size limit of {limit} units")
+        left -= 1
+        if t is dict:
+            for k, x in v.items():
+                left = _measure(x, depth, _measure(k, depth, left, limit), limit)
+        else:
+            for x in v:
+                left = _measure(x, depth, left, limit)
+    else:
+        raise _not_a_value(v)
+    if left < 0:
+        raise LimitExceeded(f"the value is over the size limit of {limit} units")
+    return left
+
+
+def measure(v: Any, limit: int) -> int:
+    """A deterministic size of v in units, at most `limit` (else LimitExceeded).
+
+    Each value counts 1 unit, plus: an int bit_length // 64, a Decimal its scaled int's
+    bit_length // 64, a str len(s) // 32 (characters), a bytes len(b) // 32; a list or tuple
+    counts 1 plus its items, a dict 1 plus its keys and values.  A shared or cyclic
+    sub-value counts each time it is reached; nesting over MAX_VALUE_DEPTH raises
+    LimitExceeded, a type that is not a value raises InvalidValue.  Work is O(limit).
+    """
+    return limit - _measure(v, 0, limit, limit)
+
+
+# ---------------------------------------------------------------------------
+# JSON views for RPC and the CLI
+
+
+def to_json(v: Any) -> Any:
+    """A JSON-ready view of a value (for RPC answers; not consensus).
+
+    None, bool, int and str stay as they are; bytes become "0x" + hex, lists and tuples
+    lists, a Decimal its str, a dict an object when every key is a str and otherwise a
+    list of [key, value] pairs.
+    """
+    return _to_json(v, 0)
+
+
+def _to_json(v: Any, depth: int) -> Any:
+    t = type(v)
+    if v is None or t is bool or t is int or t is str:
+        return v
+    if t is bytes:
+        return "0x" + v.hex()
+    if t is Decimal:
+        return str(v)
+    if t is list or t is tuple or t is dict:
+        depth = _enter_json(depth)
+        if t is not dict:
+            return [_to_json(x, depth) for x in v]
+        if all(type(k) is str for k in v):
+            return {k: _to_json(x, depth) for k, x in v.items()}
+        return [[_to_json(k, depth), _to_json(x, depth)] for k, x in v.items()]
+    raise _not_a_value(v)
+
+
+def _enter_json(depth: int) -> int:
+    depth += 1
+    if depth > MAX_VALUE_DEPTH:
+        raise LimitExceeded(f"a value may nest containers at most {MAX_VALUE_DEPTH} deep")
+    return depth
+
+
+def from_json_arg(x: Any) -> Any:
+    """A value from a call argument given as parsed JSON (CLI and RPC).
+
+    null, true/false, integers, strings, arrays and objects become None, bool, int, str,
+    list and dict.  A string is always a str, even "0x..." hex.  An object with exactly one
+    key, and that key one of these, is read as a tagged value instead of a dict:
+      {"bytes": "0x0a0b"}              bytes ("0x" and an even number of hex digits)
+      {"decimal": "1.5"}               Decimal (the syntax of Decimal(str))
+      {"tuple": [...]}                 tuple
+      {"dict": [[key, value], ...]}    dict, for keys that are not all str
+    (so a dict whose only key is one of these four must be given in the "dict" form).
+    Floats are refused: give {"decimal": "..."}.  Errors are InvalidValue, or
+    LimitExceeded for an int over MAX_INT_BITS or nesting over MAX_VALUE_DEPTH.
+    """
+    return _from_json(x, 0)
+
+
+def _from_json(x: Any, depth: int) -> Any:
+    t = type(x)
+    if x is None or t is bool or t is str:
+        return x
+    if t is int:
+        return _check_int(x)
+    if t is list:
+        depth = _enter_json(depth)
+        return [_from_json(i, depth) for i in x]
+    if t is dict:
+        depth = _enter_json(depth)
+        if len(x) == 1:
+            (tag, arg), = x.items()
+            if tag == "bytes":
+                return _json_bytes(arg)
+            if tag == "decimal":
+                return _json_decimal(arg)
+            if tag in ("tuple", "dict"):
+                if type(arg) is not list:
+                    raise InvalidValue(f'a {{"{tag}": ...}} argument takes a JSON array')
+                if tag == "tuple":
+                    return tuple(_from_json(i, depth) for i in arg)
+                return _json_dict(arg, depth)
+        if not all(type(k) is str for k in x):
+            raise InvalidValue("a JSON object's keys are strings")
+        return {k: _from_json(i, depth) for k, i in x.items()}
+    if t is float:
+        raise InvalidValue('floats are not allowed: give a Decimal as {"decimal": "1.5"}')
+    raise InvalidValue(f"an argument of type {_type_name(x)} is not JSON")
+
+
+def _json_bytes(arg: Any) -> bytes:
+    h = arg[2:] if type(arg) is str and arg.startswith("0x") else None
+    if h is None or len(h) % 2 or not all(c in "0123456789abcdefABCDEF" for c in h):
+        raise InvalidValue('a {"bytes": ...} argument takes "0x" and an even number of hex digits')
+    return bytes.fromhex(h)
+
+
+def _json_decimal(arg: Any) -> Decimal:
+    if type(arg) is not str:
+        raise InvalidValue('a {"decimal": ...} argument takes a str such as "1.5"')
+    try:
+        return Decimal(arg)
+    except ContractRuntimeError as e:
+        raise InvalidValue(e.message) from None
+
+
+def _json_dict(pairs: list, depth: int) -> dict:
+    d: dict = {}
+    for p in pairs:
+        if type(p) is not list or len(p) != 2:
+            raise InvalidValue('a {"dict": ...} argument takes a list of [key, value] pairs')
+        k = _from_json(p[0], depth)
+        if not _is_key(k):
+            raise InvalidValue("a dict key is not hashable (a list or dict, or a tuple holding one)")
+        if k in d:
+            raise InvalidValue("duplicate dict key")
+        d[k] = _from_json(p[1], depth)
+    return d
