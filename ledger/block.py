@@ -87,16 +87,25 @@ class Block:
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    """What executing a valid transaction did: status, gas used, error, events, output."""
+    """What executing a valid transaction did.
+
+    events:  ([contract, name, data], ...), data in the VM's value encoding
+    output:  the VM encoding of a call's result or a deploy's contract address, or None
+    failure: (code, contract, function, line) of a failed contract run, else ()
+    logs:    the contract's print() lines
+    """
 
     status: int
     gas_used: int
     error: str = ""
     events: tuple = ()
-    output: Any = None
+    output: bytes | None = None
+    failure: tuple = ()
+    logs: tuple = ()
 
     def to_wire(self) -> list:
-        return [RECEIPT_VERSION, self.status, self.gas_used, self.error, list(self.events), self.output]
+        return [RECEIPT_VERSION, self.status, self.gas_used, self.error, [list(e) for e in self.events],
+                self.output, list(self.failure), list(self.logs)]
 
 
 # ---- decoding ------------------------------------------------------------------------
@@ -163,7 +172,7 @@ def encode_receipt(r: Receipt) -> bytes:
 
 
 def receipt_from_wire(w: list) -> Receipt:
-    return Receipt(w[1], w[2], w[3], tuple(w[4]), w[5])
+    return Receipt(w[1], w[2], w[3], tuple(tuple(e) for e in w[4]), w[5], tuple(w[6]), tuple(w[7]))
 
 
 def decode_receipt(raw: bytes) -> Receipt:

@@ -1,6 +1,8 @@
 """World state as seen while executing: committed values underneath, changes on top.
 
-State keys are prefixed by what they hold: b"a" + address for an account.  A journal
+State keys are prefixed by what they hold: b"a" + address for an account, b"c" +
+address for a contract's code, b"s" + address + encoded key for a contract's storage
+(the value is the VM's encoding of the stored value, kept as bytes).  A journal
 of previous values gives atomic rollback of one transaction (or of a nested call, later)
 and the written keys become the block's change set for the trie and LMDB.
 """
@@ -12,7 +14,10 @@ from typing import Any, Callable
 from ledger.encoding import decode, encode
 
 ACCOUNT_PREFIX = b"a"
+CODE_PREFIX = b"c"
+STORAGE_PREFIX = b"s"
 ACCOUNT_VERSION = 1
+CODE_VERSION = 1
 
 _MISSING = object()
 
@@ -41,8 +46,33 @@ def decode_account(raw: bytes) -> Account:
     return Account(w[1], w[2])
 
 
+def code_key(address: bytes) -> bytes:
+    return CODE_PREFIX + address
+
+
+def storage_key(address: bytes, key: bytes) -> bytes:
+    return STORAGE_PREFIX + address + key
+
+
+def encode_code(source: str) -> bytes:
+    return encode([CODE_VERSION, source])
+
+
+def decode_code(raw: bytes) -> str:
+    w = decode(raw)
+    if not (isinstance(w, list) and len(w) == 2 and w[0] == CODE_VERSION and type(w[1]) is str):
+        raise ValueError("stored contract code is corrupt")
+    return w[1]
+
+
+def _same(raw: bytes) -> bytes:
+    return raw
+
+
 _ENCODERS: dict[bytes, tuple[Callable[[Any], bytes], Callable[[bytes], Any]]] = {
     ACCOUNT_PREFIX: (encode_account, decode_account),
+    CODE_PREFIX: (encode_code, decode_code),
+    STORAGE_PREFIX: (_same, _same),
 }
 
 
@@ -82,6 +112,23 @@ def get_account(state: State, address: bytes) -> Account:
 def set_account(state: State, address: bytes, account: Account) -> None:
     """Write an account; an empty one (no balance, no nonce) is deleted from state."""
     _store(state, ACCOUNT_PREFIX + address, None if account == EMPTY_ACCOUNT else account)
+
+
+def get_code(state: State, address: bytes) -> str | None:
+    return _load(state, CODE_PREFIX + address)
+
+
+def set_code(state: State, address: bytes, source: str) -> None:
+    _store(state, CODE_PREFIX + address, source)
+
+
+def get_storage(state: State, address: bytes, key: bytes) -> bytes | None:
+    return _load(state, STORAGE_PREFIX + address + key)
+
+
+def set_storage(state: State, address: bytes, key: bytes, value: bytes | None) -> None:
+    """Write a contract's storage value (encoded); None deletes it."""
+    _store(state, STORAGE_PREFIX + address + key, value)
 
 
 def begin_transaction(state: State) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Callable, Container, Iterable
 
 from ledger import errors
+from ledger.contracts import ContractResult, ExecutionFailure, run_contract_tx
 from ledger.block import (STATUS_FAILED, STATUS_SUCCESS, Block, Header, Receipt,
                           encode_receipt)
 from ledger.merkle import merkle_root
@@ -51,14 +52,6 @@ class BlockOutput:
     gas_used: int
 
 
-class ExecutionFailure(Exception):
-    """A valid transaction that failed while running: it becomes a failed receipt."""
-
-    def __init__(self, message: str, gas_used: int):
-        super().__init__(message)
-        self.gas_used = gas_used
-
-
 # ---- one transaction -------------------------------------------------------------------
 
 def check_transaction(state: State, tx: Transaction) -> Account:
@@ -75,16 +68,21 @@ def check_transaction(state: State, tx: Transaction) -> Account:
     return sender
 
 
-def _run_transfer(state: State, tx: Transaction) -> int:
+def _run_transfer(state: State, env: BlockEnv, tx: Transaction) -> ContractResult:
     payload = tx.payload
     sender = get_account(state, tx.sender_address)
     set_account(state, tx.sender_address, Account(sender.balance - payload.amount, sender.nonce))
     to = get_account(state, payload.to)
     set_account(state, payload.to, Account(to.balance + payload.amount, to.nonce))
-    return INTRINSIC_GAS[TxKind.TRANSFER]
+    return ContractResult(INTRINSIC_GAS[TxKind.TRANSFER], None, (), ())
 
 
-_RUNNERS: dict[int, Callable[[State, Transaction], int]] = {TxKind.TRANSFER: _run_transfer}
+def _run_contract(state: State, env: BlockEnv, tx: Transaction) -> ContractResult:
+    return run_contract_tx(state, env.chain_id, env.height, env.time_ms, tx)
+
+
+_RUNNERS: dict[int, Callable[[State, BlockEnv, Transaction], ContractResult]] = {
+    TxKind.TRANSFER: _run_transfer, TxKind.DEPLOY: _run_contract, TxKind.CALL: _run_contract}
 
 
 def process_transaction(state: State, env: BlockEnv, tx: Transaction) -> Receipt:
@@ -98,12 +96,13 @@ def process_transaction(state: State, env: BlockEnv, tx: Transaction) -> Receipt
     set_account(state, tx.sender_address, Account(sender.balance - tx.max_fee, sender.nonce + 1))
     begin_transaction(state)
     try:
-        gas_used = _RUNNERS[tx.kind](state, tx)
+        result = _RUNNERS[tx.kind](state, env, tx)
         commit_transaction(state)
-        status, error = STATUS_SUCCESS, ""
+        receipt = Receipt(STATUS_SUCCESS, result.gas_used, "", result.events, result.output, (), result.logs)
     except ExecutionFailure as e:
         rollback_transaction(state)
-        gas_used, status, error = min(e.gas_used, tx.gas_limit), STATUS_FAILED, str(e)
+        receipt = Receipt(STATUS_FAILED, min(e.gas_used, tx.gas_limit), str(e), (), None, e.failure, e.logs)
+    gas_used = receipt.gas_used
     refund = (tx.gas_limit - gas_used) * tx.gas_price
     if refund:
         sender = get_account(state, tx.sender_address)
@@ -112,7 +111,7 @@ def process_transaction(state: State, env: BlockEnv, tx: Transaction) -> Receipt
     if fee:
         proposer = get_account(state, env.proposer)
         set_account(state, env.proposer, Account(proposer.balance + fee, proposer.nonce))
-    return Receipt(status, gas_used, error)
+    return receipt
 
 
 # ---- a block body ----------------------------------------------------------------------

@@ -4,14 +4,23 @@ Wire form (canonical msgpack array):
     [version, chain_id, sender_pubkey, nonce, gas_limit, gas_price, kind, payload, signature]
 The signature covers the same array without its last element, under TX_DOMAIN and the
 chain id (ledger.keys.signing_bytes).  The transaction hash is SHA-256 of the wire bytes.
-`kind` selects how `payload` (a kind-specific array) is read; only TRANSFER exists yet,
-later kinds (deploy, call, stake, ...) add their own payload layouts.
+`kind` selects how `payload` (a kind-specific array) is read:
+    TRANSFER [to, amount]
+    DEPLOY   [source, args, value]            -> a contract at contract_address(sender, nonce)
+    CALL     [contract, function, args, value]
+`args` is bin: the contract arguments as a list in the VM's value encoding
+(vm.values), which carries what canonical msgpack does not (big ints, tuples, Decimal).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
+
+from vm import gas as vm_gas
+from vm.errors import VMError
+from vm.limits import MAX_ARGS_BYTES
+from vm.values import decode_value, encode_value
 
 from ledger import errors
 from ledger.encoding import DecodeError, decode, encode
@@ -26,10 +35,14 @@ MAX_CHAIN_ID_LEN = 64  # in UTF-8 bytes: the signing prefix stores it in one byt
 
 class TxKind(IntEnum):
     TRANSFER = 1
+    DEPLOY = 2
+    CALL = 3
 
 
-# Gas every transaction pays before it does anything (Ethereum's figure, for familiarity).
-INTRINSIC_GAS = {TxKind.TRANSFER: 21_000}
+# Gas every transaction pays before it does anything (Ethereum's figures, for familiarity);
+# deploys and calls add a price per byte of what they carry (intrinsic_gas).
+INTRINSIC_GAS = {TxKind.TRANSFER: 21_000, TxKind.DEPLOY: vm_gas.DEPLOY_TX, TxKind.CALL: vm_gas.CALL_TX}
+MAX_FUNCTION_NAME = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +51,39 @@ class Transfer:
 
     to: bytes
     amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Deploy:
+    """Payload of a DEPLOY: contract source, constructor arguments, coins sent with it."""
+
+    source: str
+    args: bytes  # vm.values encoding of a list
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Payload of a CALL: run an exported function of a contract."""
+
+    contract: bytes
+    function: str
+    args: bytes  # vm.values encoding of a list
+    value: int
+
+
+def encode_args(args: list | tuple) -> bytes:
+    """Contract arguments as a transaction carries them."""
+    return encode_value(list(args), MAX_ARGS_BYTES)
+
+
+def decode_args(raw: bytes) -> list:
+    return decode_value(raw, MAX_ARGS_BYTES)
+
+
+def contract_address(sender: bytes, nonce: int) -> bytes:
+    """Where a DEPLOY by `sender` with `nonce` puts its contract (as Ethereum's CREATE)."""
+    return hash_bytes(b"gradchain/contract\x00" + sender + nonce.to_bytes(8, "big"))[:ADDRESS_SIZE]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +107,43 @@ class Transaction:
     @property
     def value(self) -> int:
         """Coins the transaction moves out of the sender besides its fee."""
-        return self.payload.amount if self.kind == TxKind.TRANSFER else 0
+        return self.payload.amount if self.kind == TxKind.TRANSFER else self.payload.value
+
+
+def intrinsic_gas(kind: int, payload: Any) -> int:
+    """Gas a transaction pays before it runs: a base by kind plus its data by the byte."""
+    if kind == TxKind.DEPLOY:
+        return (vm_gas.DEPLOY_TX + len(payload.source.encode()) * vm_gas.DEPLOY_PER_SOURCE_BYTE
+                + len(payload.args) * vm_gas.TX_DATA_PER_BYTE)
+    if kind == TxKind.CALL:
+        return vm_gas.CALL_TX + (len(payload.args) + len(payload.function)) * vm_gas.TX_DATA_PER_BYTE
+    return INTRINSIC_GAS[TxKind(kind)]
 
 
 def _payload_to_wire(kind: int, payload: Any) -> list:
     if kind == TxKind.TRANSFER:
         return [payload.to, payload.amount]
+    if kind == TxKind.DEPLOY:
+        return [payload.source, payload.args, payload.value]
+    if kind == TxKind.CALL:
+        return [payload.contract, payload.function, payload.args, payload.value]
     raise ValueError(f"unknown transaction kind {kind}")
+
+
+def _check_args(args: Any) -> None:
+    if type(args) is not bytes:
+        raise errors.MalformedTransaction("contract arguments must be bytes")
+    try:
+        decoded = decode_args(args)
+    except VMError as e:
+        raise errors.MalformedTransaction(f"contract arguments are not a valid value: {e.message}") from None
+    if type(decoded) is not list:
+        raise errors.MalformedTransaction("contract arguments must encode a list")
+
+
+def _check_value(value: Any) -> None:
+    if type(value) is not int or not 0 <= value <= U64_MAX:
+        raise errors.MalformedTransaction("value must be an integer in [0, 2**64)")
 
 
 def _payload_from_wire(kind: int, wire: Any) -> Any:
@@ -80,6 +156,26 @@ def _payload_from_wire(kind: int, wire: Any) -> Any:
         if type(amount) is not int or not 0 <= amount <= U64_MAX:
             raise errors.MalformedTransaction("transfer amount must be an integer in [0, 2**64)")
         return Transfer(to, amount)
+    if kind == TxKind.DEPLOY:
+        if not (isinstance(wire, list) and len(wire) == 3):
+            raise errors.MalformedTransaction("deploy payload must be [source, args, value]")
+        source, args, value = wire
+        if type(source) is not str or not source:
+            raise errors.MalformedTransaction("deploy source must be non-empty text")
+        _check_args(args)
+        _check_value(value)
+        return Deploy(source, args, value)
+    if kind == TxKind.CALL:
+        if not (isinstance(wire, list) and len(wire) == 4):
+            raise errors.MalformedTransaction("call payload must be [contract, function, args, value]")
+        contract, function, args, value = wire
+        if type(contract) is not bytes or len(contract) != ADDRESS_SIZE:
+            raise errors.MalformedTransaction("call contract must be a 20-byte address")
+        if type(function) is not str or not 0 < len(function) <= MAX_FUNCTION_NAME:
+            raise errors.MalformedTransaction(f"call function must be a name of 1 to {MAX_FUNCTION_NAME} characters")
+        _check_args(args)
+        _check_value(value)
+        return Call(contract, function, args, value)
     raise errors.MalformedTransaction(f"unknown transaction kind {kind}")
 
 
@@ -92,7 +188,7 @@ def sign_transaction(key: PrivateKey, chain_id: str, nonce: int, kind: int, payl
                      gas_limit: int | None = None, gas_price: int = 1) -> Transaction:
     """Build and sign a transaction (gas_limit defaults to the kind's intrinsic gas)."""
     if gas_limit is None:
-        gas_limit = INTRINSIC_GAS[TxKind(kind)]
+        gas_limit = intrinsic_gas(kind, payload)
     body = _body(chain_id, key.public_key, nonce, gas_limit, gas_price, kind,
                  _payload_to_wire(kind, payload))
     sig = key.sign(TX_DOMAIN, chain_id, encode(body))
@@ -105,6 +201,20 @@ def transfer(key: PrivateKey, chain_id: str, nonce: int, to: bytes, amount: int,
              gas_price: int = 1, gas_limit: int | None = None) -> Transaction:
     """A signed coin transfer."""
     return sign_transaction(key, chain_id, nonce, TxKind.TRANSFER, Transfer(to, amount),
+                            gas_limit, gas_price)
+
+
+def deploy(key: PrivateKey, chain_id: str, nonce: int, source: str, args: list | tuple = (),
+           value: int = 0, gas_limit: int | None = None, gas_price: int = 1) -> Transaction:
+    """A signed contract deployment (gas_limit defaults to the intrinsic gas only)."""
+    return sign_transaction(key, chain_id, nonce, TxKind.DEPLOY, Deploy(source, encode_args(args), value),
+                            gas_limit, gas_price)
+
+
+def call(key: PrivateKey, chain_id: str, nonce: int, contract: bytes, function: str,
+         args: list | tuple = (), value: int = 0, gas_limit: int | None = None, gas_price: int = 1) -> Transaction:
+    """A signed call of a contract's exported function."""
+    return sign_transaction(key, chain_id, nonce, TxKind.CALL, Call(contract, function, encode_args(args), value),
                             gas_limit, gas_price)
 
 
@@ -151,7 +261,7 @@ def validate_transaction(tx: Transaction, chain_id: str, max_gas: int) -> None:
     """Stateless checks that need the chain's parameters but not its state."""
     if tx.chain_id != chain_id:
         raise errors.WrongChainId(f"transaction is for chain {tx.chain_id!r}, this is {chain_id!r}")
-    intrinsic = INTRINSIC_GAS[TxKind(tx.kind)]
+    intrinsic = intrinsic_gas(tx.kind, tx.payload)
     if tx.gas_limit < intrinsic:
         raise errors.GasLimitTooLow(f"gas limit {tx.gas_limit} is below the intrinsic gas {intrinsic}")
     if tx.gas_limit > max_gas:
@@ -161,10 +271,18 @@ def validate_transaction(tx: Transaction, chain_id: str, max_gas: int) -> None:
 def tx_to_json(tx: Transaction) -> dict:
     """A readable view of a transaction for RPC answers."""
     from ledger.keys import address_hex
+    from vm.values import to_json
     out = {"hash": tx.hash.hex(), "chain_id": tx.chain_id, "from": address_hex(tx.sender_address),
            "sender_public_key": tx.sender.hex(), "nonce": tx.nonce, "gas_limit": tx.gas_limit,
            "gas_price": tx.gas_price, "kind": TxKind(tx.kind).name.lower(), "signature": tx.signature.hex()}
+    p = tx.payload
     if tx.kind == TxKind.TRANSFER:
-        out["to"] = address_hex(tx.payload.to)
-        out["amount"] = tx.payload.amount
+        out["to"] = address_hex(p.to)
+        out["amount"] = p.amount
+    elif tx.kind == TxKind.DEPLOY:
+        out.update(source=p.source, args=to_json(decode_args(p.args)), value=p.value,
+                   contract_address=address_hex(contract_address(tx.sender_address, tx.nonce)))
+    elif tx.kind == TxKind.CALL:
+        out.update(to=address_hex(p.contract), function=p.function, args=to_json(decode_args(p.args)),
+                   value=p.value)
     return out

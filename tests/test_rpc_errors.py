@@ -411,7 +411,7 @@ def rejected_cases(node) -> dict[str, tuple[bytes, str, list[str]]]:
         "malformed_8_fields": (encode(body[:8]), "malformed", ["9 fields"]),
         "malformed_map": (encode({"tx": 1}), "malformed", ["9 fields"]),
         "malformed_version": (encode([2] + body[1:]), "malformed", ["version"]),
-        "malformed_kind": (encode(body[:6] + [2] + body[7:]), "malformed", ["kind"]),
+        "malformed_kind": (encode(body[:6] + [9] + body[7:]), "malformed", ["kind"]),
         "malformed_short_recipient": (encode(body[:7] + [[to[:19], 1]] + body[8:]), "malformed", ["address"]),
         "malformed_short_signature": (encode(body[:8] + [body[8][:63]]), "malformed", ["signature"]),
         "malformed_empty_chain_id": (encode(body[:1] + [""] + body[2:]), "malformed", ["chain id"]),

@@ -274,7 +274,7 @@ MALFORMED = {
     "gas limit none": _with(4, None),
     "gas price negative": _with(5, -1),
     "gas price bool": _with(5, False),
-    "kind unknown": _with(6, 2),
+    "kind unknown": _with(6, 9),
     "kind zero": _with(6, 0),
     "kind negative": _with(6, -1),
     "kind str": _with(6, "transfer"),
@@ -318,7 +318,7 @@ def test_error_classes_form_one_tree():
 
 def test_sign_transaction_rejects_unknown_kind():
     with pytest.raises(ValueError):
-        sign_transaction(ALICE, CHAIN, 0, 2, Transfer(BOB.address, 1), gas_limit=21_000)
+        sign_transaction(ALICE, CHAIN, 0, 9, Transfer(BOB.address, 1), gas_limit=21_000)
 
 
 def test_chain_id_longer_than_255_utf8_bytes_is_rejected_cleanly():

@@ -601,14 +601,14 @@ def test_non_text_source():
 def test_all_errors_reported_at_once_in_order_with_hints():
     src = body(
         "import os",                # 3
-        "x = a / 2",                # 4
+        "x = a @ 2",                # 4
         "assert x",                 # 5
         "y = 1.5",                  # 6
         "g = lambda: 1",            # 7
     )
     issues = issues_of(src)
     assert [(i.line, i.col) for i in issues] == [(3, 5), (4, 9), (5, 5), (6, 9), (7, 9)]
-    hints = ["storage, ctx, emit", "use //", "use require", "use integers or decimal",
+    hints = ["storage, ctx, emit", "matmult", "use require", "use integers or decimal",
              "define a module-level function"]
     for issue, hint in zip(issues, hints):
         assert hint in issue.message.lower(), (issue, hint)
@@ -627,7 +627,7 @@ def test_errors_across_module_and_functions_are_sorted():
            "    return a.__class__\n"        # 4
            "print(1)\n"                      # 5: module-level expression
            "@export\ndef g(b=[]):\n"         # 7: mutable default
-           "    return b / 2\n")             # 8
+           "    return b @ 2\n")             # 8
     issues = issues_of(src)
     assert [i.line for i in issues] == [1, 4, 5, 7, 8]
     assert issues == sorted(issues, key=lambda i: (i.line, i.col, i.message))

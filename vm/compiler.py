@@ -303,7 +303,7 @@ class _Lowering:
                  ast.Try(body=entry, handlers=[], orelse=[],
                          finalbody=[ast.AugAssign(target=_name(DEPTH, True), op=ast.Sub(), value=_const(1))])]
         for s in enter:
-            ast.copy_location(s, fn)
+            _locate(s, fn.lineno, fn.col_offset)
         args = fn.args
         for p in args.posonlyargs + args.args + args.kwonlyargs:
             p.annotation = None
@@ -547,7 +547,8 @@ class _Lowering:
         return ast.Tuple(elts=[self.value(x) for x in e.elts], ctx=ast.Load())
 
     def key(self, k: ast.expr) -> ast.expr:
-        if isinstance(k, ast.Constant):
+        if isinstance(k, ast.Constant) and (type(k.value) in (str, bytes, bool) or k.value is None or (
+                type(k.value) is int and abs(k.value) < 2**61 - 1)):
             return k
         return _call("_key", self.value(k))
 

@@ -19,4 +19,5 @@ MAX_EVENTS = 1024              # events of one transaction
 MAX_OUTPUT_BYTES = 64 * 1024   # encoded return value of a transaction's call
 MAX_ARGS_BYTES = 64 * 1024     # encoded arguments of a call
 MAX_PRINT_BYTES = 16 * 1024    # print() output kept per transaction
+MAX_SAME_HASH = 64             # dict keys whose hash an author can choose that share one hash
 DECIMAL_PLACES = 18            # Decimal is a fixed-point number with 18 fractional digits

@@ -24,10 +24,10 @@ from vm import errors as E
 from vm import gas as G
 from vm.compiler import FILENAME_PREFIX, Compiled, compile_contract
 from vm.limits import (MAX_CALL_DEPTH, MAX_EVENT_BYTES, MAX_EVENTS, MAX_INT_BITS, MAX_LEN, MAX_MEMORY,
-                       MAX_PRINT_BYTES, MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES, MAX_VALUE_DEPTH,
+                       MAX_PRINT_BYTES, MAX_SAME_HASH, MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES, MAX_VALUE_DEPTH,
                        MAX_ARGS_BYTES, MAX_OUTPUT_BYTES)
 from vm.validate import CTX_FIELDS, METHODS, ContractInvalid
-from vm.values import Decimal, decode_value, encode_value, int_to_str, str_to_int
+from vm.values import Decimal, decode_value, encode_value, hash_is_chosen, int_to_str, str_to_int
 
 ADDRESS_SIZE = 20
 _GAS = types.CellType(0)
@@ -93,6 +93,7 @@ class Execution:
         self.events: list[tuple[bytes, str, bytes]] = []
         self.logs: list[str] = []
         self.log_bytes = 0
+        self.chosen_hashes: dict[int, list] = {}  # see _key
 
 
 _RT: Execution | None = None
@@ -253,11 +254,14 @@ def _mem_of(t: type, n: int) -> int:
 
 
 def _key(k: Any) -> Any:
-    """A value used as a dict key: only values that hash the same on every node."""
+    """A value used as a dict key: only values that hash the same on every node, and
+    never more than MAX_SAME_HASH distinct keys of one chosen hash (values.hash_is_chosen)
+    in one execution, so no dict operation walks a long chain of colliding keys."""
     t = type(k)
     if t is str or t is bytes:
         charge(G.BUILTIN + (len(k) >> 5) * G.PER_32_BYTES)
-    elif t is tuple:
+        return k
+    if t is tuple:
         _size_cost(k)
         stack = list(k)
         while stack:
@@ -270,6 +274,13 @@ def _key(k: Any) -> Any:
     elif t not in _SCALAR:
         raise _err(f"a {type_name(k)} cannot be a dict key: keys are int, str, bytes, bool, None, Decimal "
                    "or tuples of them")
+    if hash_is_chosen(k):
+        same = _RT.chosen_hashes.setdefault(hash(k), [])
+        charge(G.BUILTIN + len(same) * G.PER_ELEMENT)
+        if k not in same:
+            if len(same) >= MAX_SAME_HASH:
+                raise E.LimitExceeded(f"more than {MAX_SAME_HASH} dict keys share one hash")
+            same.append(k)
     return k
 
 

@@ -34,7 +34,7 @@ import struct
 from typing import Any
 
 from vm.errors import ContractRuntimeError, InvalidValue, LimitExceeded
-from vm.limits import DECIMAL_PLACES, MAX_INT_BITS, MAX_INT_DIGITS, MAX_VALUE_DEPTH
+from vm.limits import MAX_SAME_HASH, DECIMAL_PLACES, MAX_INT_BITS, MAX_INT_DIGITS, MAX_VALUE_DEPTH
 
 __all__ = [
     "Decimal", "decimal_scaled", "int_to_str", "str_to_int",
@@ -479,6 +479,33 @@ def encode_value(v: Any, max_bytes: int) -> bytes:
 # decoding
 
 
+_HASH_MODULUS = (1 << 61) - 1  # CPython hashes ints modulo this prime on 64-bit machines
+
+
+def hash_is_chosen(k: Any) -> bool:
+    """Whether an author can choose keys that share k's hash.  str and bytes hashes are
+    keyed per process (PYTHONHASHSEED), and distinct ints below the modulus hash apart;
+    ints past it, Decimals and tuples without text hash the same everywhere and can be
+    made to collide, turning each dict operation into a walk over all of them.  Such
+    keys are counted per hash and capped at MAX_SAME_HASH (here and in vm.runtime)."""
+    t = type(k)
+    if t is int:
+        return not -_HASH_MODULUS < k < _HASH_MODULUS
+    if t is Decimal:
+        return True
+    if t is tuple:
+        stack = list(k)
+        while stack:
+            x = stack.pop()
+            tx = type(x)
+            if tx is str or tx is bytes:
+                return False
+            if tx is tuple:
+                stack.extend(x)
+        return True
+    return False
+
+
 def _is_key(k: Any) -> bool:
     """Whether k may be a dict key: a scalar value or a tuple of keys."""
     t = type(k)
@@ -570,10 +597,16 @@ def _decode_items(r: _Reader, n: int, end: int, depth: int) -> list:
 def _decode_map(r: _Reader, n: int, end: int, depth: int) -> dict:
     depth = _enter(depth)
     d: dict = {}
+    same_hash: dict[int, int] = {}
     for _ in range(n):
         k = _decode(r, end, depth)
         if not _is_key(k):
             raise InvalidValue("a map key is not hashable (a list or dict, or a tuple holding one)")
+        if hash_is_chosen(k):
+            h = hash(k)
+            same_hash[h] = same_hash.get(h, 0) + 1
+            if same_hash[h] > MAX_SAME_HASH:
+                raise InvalidValue(f"more than {MAX_SAME_HASH} map keys share one hash")
         if k in d:
             raise InvalidValue("duplicate map key")
         d[k] = _decode(r, end, depth)

@@ -1,0 +1,244 @@
+"""A chain in memory for contract authors' tests: deploy, call, assert, no node needed.
+
+    from vm.testing import TestChain, Reverted
+
+    def test_transfer():
+        chain = TestChain()
+        alice, bob = chain.accounts[:2]
+        token = chain.deploy(open("token.py").read(), alice.address)   # a live object
+        token.transfer_to(bob.address, 10, sender=alice)                # a signed CALL transaction
+        assert token.view.balance(bob.address) == 10                    # a free read-only call
+        with pytest.raises(Reverted, match="insufficient balance") as e:
+            token.transfer_to(alice.address, 99, sender=bob)
+        assert e.value.line == 10
+
+Every transaction goes through the same path as on a node (signature, nonce, gas,
+ledger.transition.process_transaction, the VM), one block per transaction, so gas,
+receipts and failures are exactly what a node would produce.  State is a dict: fast
+to snapshot and roll back (`with chain.snapshot(): ...`).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from consensus.genesis import devnet_keys
+from ledger.block import STATUS_SUCCESS, Receipt
+from ledger.contracts import read_only_call
+from ledger.keys import PrivateKey
+from ledger.params import ChainParams
+from ledger.state import (Account, State, changes, get_account, get_code, get_storage, set_account)
+from ledger.transition import BlockEnv, process_transaction
+from ledger import tx as txs
+from vm.limits import MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES
+from vm.values import decode_value, encode_value
+
+CHAIN_ID = "gradchain-test"
+FUNDS = 10**9 * 10**9  # each test account: a billion coins of 10^9 units
+DEFAULT_GAS = 100_000_000
+
+
+class ContractFailed(Exception):
+    """A contract transaction or call failed; carries what its receipt says."""
+
+    code = "error"
+
+    def __init__(self, message: str, code: str, contract: bytes | None, function: str, line: int,
+                 gas_used: int, receipt: Receipt | None):
+        super().__init__(message)
+        self.message, self.code, self.contract = message, code, contract
+        self.function, self.line, self.gas_used, self.receipt = function, line, gas_used, receipt
+
+
+class Reverted(ContractFailed):
+    """require() failed."""
+
+
+class OutOfGas(ContractFailed):
+    pass
+
+
+_BY_CODE = {"revert": Reverted, "out_of_gas": OutOfGas}
+
+
+@dataclass(frozen=True)
+class Event:
+    contract: bytes
+    name: str
+    data: dict
+    height: int
+
+
+class TestChain:
+    """A fresh chain: ten funded accounts, block height and time you control."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, accounts: int = 10, time_ms: int = 1_700_000_000_000):
+        self.accounts: list[PrivateKey] = devnet_keys(accounts)
+        self.state: dict[bytes, bytes] = {}
+        self.height = 0
+        self.time_ms = time_ms
+        self.block_time_ms = 1000
+        self.params = ChainParams()
+        self.proposer = bytes(20)
+        self.default_sender = self.accounts[0]
+        self.receipts: list[Receipt] = []
+        self.events: list[Event] = []
+        s = State(self.state.get)
+        for k in self.accounts:
+            set_account(s, k.address, Account(FUNDS, 0))
+        self._apply(s)
+
+    # ---- state ----------------------------------------------------------------------------
+
+    def _apply(self, s: State) -> None:
+        for k, v in changes(s).items():
+            if v is None:
+                self.state.pop(k, None)
+            else:
+                self.state[k] = v
+
+    def _view(self) -> State:
+        return State(self.state.get)
+
+    def balance(self, address: bytes) -> int:
+        return get_account(self._view(), address).balance
+
+    def code(self, address: bytes) -> str | None:
+        return get_code(self._view(), address)
+
+    def storage(self, contract: Any, key: Any, default: Any = None) -> Any:
+        """A contract's stored value (what `storage[key]` reads inside it)."""
+        raw = get_storage(self._view(), _address(contract), encode_value(key, MAX_STORAGE_KEY_BYTES))
+        return default if raw is None else decode_value(raw, MAX_STORAGE_VALUE_BYTES)
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Everything done inside the block is undone when it ends."""
+        saved = (dict(self.state), self.height, self.time_ms, list(self.receipts), list(self.events))
+        try:
+            yield
+        finally:
+            self.state, self.height, self.time_ms, self.receipts, self.events = saved
+
+    @contextlib.contextmanager
+    def sender(self, key: PrivateKey) -> Iterator[None]:
+        """Transactions inside the block are signed by `key` unless they say otherwise."""
+        saved, self.default_sender = self.default_sender, key
+        try:
+            yield
+        finally:
+            self.default_sender = saved
+
+    def travel(self, ms: int) -> None:
+        """Move block time forward by `ms` milliseconds."""
+        self.time_ms += ms
+
+    # ---- transactions ---------------------------------------------------------------------
+
+    def send(self, tx: txs.Transaction) -> Receipt:
+        """Execute a signed transaction in a block of its own; returns its receipt."""
+        self.height += 1
+        self.time_ms += self.block_time_ms
+        env = BlockEnv(CHAIN_ID, self.height, self.time_ms, self.proposer, self.params)
+        txs.validate_transaction(tx, CHAIN_ID, self.params.max_block_gas)
+        txs.verify_signature(tx)
+        s = self._view()
+        receipt = process_transaction(s, env, tx)
+        self._apply(s)
+        self.receipts.append(receipt)
+        for c, name, data in receipt.events:
+            self.events.append(Event(c, name, decode_value(data, 1 << 20), self.height))
+        return receipt
+
+    def _nonce(self, key: PrivateKey) -> int:
+        return get_account(self._view(), key.address).nonce
+
+    def deploy(self, source: str, *args: Any, sender: PrivateKey | None = None, value: int = 0,
+               gas: int = DEFAULT_GAS) -> "Contract":
+        key = sender or self.default_sender
+        payload = txs.Deploy(source, txs.encode_args(args), value)
+        gas_limit = txs.intrinsic_gas(txs.TxKind.DEPLOY, payload) + gas
+        tx = txs.deploy(key, CHAIN_ID, self._nonce(key), source, args, value, gas_limit)
+        receipt = self.send(tx)
+        _raise_failed(receipt)
+        return Contract(self, decode_value(receipt.output, 64))
+
+    def transact(self, contract: Any, function: str, *args: Any, sender: PrivateKey | None = None,
+                 value: int = 0, gas: int = DEFAULT_GAS) -> Any:
+        """Call `function` in a transaction; returns its result or raises ContractFailed."""
+        key = sender or self.default_sender
+        address = _address(contract)
+        payload = txs.Call(address, function, txs.encode_args(args), value)
+        gas_limit = txs.intrinsic_gas(txs.TxKind.CALL, payload) + gas
+        receipt = self.send(txs.call(key, CHAIN_ID, self._nonce(key), address, function, args, value, gas_limit))
+        _raise_failed(receipt)
+        return None if receipt.output is None else decode_value(receipt.output, 1 << 20)
+
+    def view(self, contract: Any, function: str, *args: Any, sender: bytes | None = None,
+             gas: int = DEFAULT_GAS) -> Any:
+        """A free read-only call: runs against current state and keeps nothing."""
+        out = read_only_call(self._view(), CHAIN_ID, self.height, self.time_ms,
+                             sender or self.default_sender.address, _address(contract), function,
+                             list(args), gas)
+        if out.error is not None:
+            e = out.error
+            raise _BY_CODE.get(e.code, ContractFailed)(str(e), e.code, e.contract, e.function, e.line,
+                                                        out.gas_used, None)
+        return decode_value(out.output, 1 << 20)
+
+    @property
+    def last_receipt(self) -> Receipt:
+        return self.receipts[-1]
+
+
+def _raise_failed(r: Receipt) -> None:
+    if r.status == STATUS_SUCCESS:
+        return
+    code, contract, function, line = r.failure or ("error", b"", "", 0)
+    raise _BY_CODE.get(code, ContractFailed)(r.error, code, contract or None, function, line, r.gas_used, r)
+
+
+def _address(contract: Any) -> bytes:
+    return contract.address if isinstance(contract, Contract) else contract
+
+
+class Contract:
+    """A deployed contract: its exported functions are methods that send transactions;
+    `contract.view.fn(...)` makes free read-only calls."""
+
+    def __init__(self, chain: TestChain, address: bytes):
+        self.chain, self.address = chain, address
+        self.view = _Views(self)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def send(*args: Any, sender: PrivateKey | None = None, value: int = 0, gas: int = DEFAULT_GAS) -> Any:
+            return self.chain.transact(self.address, name, *args, sender=sender, value=value, gas=gas)
+        return send
+
+    def storage(self, key: Any, default: Any = None) -> Any:
+        return self.chain.storage(self.address, key, default)
+
+    def __repr__(self) -> str:
+        return f"<Contract 0x{self.address.hex()}>"
+
+
+class _Views:
+    def __init__(self, contract: Contract):
+        self._c = contract
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def view(*args: Any, sender: bytes | None = None, gas: int = DEFAULT_GAS) -> Any:
+            return self._c.chain.view(self._c.address, name, *args, sender=sender, gas=gas)
+        return view
+
+
+__all__ = ["TestChain", "Contract", "ContractFailed", "Reverted", "OutOfGas", "Event"]
