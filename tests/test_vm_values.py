@@ -621,3 +621,20 @@ def test_json_round_trip_through_tagged_form(v):
     assert same(from_json_arg(tagged(v)), v)
     to_json(v)
 
+
+
+# ---- the msgpack fast paths give exactly the bytes of the strict walk -----------------------
+
+_flat_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.text(max_size=20),
+                          st.binary(max_size=20), st.integers(-(2**80), 2**80))
+
+
+@given(st.one_of(_flat_scalars, st.lists(_flat_scalars, max_size=8), st.tuples(_flat_scalars, _flat_scalars),
+                 st.dictionaries(st.one_of(st.text(max_size=5), st.integers(-(2**62), 2**62)), _flat_scalars,
+                                 max_size=8)))
+def test_fast_paths_encode_and_decode_like_the_walk(v):
+    from vm import values
+    slow = bytearray()
+    values._encode(slow, v, 0, 1 << 20)
+    assert encode_value(v, 1 << 20) == bytes(slow)
+    assert decode_value(bytes(slow), 1 << 20) == v

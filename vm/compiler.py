@@ -45,6 +45,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import types
+import warnings
 from dataclasses import dataclass
 
 from vm import gas
@@ -93,7 +94,9 @@ def compile_contract(source: str) -> Compiled:
     if lowering.issues:
         raise ContractInvalid(lowering.issues)
     h = code_hash(source)
-    code = compile(module, FILENAME_PREFIX + h.hex()[:16] + ">", "exec")
+    with warnings.catch_warnings():  # as in validate: host warning filters must not turn
+        warnings.simplefilter("ignore")  # a SyntaxWarning (`1 is not None`) into an error
+        code = compile(module, FILENAME_PREFIX + h.hex()[:16] + ">", "exec")
     outer = _const_code(code, "_outer")
     factory = _const_code(outer, "_factory")
     return Compiled(h, source, factory, {k: tuple(v) for k, v in info.exports.items()}, info.constructor)
@@ -141,37 +144,34 @@ _FREE = (ast.expr_context, ast.operator, ast.cmpop, ast.boolop, ast.unaryop, ast
          ast.keyword, ast.comprehension)
 
 
-def static_cost(node: ast.AST) -> int:
-    """NODE per statement/expression node, not counting the parts of a comprehension
-    that run per iteration (charged inside it)."""
-    total = 0
+def static_costs(node: ast.AST) -> tuple[int, int]:
+    """(gas, memory) of a statement or expression: NODE per statement/expression node,
+    and the bytes its list, tuple and dict literals allocate; the parts of a
+    comprehension that run per iteration are charged inside it instead."""
+    cost = mem = 0
     todo = [node]
     while todo:
         n = todo.pop()
         if not isinstance(n, _FREE):
-            total += gas.NODE
-        if isinstance(n, (ast.ListComp, ast.DictComp)):
-            todo.append(n.generators[0].iter)
-            continue
-        todo.extend(ast.iter_child_nodes(n))
-    return total
-
-
-def static_memory(node: ast.AST) -> int:
-    """Bytes that the literals in an expression allocate (outside comprehensions)."""
-    total = 0
-    todo = [node]
-    while todo:
-        n = todo.pop()
+            cost += gas.NODE
         if isinstance(n, (ast.List, ast.Tuple)) and isinstance(n.ctx, ast.Load):
-            total += 64 + 8 * len(n.elts)
+            mem += 64 + 8 * len(n.elts)
         elif isinstance(n, ast.Dict):
-            total += 64 + 48 * len(n.keys)
-        if isinstance(n, (ast.ListComp, ast.DictComp)):
+            mem += 64 + 48 * len(n.keys)
+        elif isinstance(n, (ast.ListComp, ast.DictComp)):
             todo.append(n.generators[0].iter)
             continue
-        todo.extend(ast.iter_child_nodes(n))
-    return total
+        for field in n._fields:
+            v = getattr(n, field, None)
+            if isinstance(v, list):
+                todo.extend(x for x in v if isinstance(x, ast.AST))
+            elif isinstance(v, ast.AST):
+                todo.append(v)
+    return cost, mem
+
+
+def static_cost(node: ast.AST) -> int:
+    return static_costs(node)[0]
 
 
 # ---- int-typed locals --------------------------------------------------------------------
@@ -282,9 +282,9 @@ class _Lowering:
             name="_outer", args=_no_args(), decorator_list=[], returns=None, type_params=[],
             body=[ast.Assign(targets=[_name(c, True)], value=_const(0)) for c in (GAS, DEPTH, MEMORY)]
             + [factory, ast.Return(_name("_factory"))])
-        mod = ast.Module(body=[outer], type_ignores=[])
-        _locate(mod, 1)
-        return ast.fix_missing_locations(mod)
+        for n in (outer, factory, *outer.body, factory_body[-1]):
+            _locate(n, 1)
+        return ast.fix_missing_locations(ast.Module(body=[outer], type_ignores=[]))
 
     # ---- functions and blocks --------------------------------------------------------
 
@@ -331,13 +331,15 @@ class _Lowering:
             group.append(s)
             if isinstance(s, (ast.If, ast.For, ast.While)):
                 header = s.test if isinstance(s, (ast.If, ast.While)) else s.iter
-                cost += gas.NODE + static_cost(header)
-                mem += static_memory(header)
+                c, m = static_costs(header)
+                cost += gas.NODE + c
+                mem += m
                 flush(cost, mem)
                 group, cost, mem = [], 0, 0
             else:
-                cost += static_cost(s)
-                mem += static_memory(s)
+                c, m = static_costs(s)
+                cost += c
+                mem += m
         if group or not out:
             flush(cost, mem)
         return out
@@ -617,8 +619,8 @@ def _no_args() -> ast.arguments:
 
 
 def _locate(node: ast.AST, line: int, col: int = 0) -> None:
-    """Give generated nodes the position of the source statement they stand for."""
-    for n in ast.walk(node):
-        if "lineno" in n._attributes and not hasattr(n, "lineno"):
-            n.lineno, n.col_offset = line, col
-            n.end_lineno, n.end_col_offset = line, col
+    """Give a generated node the position of the source statement it stands for; its
+    generated children inherit it in ast.fix_missing_locations (one pass at the end)."""
+    if "lineno" in node._attributes and getattr(node, "lineno", None) is None:
+        node.lineno, node.col_offset = line, col
+        node.end_lineno, node.end_col_offset = line, col

@@ -103,11 +103,15 @@ _RT: Execution | None = None
 
 _COMPILED: OrderedDict[bytes, Compiled] = OrderedDict()
 _INSTANCES: dict[bytes, dict[str, Callable]] = {}
+_BY_SOURCE: dict[str, Compiled] = {}
 _CACHE_SIZE = 512
 
 
 def load(source: str) -> Compiled:
     """Compile a contract's source, cached by code hash (raises ContractInvalid)."""
+    c = _BY_SOURCE.get(source)  # a str caches its hash: no sha256 per call
+    if c is not None:
+        return c
     from vm.compiler import code_hash
     h = code_hash(source)
     c = _COMPILED.get(h)
@@ -115,10 +119,12 @@ def load(source: str) -> Compiled:
         c = compile_contract(source)
         _COMPILED[h] = c
         if len(_COMPILED) > _CACHE_SIZE:
-            old, _ = _COMPILED.popitem(last=False)
+            old, gone = _COMPILED.popitem(last=False)
             _INSTANCES.pop(old, None)
+            _BY_SOURCE.pop(gone.source, None)
     else:
         _COMPILED.move_to_end(h)
+    _BY_SOURCE[source] = c
     return c
 
 
@@ -180,6 +186,7 @@ def _ck(v: int) -> int:
 _NoneType = type(None)
 _SCALAR = (int, bool, str, bytes, _NoneType, Decimal)
 _SEQ = (list, tuple, str, bytes)
+_FLAT_KEY = (int, bool, str, bytes, _NoneType)
 _TYPE_NAMES = {int: "int", bool: "bool", str: "str", bytes: "bytes", _NoneType: "None", list: "list",
                tuple: "tuple", dict: "dict", Decimal: "Decimal", range: "range"}
 
@@ -262,7 +269,12 @@ def _key(k: Any) -> Any:
         charge(G.BUILTIN + (len(k) >> 5) * G.PER_32_BYTES)
         return k
     if t is tuple:
-        _size_cost(k)
+        if len(k) <= 8 and all(type(x) in _FLAT_KEY for x in k):  # the common ("balance", owner) key
+            charge(G.BUILTIN + sum(len(x) >> 5 for x in k if type(x) in (str, bytes)) * G.PER_32_BYTES)
+            if type(k[-1]) in (str, bytes) or type(k[0]) in (str, bytes):
+                return k  # text in a tuple: its hash is keyed per process (values.hash_is_chosen)
+        else:
+            _size_cost(k)
         stack = list(k)
         while stack:
             x = stack.pop()
@@ -805,7 +817,8 @@ def _shas(k: Any) -> bool:
 def _sstore(k: Any, v: Any) -> None:
     key = _storage_key(k)
     charge(G.STORAGE_WRITE)
-    _size_cost(v)
+    if type(v) not in _SCALAR:
+        _size_cost(v)
     raw = encode_value(v, MAX_STORAGE_VALUE_BYTES)
     charge((len(key) + len(raw)) * G.STORAGE_PER_BYTE)
     _RT.host.storage_set(_RT.frames[-1].this, key, raw)
@@ -819,22 +832,26 @@ def _sdel(k: Any) -> None:
 
 # ---- text --------------------------------------------------------------------------------
 
-_ESCAPES = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def _quote(s: str) -> str:
-    """repr() of a str inside a container, the same on every CPython: ASCII control
-    characters are escaped, everything else is kept (CPython's own repr follows each
-    release's Unicode tables for what is printable)."""
+    """repr() of a str inside a container, the same on every CPython: quoted as Python
+    quotes it (double quotes when the text holds ' and no "), ASCII control characters
+    escaped, everything else kept (CPython's own repr follows each release's Unicode
+    tables for what is printable)."""
+    quote = '"' if "'" in s and '"' not in s else "'"
     out = []
     for ch in s:
-        if ch in _ESCAPES:
+        if ch == quote:
+            out.append("\\" + ch)
+        elif ch in _ESCAPES:
             out.append(_ESCAPES[ch])
         elif ch < " " or ch == "\x7f":
             out.append(f"\\x{ord(ch):02x}")
         else:
             out.append(ch)
-    return "'" + "".join(out) + "'"
+    return quote + "".join(out) + quote
 
 
 def _text(v: Any, top: bool = True) -> str:
@@ -1155,7 +1172,8 @@ def b_emit(name: Any, **data: Any) -> None:
         raise _err("emit()'s event name must be a str of 1 to 64 characters")
     if len(rt.events) >= MAX_EVENTS:
         raise E.LimitExceeded(f"more than {MAX_EVENTS} events in one transaction")
-    _size_cost(data)
+    if not all(type(x) in _SCALAR for x in data.values()):
+        _size_cost(data)
     raw = encode_value(data, MAX_EVENT_BYTES)
     charge(G.EVENT + (len(raw) + len(name)) * G.EVENT_PER_BYTE)
     rt.events.append((rt.frames[-1].this, name, raw))

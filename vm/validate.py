@@ -119,8 +119,9 @@ class ContractInfo:
     constants: set[str] = field(default_factory=set)
 
 
-def validate(source: str) -> ContractInfo:
-    """Parse and check a contract; ContractInvalid lists every problem."""
+def validate(source: str, check_compile: bool = True) -> ContractInfo:
+    """Parse and check a contract; ContractInvalid lists every problem.  `check_compile`
+    runs CPython's compiler as a final safety net (vm.compiler compiles anyway)."""
     if not isinstance(source, str):
         raise ContractInvalid([Issue(1, 1, "contract source must be text")])
     if len(source.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
@@ -137,7 +138,7 @@ def validate(source: str) -> ContractInfo:
         line = source.count("\n", 0, e.start) + 1
         raise ContractInvalid([Issue(line, 1, "contract source is not valid UTF-8 text (a lone surrogate)")]) from None
     # Python NFKC-normalises identifiers, so `ｅｖａｌ` would reach the AST as `eval`
-    ascii_issues = _check_identifiers_ascii(source)
+    ascii_issues = [] if source.isascii() else _check_identifiers_ascii(source)
     with warnings.catch_warnings():  # the verdict must not depend on the host's warning filters
         warnings.simplefilter("ignore")
         try:
@@ -152,7 +153,8 @@ def validate(source: str) -> ContractInfo:
         if checker.issues or ascii_issues:
             raise ContractInvalid(ascii_issues + checker.issues)
         try:  # a safety net: every rule CPython's compiler enforces should be ours already
-            compile(tree, "<contract>", "exec")
+            if check_compile:
+                compile(tree, "<contract>", "exec")
         except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
             raise ContractInvalid([Issue(getattr(e, "lineno", None) or 1, getattr(e, "offset", None) or 1,
                                          f"cannot compile: {getattr(e, 'msg', e)}")]) from None

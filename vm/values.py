@@ -33,6 +33,8 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+import msgpack
+
 from vm.errors import ContractRuntimeError, InvalidValue, LimitExceeded
 from vm.limits import MAX_SAME_HASH, DECIMAL_PLACES, MAX_INT_BITS, MAX_INT_DIGITS, MAX_VALUE_DEPTH
 
@@ -50,6 +52,7 @@ _SCALE = 10 ** DECIMAL_PLACES
 _CHUNK = 600                      # digits per conversion step: under CPython's minimum limit of 640
 _CHUNK_BASE = 10 ** _CHUNK
 _INT64_MIN = -(1 << 63)
+_UINT64_MAX = (1 << 64) - 1
 _UINT64_END = 1 << 64
 
 
@@ -470,9 +473,41 @@ def encode_value(v: Any, max_bytes: int) -> bytes:
     Work is O(max_bytes * MAX_VALUE_DEPTH) at worst, whatever v's logical size (shared or
     cyclic sub-values are walked as often as they occur, and stop at the budget or depth).
     """
+    t = type(v)
+    if _flat(v) or (t is list or t is dict or t is tuple) and _all_flat(v):
+        try:  # msgpack's own packer: the same bytes as the walk below, faster
+            if t is tuple:
+                inner = _pack(list(v))
+                data = _ext_header(EXT_TUPLE, len(inner)) + inner
+            else:
+                data = _pack(v)
+        except (UnicodeEncodeError, ValueError, OverflowError):
+            data = None  # the walk below says what is wrong
+        if data is not None:
+            if len(data) > max_bytes:
+                raise _too_big(max_bytes)
+            return data
     out = bytearray()
     _encode(out, v, 0, max_bytes)
     return bytes(out)
+
+
+_pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+_FLAT_TYPES = (str, bytes, bool, type(None))
+_KEY_INT = 1 << 60  # flat dict keys: ints whose hash no author can make collide
+
+
+def _flat(x: Any) -> bool:
+    """A scalar that msgpack's packer encodes exactly as _encode does."""
+    t = type(x)
+    return t in _FLAT_TYPES or t is int and _INT64_MIN <= x <= _UINT64_MAX
+
+
+def _all_flat(v: list | tuple | dict) -> bool:
+    if type(v) is not dict:
+        return all(map(_flat, v))
+    return all(map(_flat, v.values())) and all(
+        type(k) in _FLAT_TYPES or type(k) is int and -_KEY_INT < k < _KEY_INT for k in v)
 
 
 # ---------------------------------------------------------------------------
@@ -640,6 +675,14 @@ def _decode_ext(r: _Reader, n: int, end: int, depth: int) -> Any:
     raise InvalidValue(f"unknown msgpack ext type {code}")
 
 
+def _no_ext(code: int, data: bytes) -> Any:
+    raise ValueError("ext")
+
+
+def _unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True, ext_hook=_no_ext, timestamp=0)
+
+
 def decode_value(data: bytes, max_bytes: int) -> Any:
     """The value whose canonical encoding is data (fresh objects).
 
@@ -652,6 +695,13 @@ def decode_value(data: bytes, max_bytes: int) -> Any:
         raise InvalidValue(f"expected bytes to decode, not {_type_name(data)}")
     if len(data) > max_bytes:
         raise LimitExceeded(f"the encoded value is {len(data)} bytes, over the limit of {max_bytes}")
+    try:  # msgpack's own unpacker, for values that hold no ext type and no nesting
+        v = _unpack(data)
+    except Exception:  # noqa: BLE001 - anything odd goes to the strict parser below
+        v = _unpack
+    if v is not _unpack and (_flat(v) or type(v) in (list, dict) and _all_flat(v)) \
+            and encode_value(v, max_bytes) == data:
+        return v
     r = _Reader(data)
     v = _decode(r, len(data), 0)
     if r.pos != len(data):
