@@ -60,6 +60,10 @@ GAS, DEPTH, MEMORY = "_g", "_d", "_m"
 _RAW_INT_OPS = {ast.Add: "_add", ast.Sub: "_sub", ast.Mult: "_mul", ast.FloorDiv: "_floordiv",
                 ast.Mod: "_mod", ast.BitAnd: "_and", ast.BitOr: "_or", ast.BitXor: "_xor",
                 ast.RShift: "_rshift"}
+# Of those, the ones whose time grows with the product of the operands' sizes run raw
+# only while both operands are below SMALL (guarded inline); bigger ones are priced.
+_QUADRATIC_OPS = {ast.Mult, ast.FloorDiv, ast.Mod}
+SMALL = 1 << 64
 _WRAPPED_OPS = {ast.Pow: "_pow", ast.LShift: "_lshift", ast.Div: "_truediv"}
 _BINOP_WRAPPERS = {**_RAW_INT_OPS, **_WRAPPED_OPS}
 _INPLACE_WRAPPERS = {ast.Add: "_iadd", ast.Mult: "_imul"}  # list += and *= mutate in place
@@ -425,6 +429,8 @@ class _Lowering:
     def s_AugAssign(self, s: ast.AugAssign) -> list[ast.stmt]:
         target, op = s.target, type(s.op)
         if isinstance(target, ast.Name):
+            if op in _QUADRATIC_OPS and is_int_expr(target, self.ints) and is_int_expr(s.value, self.ints):
+                return self.assign(target, ast.BinOp(left=_name(target.id), op=s.op, right=s.value))
             if is_int_expr(target, self.ints) and is_int_expr(s.value, self.ints) and op in _RAW_INT_OPS:
                 return [ast.AugAssign(target=_name(target.id, True), op=s.op, value=self.expr(s.value)),
                         self.int_check(target.id)]
@@ -514,9 +520,22 @@ class _Lowering:
 
     def e_BinOp(self, e: ast.BinOp) -> ast.expr:
         op = type(e.op)
+        left, right = self.expr(e.left), self.expr(e.right)
         if op in _RAW_INT_OPS and is_int_expr(e.left, self.ints) and is_int_expr(e.right, self.ints):
-            return ast.BinOp(left=self.expr(e.left), op=e.op, right=self.expr(e.right))
-        return _call(_BINOP_WRAPPERS[op], self.expr(e.left), self.expr(e.right))
+            raw = ast.BinOp(left=left, op=e.op, right=right)
+            if op not in _QUADRATIC_OPS:
+                return raw  # linear in the operands' size, which is bounded: a static cost covers it
+            unguarded = [x for x in (left, right) if not _small_constant(x)]
+            if len(unguarded) == 2 and all(isinstance(x, ast.Name) for x in unguarded) \
+                    and unguarded[0].id == unguarded[1].id:
+                unguarded.pop()  # i * i: one check
+            guards = [_is_small(x) for x in unguarded]
+            if all(isinstance(x, (ast.Name, ast.Constant)) for x in (left, right)):
+                if not guards:
+                    return raw
+                test = guards[0] if len(guards) == 1 else ast.BoolOp(op=ast.And(), values=guards)
+                return ast.IfExp(test=test, body=raw, orelse=_call(_BINOP_WRAPPERS[op], left, right))
+        return _call(_BINOP_WRAPPERS[op], left, right)
 
     def e_UnaryOp(self, e: ast.UnaryOp) -> ast.expr:
         if isinstance(e.op, ast.Not) or is_int_expr(e.operand, self.ints):
@@ -601,6 +620,15 @@ class _Lowering:
         if _is_storage(e.value):
             return _call("_sload", self.value(e.slice))
         return _call("_getitem", self.expr(e.value), self.value(e.slice))
+
+
+def _small_constant(e: ast.expr) -> bool:
+    return isinstance(e, ast.Constant) and type(e.value) is int and -SMALL < e.value < SMALL
+
+
+def _is_small(e: ast.expr) -> ast.expr:
+    """`-SMALL < e < SMALL` (e is a name or constant: evaluating it twice is harmless)."""
+    return ast.Compare(left=_const(-SMALL), ops=[ast.Lt(), ast.Lt()], comparators=[e, _const(SMALL)])
 
 
 def _is_storage(e: ast.expr) -> bool:

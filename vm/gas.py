@@ -8,20 +8,20 @@ Gas is a function of the contract's code and of the values it handles, never of 
 - operations whose work grows with their operands are charged by size BEFORE they run
   (vm/runtime.py): big-int arithmetic by machine words, sequences by elements or bytes,
   storage and events by encoded bytes.
-The per-unit figures were set from nanoseconds measured per operation
-so that one unit is roughly one nanosecond of work on this machine, the
-same scale as a plain transfer (21,000 gas for about 13 microseconds of node work).
+The figures were set from the nanoseconds per gas that bench/bench_vm_gas.py measures
+for each kind of work, so that every kind costs roughly the same time per unit (about
+1 ns here; docs/benchmarks.md has the table).
 """
 from __future__ import annotations
 
-NODE = 10                # an AST node of a statement or expression
-ITERATION = 20           # one iteration of a for/while loop or a comprehension
-CALL = 150               # entering a contract function (its frame and arguments)
-BUILTIN = 40             # entering any builtin, method or injected function
+NODE = 25                # an AST node of a statement or expression
+ITERATION = 50           # one iteration of a for/while loop or a comprehension
+CALL = 300               # entering a contract function (its frame and arguments)
+BUILTIN = 200            # entering any builtin, method or injected function
 PER_ELEMENT = 5          # each element a builtin copies, compares or searches in C
-WALK_PER_ELEMENT = 50    # each element of a value the VM walks in Python (sizes, repr)
-PER_32_BYTES = 2         # each 32 bytes a builtin reads or writes (str, bytes)
-PER_WORD_PRODUCT = 2     # big-int multiply and divide: per product of 64-bit words
+WALK_PER_ELEMENT = 80    # each element of a value the VM walks in Python (sizes, repr)
+PER_32_BYTES = 24         # each 32 bytes a builtin reads or writes (str, bytes)
+PER_WORD_PRODUCT = 4     # big-int multiply and divide: per product of 64-bit words
 MEMORY_PER_KIB = 100     # each KiB of memory a builtin allocates (also counted against MAX_MEMORY)
 
 STORAGE_READ = 2_000     # storage[key] / storage.get / key in storage
@@ -30,7 +30,7 @@ STORAGE_DELETE = 2_000   # del storage[key]
 STORAGE_PER_BYTE = 20    # each encoded byte of key and value read or written
 EVENT = 2_000            # emit(...)
 EVENT_PER_BYTE = 10
-CONTRACT_CALL = 5_000    # call(contract, function, ...), plus its arguments and result
+CONTRACT_CALL = 8_000    # call(contract, function, ...), plus its arguments and result
 VALUE_PER_BYTE = 10      # arguments and results copied between contracts, per encoded byte
 TRANSFER = 9_000         # transfer(to, amount)
 PRINT_PER_BYTE = 10      # print() output

@@ -270,7 +270,7 @@ def _key(k: Any) -> Any:
         return k
     if t is tuple:
         if len(k) <= 8 and all(type(x) in _FLAT_KEY for x in k):  # the common ("balance", owner) key
-            charge(G.BUILTIN + sum(len(x) >> 5 for x in k if type(x) in (str, bytes)) * G.PER_32_BYTES)
+            charge(2 * G.BUILTIN + sum(len(x) >> 5 for x in k if type(x) in (str, bytes)) * G.PER_32_BYTES)
             if type(k[-1]) in (str, bytes) or type(k[0]) in (str, bytes):
                 return k  # text in a tuple: its hash is keyed per process (values.hash_is_chosen)
         else:
@@ -588,7 +588,7 @@ def _in(a: Any, b: Any) -> bool:
         return a in b
     if tb is range:
         charge(G.BUILTIN)
-        return a in b
+        return _isint(a) and int(a) in b  # anything else (bool too) makes CPython walk the range
     if tb is Storage:
         return _shas(a)
     raise _err(f"'in' needs a list, tuple, dict, str, bytes, range or storage on the right, not {type_name(b)}")
@@ -615,6 +615,7 @@ def _getitem(x: Any, k: Any) -> Any:
         except IndexError:
             raise _err(f"{type_name(x)} index out of range") from None
     if t is dict:
+        charge(G.BUILTIN)
         try:
             return x[_key(k)]
         except KeyError:
@@ -652,6 +653,7 @@ def _setitem(x: Any, k: Any, v: Any) -> None:
         except IndexError:
             raise _err("list assignment index out of range") from None
     elif t is dict:
+        charge(G.BUILTIN)
         _key(k)
         if k not in x:
             _check_len(len(x) + 1, "dict")
@@ -861,6 +863,7 @@ def _text(v: Any, top: bool = True) -> str:
     if t is bool or v is None:
         return "True" if v is True else "False" if v is False else "None"
     if t is int:
+        charge(G.words(v) ** 2 * G.PER_WORD_PRODUCT)  # decimal conversion is quadratic
         return int_to_str(v)
     if t is bytes:
         return repr(v)
@@ -1405,6 +1408,7 @@ def _replace(x: Any, old: Any, new: Any, count: Any = -1) -> Any:
     if type(old) is not type(x) or type(new) is not type(x) or not _isint(count):
         raise _err(f"replace() on a {type_name(x)} takes two {type_name(x)} and an optional int count")
     _text_cost(x, len(old))
+    _text_cost(x)  # count, then replace: two passes
     hits = x.count(old)
     if count >= 0:
         hits = min(hits, count)
