@@ -202,6 +202,12 @@ def type_name(v: Any) -> str:
     return "function"
 
 
+def _a(v: Any) -> str:
+    """'an int', 'a str': the type of v with its article, for messages."""
+    name = type_name(v)
+    return ("an " if name[0] in "aeiou" else "a ") + name
+
+
 def _err(msg: str) -> E.ContractRuntimeError:
     return E.ContractRuntimeError(msg)
 
@@ -253,7 +259,9 @@ def _len_cost(v: Any) -> int:
 
 def _check_len(n: int, what: str = "value") -> None:
     if n > MAX_LEN:
-        raise E.LimitExceeded(f"{what} of {n} elements is over the limit of {MAX_LEN}")
+        # never f"{n}": past 640 digits its text depends on the host's PYTHONINTMAXSTRDIGITS
+        size = int_to_str(n) if n < 1 << 64 else "over 2**64"
+        raise E.LimitExceeded(f"{what} of {size} elements is over the limit of {MAX_LEN}")
 
 
 def _mem_of(t: type, n: int) -> int:
@@ -281,10 +289,10 @@ def _key(k: Any) -> Any:
             if type(x) is tuple:
                 stack.extend(x)
             elif type(x) not in _SCALAR:
-                raise _err(f"a dict key cannot hold a {type_name(x)}: keys are int, str, bytes, bool, None, "
+                raise _err(f"a dict key cannot hold {_a(x)}: keys are int, str, bytes, bool, None, "
                            "Decimal or tuples of them")
     elif t not in _SCALAR:
-        raise _err(f"a {type_name(k)} cannot be a dict key: keys are int, str, bytes, bool, None, Decimal "
+        raise _err(f"{_a(k)} cannot be a dict key: keys are int, str, bytes, bool, None, Decimal "
                    "or tuples of them")
     if hash_is_chosen(k):
         same = _RT.chosen_hashes.setdefault(hash(k), [])
@@ -583,7 +591,7 @@ def _in(a: Any, b: Any) -> bool:
         return a in b
     if tb is str or tb is bytes:
         if tb is str and type(a) is not str or tb is bytes and type(a) is not bytes and not _isint(a):
-            raise _err(f"'in <{type_name(b)}>' needs a {type_name(b)} on the left, not {type_name(a)}")
+            raise _err(f"'in <{type_name(b)}>' needs {_a(b)} on the left, not {type_name(a)}")
         charge(G.BUILTIN + ((len(b) + (len(a) if type(a) is tb else 0)) >> 5) * G.PER_32_BYTES)
         return a in b
     if tb is range:
@@ -622,7 +630,7 @@ def _getitem(x: Any, k: Any) -> Any:
             raise _err("key not found in dict") from None
     if t is Storage:
         return _sload(k)
-    raise _err(f"a {type_name(x)} cannot be indexed")
+    raise _err(f"{_a(x)} cannot be indexed")
 
 
 def _slice_len(x: Any, lo: Any, hi: Any, st: Any) -> int:
@@ -637,7 +645,7 @@ def _slice_len(x: Any, lo: Any, hi: Any, st: Any) -> int:
 def _getslice(x: Any, lo: Any, hi: Any, st: Any) -> Any:
     t = type(x)
     if t not in _SEQ and t is not range:
-        raise _err(f"a {type_name(x)} cannot be sliced")
+        raise _err(f"{_a(x)} cannot be sliced")
     n = _slice_len(x, lo, hi, st)
     allocate(_mem_of(t, n))
     charge(n * G.PER_ELEMENT if t in (list, tuple) else (n >> 5) * G.PER_32_BYTES)
@@ -662,12 +670,12 @@ def _setitem(x: Any, k: Any, v: Any) -> None:
     elif t is Storage:
         _sstore(k, v)
     else:
-        raise _err(f"items of a {type_name(x)} cannot be assigned")
+        raise _err(f"items of {_a(x)} cannot be assigned")
 
 
 def _setslice(x: Any, lo: Any, hi: Any, st: Any, v: Any) -> None:
     if type(x) is not list:
-        raise _err(f"slices of a {type_name(x)} cannot be assigned")
+        raise _err(f"slices of {_a(x)} cannot be assigned")
     if type(v) not in (list, tuple):
         raise _err("a slice can only be assigned a list or tuple")
     n = _slice_len(x, lo, hi, st)
@@ -696,12 +704,12 @@ def _delitem(x: Any, k: Any) -> None:
     elif t is Storage:
         _sdel(k)
     else:
-        raise _err(f"items of a {type_name(x)} cannot be deleted")
+        raise _err(f"items of {_a(x)} cannot be deleted")
 
 
 def _delslice(x: Any, lo: Any, hi: Any, st: Any) -> None:
     if type(x) is not list:
-        raise _err(f"slices of a {type_name(x)} cannot be deleted")
+        raise _err(f"slices of {_a(x)} cannot be deleted")
     _slice_len(x, lo, hi, st)
     charge(G.BUILTIN + _len_cost(x))
     del x[lo:hi:st]
@@ -712,13 +720,13 @@ _ITERABLE = (list, tuple, str, bytes, dict, range)
 
 def _iter(x: Any) -> Any:
     if type(x) not in _ITERABLE:
-        raise _err(f"cannot iterate over a {type_name(x)}")
+        raise _err(f"cannot iterate over {_a(x)}")
     return x
 
 
 def _unpack(v: Any, n: int) -> tuple:
     if type(v) not in _ITERABLE:
-        raise _err(f"cannot unpack a {type_name(v)}")
+        raise _err(f"cannot unpack {_a(v)}")
     if len(v) != n:
         raise _err(f"cannot unpack {len(v)} values into {n} targets")
     charge(G.BUILTIN + n * G.PER_ELEMENT)
@@ -730,7 +738,7 @@ def _attr(x: Any, name: str) -> Any:
         return x.field(name)
     if name in METHODS:
         raise _err(f".{name} is a method: call it, as in x.{name}(...)")
-    raise _err(f"a {type_name(x)} has no attribute {name}")
+    raise _err(f"{_a(x)} has no attribute {name}")
 
 
 _ANNOTATION_TYPES = {"int": (int,), "str": (str,), "bytes": (bytes,), "bool": (bool,), "list": (list,),
@@ -759,6 +767,9 @@ class Ctx:
             return frame.this
         if name == "value":
             return frame.value
+        if name == "balance":
+            charge(G.STORAGE_READ)
+            return rt.host.balance(frame.this)
         if name == "block_height":
             return rt.env.block_height
         if name == "block_time":
@@ -879,7 +890,7 @@ def _text(v: Any, top: bool = True) -> str:
     if t is range:
         step = "" if v.step == 1 else ", " + int_to_str(v.step)
         return f"range({int_to_str(v.start)}, {int_to_str(v.stop)}{step})"
-    raise _err(f"a {type_name(v)} cannot be converted to str")
+    raise _err(f"{_a(v)} cannot be converted to str")
 
 
 def _to_text(v: Any) -> str:
@@ -903,7 +914,7 @@ def b_abs(x: Any) -> Any:
     if _isint(x) or type(x) is Decimal:
         charge(G.BUILTIN)
         return abs(x)
-    raise _err(f"abs() of a {type_name(x)}")
+    raise _err(f"abs() of {_a(x)}")
 
 
 def _flat(it: Any, what: str) -> Any:
@@ -946,7 +957,7 @@ def b_bytes(x: Any = b"") -> bytes:
         return bytes(x)
     if t is str:
         raise _err("bytes() of a str needs an encoding: use s.encode()")
-    raise _err(f"bytes() of a {type_name(x)}")
+    raise _err(f"bytes() of {_a(x)}")
 
 
 def _pairs(x: Any) -> list:
@@ -1012,7 +1023,7 @@ def b_int(x: Any = 0, base: Any = None) -> int:
     if t is str:
         charge(G.BUILTIN + (len(x) >> 5) * G.PER_32_BYTES * G.words(1 << min(len(x) * 4, MAX_INT_BITS)))
         return str_to_int(x)
-    raise _err(f"int() of a {type_name(x)}")
+    raise _err(f"int() of {_a(x)}")
 
 
 _ISINSTANCE_TYPES: dict[Any, tuple[type, ...]] = {}
@@ -1031,7 +1042,7 @@ def b_isinstance(x: Any, types_: Any) -> bool:
 
 def b_len(x: Any) -> int:
     if type(x) not in _ITERABLE:
-        raise _err(f"a {type_name(x)} has no len()")
+        raise _err(f"{_a(x)} has no len()")
     try:
         return len(x)
     except OverflowError:
@@ -1166,13 +1177,23 @@ def b_require(condition: Any, message: Any = "requirement failed") -> None:
     if not condition:
         if type(message) is not str:
             raise _err("require()'s message must be a str")
-        raise E.Revert(message[:1024])
+        # a lone surrogate ("\ud800") would make the receipt impossible to encode
+        raise E.Revert(message[:1024].encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
-def b_emit(name: Any, **data: Any) -> None:
+def _is_text(s: str) -> bool:
+    """Whether s encodes as UTF-8 (no lone surrogates): receipts must be encodable."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def b_emit(name: Any, /, **data: Any) -> None:
     rt = _RT
-    if type(name) is not str or not 0 < len(name) <= 64:
-        raise _err("emit()'s event name must be a str of 1 to 64 characters")
+    if type(name) is not str or not 0 < len(name) <= 64 or not _is_text(name):
+        raise _err("emit()'s event name must be a str of 1 to 64 characters, without lone surrogates")
     if len(rt.events) >= MAX_EVENTS:
         raise E.LimitExceeded(f"more than {MAX_EVENTS} events in one transaction")
     if not all(type(x) in _SCALAR for x in data.values()):
@@ -1196,7 +1217,8 @@ def b_transfer(to: Any, amount: Any) -> None:
     rt = _RT
     this = rt.frames[-1].this
     if not rt.host.transfer(this, to, amount):
-        raise _err(f"insufficient balance: the contract holds {rt.host.balance(this)}, cannot transfer {amount}")
+        raise _err(f"insufficient balance: the contract holds {int_to_str(rt.host.balance(this))}, "
+                   f"cannot transfer {int_to_str(amount)}")  # int_to_str: the same text under any digit limit
 
 
 def _copy_value(v: Any, limit: int, what: str) -> Any:
@@ -1212,7 +1234,7 @@ def _copy_value(v: Any, limit: int, what: str) -> Any:
     return decode_value(raw, limit)
 
 
-def b_call(contract: Any, function: Any, *args: Any, **kwargs: Any) -> Any:
+def b_call(contract: Any, function: Any, /, *args: Any, **kwargs: Any) -> Any:
     rt = _RT
     contract = _address(contract, "call()'s contract")
     if type(function) is not str:
@@ -1274,7 +1296,7 @@ def _seq_index(x: Any, v: Any, *bounds: Any) -> int:
     for b in bounds:
         _index(b)
     if type(x) in (str, bytes) and type(v) is not type(x) and not (type(x) is bytes and _isint(v)):
-        raise _err(f"index() of a {type_name(x)} needs a {type_name(x)}")
+        raise _err(f"index() of {_a(x)} needs {_a(x)}")
     try:
         return x.index(v, *bounds)
     except ValueError:
@@ -1284,7 +1306,7 @@ def _seq_index(x: Any, v: Any, *bounds: Any) -> int:
 def _seq_count(x: Any, v: Any) -> int:
     _search_cost(x, v)
     if type(x) in (str, bytes) and type(v) is not type(x):
-        raise _err(f"count() of a {type_name(x)} needs a {type_name(x)}")
+        raise _err(f"count() of {_a(x)} needs {_a(x)}")
     return x.count(v)
 
 
@@ -1360,7 +1382,7 @@ def _case(table: dict) -> Callable[[Any], Any]:
 def _strip(kind: str) -> Callable[..., Any]:
     def strip(x: Any, chars: Any = None) -> Any:
         if chars is not None and type(chars) is not type(x):
-            raise _err(f"{kind}() takes a {type_name(x)} of characters")
+            raise _err(f"{kind}() takes {_a(x)} of characters")
         _text_cost(x)
         allocate(len(x) + 64)
         if chars is None and type(x) is str:
@@ -1372,7 +1394,7 @@ def _strip(kind: str) -> Callable[..., Any]:
 def _split(x: Any, sep: Any = None, maxsplit: Any = -1) -> list:
     _text_cost(x)
     if sep is not None and type(sep) is not type(x):
-        raise _err(f"split() takes a {type_name(x)} separator")
+        raise _err(f"split() takes {_a(x)} separator")
     if sep is not None and not sep:
         raise _err("empty separator")
     if not _isint(maxsplit):
@@ -1396,7 +1418,7 @@ def _join(sep: Any, items: Any) -> Any:
     total = len(sep) * max(len(items) - 1, 0)
     for s in items:
         if type(s) is not type(sep):
-            raise _err(f"join() on a {type_name(sep)} needs {type_name(sep)} items, not {type_name(s)}")
+            raise _err(f"join() on {_a(sep)} needs {type_name(sep)} items, not {type_name(s)}")
         total += len(s)
     _check_len(total, type_name(sep))
     allocate(total + 64)
@@ -1406,7 +1428,7 @@ def _join(sep: Any, items: Any) -> Any:
 
 def _replace(x: Any, old: Any, new: Any, count: Any = -1) -> Any:
     if type(old) is not type(x) or type(new) is not type(x) or not _isint(count):
-        raise _err(f"replace() on a {type_name(x)} takes two {type_name(x)} and an optional int count")
+        raise _err(f"replace() on {_a(x)} takes two {type_name(x)} and an optional int count")
     _text_cost(x, len(old))
     _text_cost(x)  # count, then replace: two passes
     hits = x.count(old)
@@ -1424,7 +1446,7 @@ def _affix(kind: str) -> Callable[..., bool]:
         fixes = fix if type(fix) is tuple else (fix,)
         for f in fixes:
             if type(f) is not type(x):
-                raise _err(f"{kind}() on a {type_name(x)} takes a {type_name(x)} or a tuple of them")
+                raise _err(f"{kind}() on {_a(x)} takes {_a(x)} or a tuple of them")
         for b in bounds:
             if b is not None:
                 _index(b)
@@ -1435,7 +1457,7 @@ def _affix(kind: str) -> Callable[..., bool]:
 
 def _find(x: Any, sub: Any, *bounds: Any) -> int:
     if type(sub) is not type(x):
-        raise _err(f"find() on a {type_name(x)} takes a {type_name(x)}")
+        raise _err(f"find() on {_a(x)} takes {_a(x)}")
     for b in bounds:
         if b is not None:
             _index(b)
@@ -1536,7 +1558,7 @@ def _method(name: str) -> Callable:
     def dispatch(obj: Any, *args: Any, **kwargs: Any) -> Any:
         impl = _IMPL.get((type(obj), name))
         if impl is None:
-            raise _err(f"a {type_name(obj)} has no method {name}()")
+            raise _err(f"{_a(obj)} has no method {name}()")
         charge(G.BUILTIN)
         return impl(obj, *args, **kwargs)
     dispatch.__name__ = "_m_" + name
@@ -1580,7 +1602,8 @@ def invoke(rt: Execution, contract: bytes, caller: bytes, value: int, function: 
             raise E.NotFound(f"no contract at 0x{contract.hex()}")
         compiled = load(source)
         if function not in compiled.exports:
-            raise E.NotFound(f"contract 0x{contract.hex()} exports no function {function!r}")
+            # ascii(), not repr(): repr keeps what each CPython's Unicode tables call printable
+            raise E.NotFound(f"contract 0x{contract.hex()} exports no function {ascii(function)}")
     fn = _functions(compiled)[function]
     rt.frames.append(Frame(contract, caller, value, compiled))
     try:
@@ -1589,6 +1612,8 @@ def invoke(rt: Execution, contract: bytes, caller: bytes, value: int, function: 
         err = e if isinstance(e, E.VMError) else _translate(e)
         if err.contract is None:
             _locate_error(err, contract, compiled, e.__traceback__)
+            if not err.function:  # the call itself failed (its arguments): point at the def
+                err.function, err.line = function, fn.__code__.co_firstlineno
         if err is e:
             raise
         raise err from None
@@ -1600,8 +1625,9 @@ _HOST_ERRORS: list[tuple[type, str]] = [
     (ZeroDivisionError, "division by zero"),
     (KeyError, "key not found"),
     (IndexError, "index out of range"),
-    (UnboundLocalError, "a local variable was used before it was assigned"),
-    (NameError, "a name was used before it was assigned"),
+    # one message for both: a local read by a comprehension before it is assigned is a
+    # NameError on 3.11 (a free variable) and an UnboundLocalError on 3.12+ (inlined)
+    (NameError, "a local variable was used before it was assigned"),
     (OverflowError, "number too large"),
     (TypeError, "a value of the wrong type, or the wrong number of arguments"),
     (ValueError, "invalid value"),
@@ -1625,13 +1651,17 @@ def _translate(e: Exception) -> E.VMError:
 
 
 def _locate_error(e: E.VMError, contract: bytes, compiled: Compiled, tb: Any) -> None:
-    """Attach the innermost contract, function and source line."""
+    """Attach the innermost contract, function and source line.  A comprehension is
+    reported as the function it is written in: 3.11 runs it as a code object of its own
+    (<listcomp>), 3.12+ inline, and receipts must not tell them apart."""
     e.contract = contract
     filename = FILENAME_PREFIX + compiled.code_hash.hex()[:16] + ">"
     while tb is not None:
         code = tb.tb_frame.f_code
         if code.co_filename == filename and code.co_name not in ("_factory", "_outer"):
-            e.function, e.line = code.co_name, tb.tb_lineno
+            if not code.co_name.startswith("<"):
+                e.function = code.co_name
+            e.line = tb.tb_lineno
         tb = tb.tb_next
 
 

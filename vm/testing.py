@@ -30,6 +30,7 @@ from ledger.keys import PrivateKey
 from ledger.params import ChainParams
 from ledger.state import (Account, State, changes, get_account, get_code, get_storage, set_account)
 from ledger.transition import BlockEnv, process_transaction
+from ledger import errors
 from ledger import tx as txs
 from vm.limits import MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES
 from vm.values import decode_value, encode_value
@@ -143,6 +144,9 @@ class TestChain:
         self.height += 1
         self.time_ms += self.block_time_ms
         env = BlockEnv(CHAIN_ID, self.height, self.time_ms, self.proposer, self.params)
+        if len(tx.raw) > self.params.max_tx_bytes:  # as a node's admission would
+            raise errors.TransactionTooLarge(f"transaction is {len(tx.raw)} bytes, over the limit of "
+                                             f"{self.params.max_tx_bytes}")
         txs.validate_transaction(tx, CHAIN_ID, self.params.max_block_gas)
         txs.verify_signature(tx)
         s = self._view()

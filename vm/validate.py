@@ -46,7 +46,8 @@ METHODS = frozenset({
     "to_bytes", "from_bytes", "bit_length",
 })
 # str.isalpha/isdigit are left out: their answers follow each CPython's Unicode tables.
-CTX_FIELDS = frozenset({"sender", "caller", "this", "block_height", "block_time", "chain_id", "value"})
+CTX_FIELDS = frozenset({"sender", "caller", "this", "block_height", "block_time", "chain_id", "value",
+                        "balance"})
 ATTRIBUTES = METHODS | CTX_FIELDS
 # Names a type annotation may use (annotations are documentation; the compiler drops them).
 TYPE_NAMES = frozenset({"int", "str", "bytes", "bool", "list", "dict", "tuple", "None", "Decimal"})
