@@ -270,12 +270,8 @@ class _Lowering:
         names = []
         for stmt in self.info.tree.body:
             if isinstance(stmt, ast.Assign):
-                value = stmt.value
-                for c in ast.walk(value):
-                    if isinstance(c, ast.Constant) and type(c.value) is int and c.value.bit_length() > MAX_INT_BITS:
-                        self.issues.append(Issue(c.lineno, c.col_offset + 1,
-                                                 f"integer constant over {MAX_INT_BITS} bits"))
-                factory_body.append(stmt)
+                factory_body.append(ast.copy_location(ast.Assign(targets=stmt.targets, value=self.fold(stmt.value)),
+                                                      stmt))
             elif isinstance(stmt, ast.FunctionDef):
                 factory_body.append(self.function(stmt))
                 names.append(stmt.name)
@@ -289,6 +285,15 @@ class _Lowering:
         for n in (outer, factory, *outer.body, factory_body[-1]):
             _locate(n, 1)
         return ast.fix_missing_locations(ast.Module(body=[outer], type_ignores=[]))
+
+    def fold(self, e: ast.expr) -> ast.expr:
+        """A constant (module level or a default value) computed now, within the VM's int
+        limit: nothing runs unmetered when the contract is instantiated."""
+        try:
+            return ast.copy_location(_const(_fold(e)), e)
+        except ValueError as err:
+            self.issues.append(Issue(e.lineno, e.col_offset + 1, str(err)))
+            return _const(None)
 
     # ---- functions and blocks --------------------------------------------------------
 
@@ -311,6 +316,8 @@ class _Lowering:
         args = fn.args
         for p in args.posonlyargs + args.args + args.kwonlyargs:
             p.annotation = None
+        args.defaults = [self.fold(d) for d in args.defaults]
+        args.kw_defaults = [None if d is None else self.fold(d) for d in args.kw_defaults]
         new = ast.FunctionDef(name=fn.name, args=args, body=enter, decorator_list=[], returns=None,
                               type_params=[])
         return ast.copy_location(new, fn)
@@ -620,6 +627,39 @@ class _Lowering:
         if _is_storage(e.value):
             return _call("_sload", self.value(e.slice))
         return _call("_getitem", self.expr(e.value), self.value(e.slice))
+
+
+def _fold(e: ast.expr) -> object:
+    if isinstance(e, ast.Constant):
+        v = e.value
+    elif isinstance(e, ast.Tuple):
+        return tuple(_fold(x) for x in e.elts)
+    elif isinstance(e, ast.UnaryOp):
+        v = _fold(e.operand)
+        v = -v if isinstance(e.op, ast.USub) else ~v if isinstance(e.op, ast.Invert) else v
+    else:
+        assert isinstance(e, ast.BinOp)
+        a, b = _fold(e.left), _fold(e.right)
+        v = _fold_binop(type(e.op), a, b)
+    if type(v) is int and v.bit_length() > MAX_INT_BITS:
+        raise ValueError(f"integer constant over {MAX_INT_BITS} bits")
+    return v
+
+
+def _fold_binop(op: type, a: int, b: int) -> int:
+    if op in (ast.FloorDiv, ast.Mod) and b == 0:
+        raise ValueError("division by zero in a constant")
+    if op in (ast.Pow, ast.LShift, ast.RShift) and b < 0:
+        raise ValueError("negative exponent or shift count in a constant")
+    if op is ast.Pow and abs(a) > 1 and (abs(a).bit_length() - 1) * b >= MAX_INT_BITS:
+        raise ValueError(f"integer constant over {MAX_INT_BITS} bits")
+    if op is ast.LShift and a and a.bit_length() + b > MAX_INT_BITS:
+        raise ValueError(f"integer constant over {MAX_INT_BITS} bits")
+    if op is ast.RShift:
+        return a >> min(b, MAX_INT_BITS + 1)
+    return {ast.Add: int.__add__, ast.Sub: int.__sub__, ast.Mult: int.__mul__, ast.FloorDiv: int.__floordiv__,
+            ast.Mod: int.__mod__, ast.Pow: int.__pow__, ast.LShift: int.__lshift__, ast.BitAnd: int.__and__,
+            ast.BitOr: int.__or__, ast.BitXor: int.__xor__}[op](a, b)
 
 
 def _small_constant(e: ast.expr) -> bool:

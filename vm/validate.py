@@ -234,8 +234,8 @@ class _Checker:
             return
         self._define(stmt.targets[0], stmt.targets[0].id, seen)
         if not _is_literal(stmt.value):
-            self.err(stmt.value, "module-level values must be constants (numbers, text, bytes, True, False, None "
-                     "or tuples of them): keep mutable state in storage")
+            self.err(stmt.value, "module-level values must be constants (numbers, text, bytes, True, False, None, "
+                     "tuples of them, or int arithmetic on int constants): keep mutable state in storage")
 
     def function(self, fn: ast.FunctionDef, info: ContractInfo, seen: set[str]) -> None:
         self._define(fn, fn.name, seen)
@@ -550,13 +550,32 @@ def _assigned_names(body: list[ast.stmt]) -> set[str]:
     return out
 
 
+_CONSTANT_OPS = (ast.Add, ast.Sub, ast.Mult, ast.FloorDiv, ast.Mod, ast.Pow, ast.LShift, ast.RShift,
+                 ast.BitAnd, ast.BitOr, ast.BitXor)
+
+
 def _is_literal(node: ast.expr, depth: int = 0) -> bool:
+    """A constant: None, bool, int, str, bytes, a tuple of constants, or int arithmetic
+    on int constants (`WEEK = 7 * 24 * 3600 * 1000`), which vm.compiler computes at
+    compile time within the VM's int limit."""
+    if depth > MAX_AST_DEPTH:
+        return False
     if isinstance(node, ast.Constant):
         return node.value is None or isinstance(node.value, (bool, int, str, bytes))
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        return isinstance(node.operand, ast.Constant) and type(node.operand.value) is int
-    if isinstance(node, ast.Tuple) and depth < MAX_AST_DEPTH:
+    if isinstance(node, ast.Tuple):
         return all(_is_literal(e, depth + 1) for e in node.elts)
+    return _is_int_arithmetic(node, depth)
+
+
+def _is_int_arithmetic(node: ast.expr, depth: int) -> bool:
+    if depth > MAX_AST_DEPTH:
+        return False
+    if isinstance(node, ast.Constant):
+        return type(node.value) is int
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd, ast.Invert)):
+        return _is_int_arithmetic(node.operand, depth + 1)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, _CONSTANT_OPS):
+        return _is_int_arithmetic(node.left, depth + 1) and _is_int_arithmetic(node.right, depth + 1)
     return False
 
 
