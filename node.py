@@ -29,8 +29,10 @@ from ledger.keys import address_hex, load_key
 from ledger.mempool import AlreadyKnown, Mempool
 from ledger.sigverify import SignatureVerifier
 from ledger.store import Store, StoreError
-from ledger.tx import Transaction, TxKind, decode_transaction, validate_transaction
+from ledger.tx import Transaction, TxKind, contract_address, decode_transaction, validate_transaction
 from net.rpc import make_app
+from vm.limits import MAX_OUTPUT_BYTES
+from vm.values import decode_value, to_json
 
 log = logging.getLogger("gradchain.node")
 
@@ -39,14 +41,40 @@ DEFAULT_RPC_PORT = 8545
 TX_LOG_LINES = 20  # blocks with more transactions get only their summary line
 
 
+def printable(text: str) -> str:
+    """Text a contract or a sender chose, safe for one log line (no forged lines)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _short_json(raw: bytes | None, limit: int = 80) -> str:
+    """A call's encoded result as (shortened) JSON."""
+    value = None if raw is None else to_json(decode_value(raw, MAX_OUTPUT_BYTES))
+    text = json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def describe_tx(tx: Transaction, r: Receipt, height: int) -> str:
-    """One readable line per transaction, as Anvil prints them."""
+    """One readable line per transaction, as Anvil prints them: what it did, sender, gas,
+    the result (a call's return value, a deploy's address) or why it failed, block."""
     what = TxKind(tx.kind).name.lower()
+    result = "ok"
     if tx.kind == TxKind.TRANSFER:
         what += f" {tx.payload.amount} to {address_hex(tx.payload.to)}"
-    result = "ok" if r.status else f"FAILED: {r.error}"
-    return (f"tx {tx.hash.hex()[:16]}  {what}  from {address_hex(tx.sender_address)}  "
-            f"gas {r.gas_used}  {result}  block {height}")
+    elif tx.kind == TxKind.DEPLOY:
+        result = f"-> {address_hex(contract_address(tx.sender_address, tx.nonce))}"
+    else:
+        what += f" {address_hex(tx.payload.contract)}.{tx.payload.function}()"
+        result = f"-> {_short_json(r.output)}"
+    if not r.status:
+        result = f"FAILED: {r.error}"
+    return printable(f"tx {tx.hash.hex()[:16]}  {what}  from {address_hex(tx.sender_address)}  "
+                     f"gas {r.gas_used}  {result}  block {height}")
+
+
+def tx_log_lines(tx: Transaction, r: Receipt, height: int) -> list[str]:
+    """A committed transaction in the node log: its describe_tx line, then the contract's
+    print() output, one line each."""
+    return [describe_tx(tx, r, height)] + [f"  print: {printable(line)}" for line in r.logs]
 
 
 @dataclass
@@ -200,7 +228,8 @@ class Node:
                      prop.output.gas_used, block.hash.hex()[:16])
             if len(block.txs) <= TX_LOG_LINES:
                 for tx, r in zip(block.txs, prop.output.receipts):
-                    log.info("  %s", describe_tx(tx, r, block.height))
+                    for line in tx_log_lines(tx, r, block.height):
+                        log.info("  %s", line)
         if self._waiters:
             for i, (tx, r) in enumerate(zip(block.txs, prop.output.receipts)):
                 for fut in self._waiters.get(tx.hash, ()):

@@ -91,6 +91,17 @@ def _finish(outcome: runtime.Outcome, intrinsic: int, output: bytes | None) -> C
     return ContractResult(gas_used, output if output is not None else outcome.output, events, logs)
 
 
+def _deploy(rt: runtime.Execution, state: State, sender: bytes, address: bytes, source: str, args: list,
+            value: int) -> None:
+    """Store the code, move the value, run the constructor (a deploy transaction's work)."""
+    if get_code(state, address) is not None:
+        raise VMError(f"a contract already exists at 0x{address.hex()}")
+    set_code(state, address, source)
+    if not move_coins(state, sender, address, value):
+        raise VMError("the sender cannot pay the value sent with the deploy")
+    runtime.deploy_contract(rt, address, source, args, {}, value)
+
+
 def run_contract_tx(state: State, chain_id: str, height: int, time_ms: int, tx: Transaction) -> ContractResult:
     """Execute a DEPLOY or CALL inside process_transaction's rollback point."""
     intrinsic = intrinsic_gas(tx.kind, tx.payload)
@@ -102,12 +113,7 @@ def run_contract_tx(state: State, chain_id: str, height: int, time_ms: int, tx: 
         address = contract_address(tx.sender_address, tx.nonce)
 
         def deploy(rt: runtime.Execution) -> None:
-            if get_code(state, address) is not None:
-                raise VMError(f"a contract already exists at 0x{address.hex()}")
-            set_code(state, address, p.source)
-            if not move_coins(state, tx.sender_address, address, p.value):
-                raise VMError("the sender cannot pay the value sent with the deploy")
-            runtime.deploy_contract(rt, address, p.source, args, {}, p.value)
+            _deploy(rt, state, tx.sender_address, address, p.source, args, p.value)
 
         outcome = runtime.execute(host, env, tx.gas_limit - intrinsic, deploy)
         return _finish(outcome, intrinsic, encode_value(address, 64))
@@ -133,3 +139,12 @@ def read_only_call(state: State, chain_id: str, height: int, time_ms: int, sende
         return runtime.call_function(rt, contract, function, args, {}, value)
 
     return runtime.execute(StateHost(state), env, gas_limit, call)
+
+
+def read_only_deploy(state: State, chain_id: str, height: int, time_ms: int, sender: bytes, address: bytes,
+                     source: str, args: list, gas_limit: int, value: int = 0) -> runtime.Outcome:
+    """Run a deploy (validation, constructor) against `state` without keeping anything
+    (RPC estimate_gas).  The outcome's gas_used excludes intrinsic gas."""
+    env = _env(chain_id, height, time_ms, sender)
+    return runtime.execute(StateHost(state), env, gas_limit,
+                           lambda rt: _deploy(rt, state, sender, address, source, args, value))

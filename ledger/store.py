@@ -23,6 +23,7 @@ import lmdb
 from ledger.block import (Block, Commit, Header, Receipt, commit_from_wire, header_from_wire,
                           receipt_from_wire)
 from ledger.encoding import decode, encode
+from ledger.hashing import hash_bytes
 from ledger.transition import BlockOutput
 from ledger.tx import Transaction, decode_transaction
 
@@ -131,6 +132,21 @@ class Store:
             height, index, receipt = decode(v)
             raw = txn.get(tx_key(height, index), db=self._db[b"txs"])
         return decode_transaction(raw, _MAX_TX), height, index, receipt_from_wire(receipt)
+
+    def receipts(self, lo: int, hi: int) -> Iterator[tuple[int, int, bytes, Receipt]]:
+        """(height, index, tx hash, receipt) of every transaction in blocks lo..hi, in
+        chain order, from one read transaction (consume it without awaiting)."""
+        with self.env.begin() as txn:
+            cur = txn.cursor(db=self._db[b"txs"])
+            end = height_key(hi + 1)
+            if not cur.set_range(height_key(lo)):
+                return
+            for k, raw in cur:
+                if k >= end:
+                    break
+                h = hash_bytes(raw)
+                receipt = receipt_from_wire(decode(txn.get(h, db=self._db[b"receipts"]))[2])
+                yield int.from_bytes(k[:8], "big"), int.from_bytes(k[8:], "big"), h, receipt
 
     def state_items(self) -> Iterator[tuple[bytes, bytes]]:
         """Every latest (key, value) of the state, in key order."""

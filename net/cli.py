@@ -1,15 +1,23 @@
-"""`gradchain`: the command line for a gradchain node (keys, transfers, reads, raw RPC).
+"""`gradchain`: the command line for a gradchain node (keys, transfers, contracts, reads,
+raw RPC).
 
     gradchain keys new --out alice.json
     gradchain transfer --key dev:0 --to 0x... --amount 1.5
     gradchain balance 0x... --prove
+    gradchain deploy token.py 1000000 --key dev:0
+    gradchain send 0xCONTRACT transfer_to dev:1 10 --key dev:0
+    gradchain call 0xCONTRACT balance_of dev:1
+    gradchain storage 0xCONTRACT balance dev:1 --prove
+    gradchain events --contract 0xCONTRACT --name Transfer
     gradchain status | block [HEIGHT] | tx HASH | rpc METHOD [PARAMS...]
     gradchain devnet accounts
 
 Amounts are GRAD with up to 9 decimals (`1.5`), or base units with a `u` suffix
-(`1500000000u`); they are parsed and printed with integer arithmetic only.  Output is
+(`1500000000u`); they are parsed and printed with integer arithmetic only.  Contract
+arguments are read by `parse_contract_arg` (its docstring is the rule).  Output is
 text for people, or JSON with `--json`.  Every failure is one line on stderr starting
-with `error:` and exit status 1.
+with `error:` and exit status 1; a failed contract run names its reason, function and
+source line.
 """
 from __future__ import annotations
 
@@ -27,8 +35,10 @@ from typing import Any, NoReturn, Sequence
 from consensus.genesis import COIN
 from ledger.keys import PrivateKey, address_hex, load_key, parse_address, save_key
 from ledger.tx import U64_MAX
-from net.client import (DEFAULT_URL, Client, CommitTimeout, ConnectionFailed, NotFound, ProofError, RpcError,
-                        TxRejected)
+from net.client import (DEFAULT_URL, Client, CommitTimeout, ConnectionFailed, ContractFailed, NotFound,
+                        ProofError, RpcError, TxRejected, json_arg)
+from vm.errors import VMError
+from vm.values import from_json_arg, str_to_int, to_json
 
 DECIMALS = 9  # COIN = 10**DECIMALS base units in one GRAD
 DEFAULT_KEY_FILE = "key.json"
@@ -130,6 +140,45 @@ def _nonneg_int(text: str) -> int:
     if not 0 <= v <= U64_MAX:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer below 2**64, got {text!r}")
     return v
+
+
+_HEX_BYTES_RE = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
+_INT_RE = re.compile(r"-?[0-9]+")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)  # NaN and Infinity are not JSON: the text stays a str
+
+
+def parse_contract_arg(text: str) -> Any:
+    """One command-line argument as a contract value, by the first rule that applies:
+
+    1. `0x` and an even number of hex digits -> bytes (`0x` alone is b""); addresses are
+       bytes in contracts, so `0x6eec...a22a` is a 20-byte address;
+    2. `dev:N` (N = 0..9) -> devnet account N's address, as bytes;
+    3. valid JSON -> that value, read as vm.values.from_json_arg reads it: integers
+       (any size a contract allows), true/false, null, "a quoted string", arrays (lists)
+       and objects (dicts with str keys), and the tagged objects {"bytes": "0x.."},
+       {"decimal": "1.5"}, {"tuple": [...]}, {"dict": [[key, value], ...]}.  Inside
+       JSON, "0x.." stays a str: nested bytes are {"bytes": "0x.."}.  A fraction such
+       as 1.5 is refused (give {"decimal": "1.5"});
+    4. anything else -> the text as a str (`hello`, `0x123` with an odd digit count).
+    So a str that looks like a number, JSON or hex must be quoted as JSON: '"10"'.
+    """
+    if _HEX_BYTES_RE.fullmatch(text):
+        return bytes.fromhex(text[2:])
+    if text.startswith("dev:") and text[4:].isdigit():
+        return parse_address_spec(text)
+    try:
+        if _INT_RE.fullmatch(text):  # json.loads refuses ints over CPython's digit limit
+            return str_to_int(text)
+        try:
+            parsed = json.loads(text, parse_constant=_no_constant)
+        except ValueError:
+            return text
+        return from_json_arg(parsed)
+    except VMError as e:
+        raise CliError(f"bad contract argument {text!r}: {e.message}") from None
 
 
 def _positive_seconds(text: str) -> float:
@@ -348,6 +397,138 @@ def cmd_transfer(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+# ---- contracts ----------------------------------------------------------------------------
+
+def _value_text(v: Any) -> str:
+    """A contract value for people: its JSON view (bytes as 0x-hex, Decimal as a str)."""
+    return json.dumps(to_json(v))
+
+
+def _receipt_rows(r: dict, gas_price: int) -> list[tuple[str, Any]]:
+    rc = r["receipt"]
+    rows: list[tuple[str, Any]] = [("Hash", r["hash"]), ("Block", r["height"]), ("Status", rc["status"]),
+                                   ("Gas used", rc["gas_used"]), ("Fee", format_grad(rc["gas_used"] * gas_price))]
+    for e in rc["events"]:
+        rows.append(("Event", f"{e['name']} {json.dumps(e['data'])}  ({e['contract']})"))
+    for line in rc["logs"]:
+        rows.append(("Print", line))
+    return rows
+
+
+def _committed_json(r: dict) -> dict:
+    out = dict(r)
+    if "result" in out:
+        out["result"] = to_json(out["result"])
+    return out
+
+
+def _read_source(path: str) -> str:
+    f = Path(path)
+    if not f.is_file():
+        raise CliError(f"contract file {path} does not exist" if not f.exists() else f"{path} is not a file")
+    try:
+        return f.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise CliError(f"contract file {path} is not UTF-8 text") from None
+    except OSError as e:
+        raise CliError(f"cannot read contract file {path}: {e.strerror or e}") from None
+
+
+def cmd_deploy(args: argparse.Namespace, client: Client) -> int:
+    key = load_key_spec(args.key)
+    source = _read_source(args.file)
+    cargs = [parse_contract_arg(a) for a in args.args]
+    value = parse_amount(args.value) if args.value is not None else 0
+    r = _send_tx(args, lambda: client.deploy(key, source, cargs, value=value, gas_limit=args.gas,
+                                             gas_price=args.gas_price, nonce=args.nonce, timeout=args.timeout))
+    if args.json:
+        _emit_json(r)
+    else:
+        _rows([("Address", r["address"])] + _receipt_rows(r, args.gas_price))
+    return 0
+
+
+def cmd_send(args: argparse.Namespace, client: Client) -> int:
+    key = load_key_spec(args.key)
+    contract = parse_address_spec(args.contract, "contract address")
+    cargs = [parse_contract_arg(a) for a in args.args]
+    value = parse_amount(args.value) if args.value is not None else 0
+    r = _send_tx(args, lambda: client.send(key, contract, args.function, *cargs, value=value, gas_limit=args.gas,
+                                           gas_price=args.gas_price, nonce=args.nonce, wait=not args.no_wait,
+                                           timeout=args.timeout))
+    if args.no_wait:
+        if args.json:
+            _emit_json({"hash": r["hash"], "status": "pending"})
+        else:
+            _rows([("Hash", r["hash"]), ("Status", "pending (admitted to the mempool)")])
+        return 0
+    if args.json:
+        _emit_json(_committed_json(r))
+    else:
+        _rows([("Result", _value_text(r["result"]))] + _receipt_rows(r, args.gas_price))
+    return 0
+
+
+def cmd_call(args: argparse.Namespace, client: Client) -> int:
+    contract = parse_address_spec(args.contract, "contract address")
+    sender = parse_address_spec(args.sender, "--from address") if args.sender else None
+    cargs = [parse_contract_arg(a) for a in args.args]
+    params: dict[str, Any] = {"contract": address_hex(contract), "function": args.function,
+                              "args": [json_arg(a) for a in cargs]}
+    if args.height is not None:
+        params["height"] = args.height
+    if sender is not None:
+        params["sender"] = address_hex(sender)
+    r = client.call("call", params)
+    if args.json:
+        _emit_json(r)
+        return 0
+    print(json.dumps(r["result"]))
+    for line in r["logs"]:
+        print(f"print: {line}", file=sys.stderr)
+    return 0
+
+
+def cmd_storage(args: argparse.Namespace, client: Client) -> int:
+    contract = parse_address_spec(args.contract, "contract address")
+    parts = [parse_contract_arg(k) for k in args.key]
+    key = parts[0] if len(parts) == 1 else tuple(parts)
+    info = client.storage_info(contract, key, height=args.height, prove=args.prove)
+    if args.json:
+        out: dict[str, Any] = {"contract": info.contract, "key": to_json(key), "value": to_json(info.value),
+                               "present": info.present, "height": info.height}
+        if args.prove:
+            out["proof_verified"] = True
+            out["state_root"] = info.state_root
+        _emit_json(out)
+        return 0
+    print(_value_text(info.value) if info.present else "null  (not set)")
+    if args.prove:
+        print(f"proof verified against the state root {info.state_root} of block {info.height}")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace, client: Client) -> int:
+    params: dict[str, Any] = {"limit": args.limit}
+    if args.contract:
+        params["contract"] = address_hex(parse_address_spec(args.contract, "contract address"))
+    for k, v in (("name", args.name), ("from_height", args.from_height), ("to_height", args.to_height)):
+        if v is not None:
+            params[k] = v
+    r = client.call("events", params)
+    if args.json:
+        _emit_json(r)
+        return 0
+    for e in r["events"]:
+        print(f"block {e['height']}  tx {e['tx_hash'][:16]}  {e['contract']}  {e['name']}  {json.dumps(e['data'])}")
+    span = f"blocks {r['from_height']}..{r['to_height']}"
+    if r["truncated"]:
+        print(f"{len(r['events'])} events in {span}; more follow: continue with --from {r['to_height'] + 1}")
+    elif not r["events"]:
+        print(f"no events in {span}")
+    return 0
+
+
 def _rpc_param(text: str) -> Any:
     try:
         return json.loads(text)
@@ -390,7 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="machine-readable JSON output")
 
     p = _Parser(prog="gradchain", parents=[common],
-                description="Command line for a gradchain node: keys, transfers, reads and raw JSON-RPC.",
+                description="Command line for a gradchain node: keys, transfers, contracts, reads and raw "
+                            "JSON-RPC.",
                 epilog="Amounts: GRAD with up to 9 decimals (1.5) or base units with a u suffix "
                        "(1500000000u). Keys: a key file, or dev:N for devnet account N.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -437,6 +619,65 @@ def build_parser() -> argparse.ArgumentParser:
     tx.add_argument("hash", metavar="HASH")
     tx.set_defaults(func=cmd_tx, needs_client=True)
 
+    contract_args = ("ARGS: each is 0x-hex bytes (addresses), dev:N (that account's address), else JSON "
+                     '(10, true, null, "text", [1, 2], {"bytes": "0x.."}, {"decimal": "1.5"}, {"tuple": [..]}), '
+                     "else a plain string. Quote strings that look like numbers: '\"10\"'.")
+
+    def tx_options(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--key", required=True, help="sender key file, or dev:N")
+        sp.add_argument("--value", metavar="AMOUNT", help="GRAD sent with it (1.5, or 1500000000u); default 0")
+        sp.add_argument("--gas", type=_nonneg_int, metavar="N",
+                        help="gas limit (default: simulated by the node, plus 25%%)")
+        sp.add_argument("--gas-price", type=_nonneg_int, default=1, metavar="N", help="base units per gas (default 1)")
+        sp.add_argument("--nonce", type=_nonneg_int, metavar="N", help="default: the sender's next pending nonce")
+        sp.add_argument("--timeout", type=_positive_seconds, default=30.0, metavar="S",
+                        help="seconds to wait for the commit (default 30)")
+
+    dp = sub.add_parser("deploy", help="deploy a contract from a file and print its address", parents=[common],
+                        epilog=contract_args)
+    dp.add_argument("file", metavar="FILE", help="the contract's Python source")
+    dp.add_argument("args", nargs="*", metavar="ARGS", help="constructor arguments")
+    tx_options(dp)
+    dp.set_defaults(func=cmd_deploy, needs_client=True)
+
+    sd = sub.add_parser("send", help="call a contract function in a transaction", parents=[common],
+                        epilog=contract_args)
+    sd.add_argument("contract", metavar="CONTRACT", help="contract address")
+    sd.add_argument("function", metavar="FUNCTION")
+    sd.add_argument("args", nargs="*", metavar="ARGS")
+    tx_options(sd)
+    sd.add_argument("--no-wait", action="store_true", help="return once the mempool admitted it")
+    sd.set_defaults(func=cmd_send, needs_client=True)
+
+    cl = sub.add_parser("call", help="a free read-only call of a contract function", parents=[common],
+                        epilog=contract_args)
+    cl.add_argument("contract", metavar="CONTRACT", help="contract address")
+    cl.add_argument("function", metavar="FUNCTION")
+    cl.add_argument("args", nargs="*", metavar="ARGS")
+    cl.add_argument("--height", type=_nonneg_int, metavar="H",
+                    help="against the state after this block (default latest)")
+    cl.add_argument("--from", dest="sender", metavar="ADDRESS", help="ctx.sender (default the zero address), or dev:N")
+    cl.set_defaults(func=cmd_call, needs_client=True)
+
+    st = sub.add_parser("storage", help="a contract's stored value", parents=[common],
+                        epilog="KEY: one part is the key; several parts are a tuple key, as in the contract's "
+                               "storage[\"balance\", owner]. Each part is read like a contract argument (see "
+                               "gradchain send --help).")
+    st.add_argument("contract", metavar="CONTRACT", help="contract address")
+    st.add_argument("key", nargs="+", metavar="KEY")
+    st.add_argument("--height", type=_nonneg_int, metavar="H", help="at this block (default latest)")
+    st.add_argument("--prove", action="store_true", help="verify the Merkle proof against the block's state root")
+    st.set_defaults(func=cmd_storage, needs_client=True)
+
+    ev = sub.add_parser("events", help="events of committed transactions, oldest first", parents=[common])
+    ev.add_argument("--contract", metavar="ADDRESS", help="only this contract's")
+    ev.add_argument("--name", help="only events of this name")
+    ev.add_argument("--from", dest="from_height", type=_nonneg_int, metavar="H",
+                    help="first block (default: the last 10,000 blocks)")
+    ev.add_argument("--to", dest="to_height", type=_nonneg_int, metavar="H", help="last block (default latest)")
+    ev.add_argument("--limit", type=_nonneg_int, default=1000, metavar="N", help="at most N events (default 1000)")
+    ev.set_defaults(func=cmd_events, needs_client=True)
+
     r = sub.add_parser("rpc", help="call any JSON-RPC method and print the JSON result", parents=[common],
                        description="Call a JSON-RPC method. One PARAMS_JSON array or object is sent as "
                                    "the params; otherwise each argument is one positional param (parsed as "
@@ -471,6 +712,39 @@ def _run(argv: Sequence[str] | None) -> int:
         return args.func(args, client)
 
 
+def contract_failure_text(e: ContractFailed) -> str:
+    """`revert: insufficient balance (in transfer_to, line 15, contract 0x8d45...)`, and
+    the transaction when it was committed."""
+    where = [f"in {e.function}"] if e.function else []
+    if e.line:
+        where.append(f"line {e.line}")
+    if e.contract:
+        where.append(f"contract {e.contract}")
+    issues = e.message.split("\n")  # a rejected contract: one line per issue
+    text = f"{e.code}: " + (f"{len(issues)} problems" if len(issues) > 1 else e.message)
+    text += f" ({', '.join(where)})" if where else ""
+    if e.tx_hash:
+        text += f"; transaction {e.tx_hash} failed in block {e.height}, gas used {e.gas_used}"
+    return text + ("".join(f"\n  {i}" for i in issues) if len(issues) > 1 else "")
+
+
+def _send_tx(args: argparse.Namespace, send: Any) -> dict:
+    """Run send(); say plainly when nothing was sent and when the commit timed out."""
+    try:
+        return send()
+    except ContractFailed as e:
+        if e.tx_hash is None:
+            first, nl, rest = contract_failure_text(e).partition("\n")
+            why = "the node refused it when it simulated it" if e.code == "invalid_contract" else \
+                "it fails when the node simulates it (give --gas N to send it anyway)"
+            raise CliError(f"{first}; not sent: {why}{nl}{rest}") from None
+        raise
+    except CommitTimeout as e:
+        h = (e.data or {}).get("hash", "")
+        raise CliError(f"transaction {h} was admitted but not committed within {args.timeout:g} s; "
+                       f"check it later with: gradchain tx {h}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(argv)
@@ -484,6 +758,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = f"not found: {e.message}"
     except ProofError as e:
         msg = f"proof check FAILED, do not trust this answer: {e}"
+    except ContractFailed as e:
+        msg = contract_failure_text(e)
     except ConnectionFailed as e:
         msg = f"cannot reach a node: {e} (is it running? set --rpc URL or ${ENV_RPC})"
     except RpcError as e:

@@ -1,8 +1,14 @@
 """The Python SDK: `Client(url)` speaks the node's JSON-RPC and checks what it can.
 
 Errors are typed exceptions, never dicts with a flag: TxRejected (with the reason code),
-NotFound, CommitTimeout, ProofError, and RpcError for the rest.  Account reads with
-`prove=True` verify the Merkle proof against the state root of the block they name.
+NotFound, CommitTimeout, ProofError, ContractFailed (Reverted, OutOfGas) for a contract
+run that failed, and RpcError for the rest.  Reads with `prove=True` verify the Merkle
+proof against the state root of the block they name.
+
+Contracts: `deploy`, `send` (a CALL transaction), `view` (a free read-only call),
+`storage`, `estimate_gas`, `events`.  Values go in as Python values (int, str, bytes,
+bool, None, list, tuple, dict, vm.values.Decimal) and come back exactly so: the node
+sends their canonical encoding beside the JSON view, and the client decodes that.
 """
 from __future__ import annotations
 
@@ -18,10 +24,13 @@ from typing import Any, Sequence
 from ledger import trie
 from ledger.encoding import DecodeError, decode
 from ledger.keys import PrivateKey, address_hex, parse_address
-from ledger.state import account_key, decode_account
-from ledger.tx import Transaction, transfer
+from ledger.state import account_key, decode_account, storage_key
+from ledger.tx import Transaction, call as call_tx, deploy as deploy_tx, transfer
+from vm.limits import MAX_EVENT_BYTES, MAX_OUTPUT_BYTES, MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES
+from vm.values import Decimal, decode_value, encode_value
 
 DEFAULT_URL = "http://127.0.0.1:8545"
+GAS_MARGIN_PERCENT = 25  # send/deploy without gas_limit: the simulated gas plus this much
 
 
 class RpcError(Exception):
@@ -54,11 +63,80 @@ class ConnectionFailed(Exception):
     """No node answers at the URL."""
 
 
+class ContractFailed(Exception):
+    """A contract run failed: a transaction's receipt says so, or a view or gas estimate
+    was answered with -32003.  `code` is the VM's stable code ("revert", "out_of_gas",
+    "not_found", ...); `contract` ("0x..."), `function` and `line` say where (None when
+    unknown); `receipt` is the committed receipt (None for a view or an estimate), with
+    `tx_hash` and `height` of that transaction."""
+
+    def __init__(self, message: str, code: str, contract: str | None, function: str | None, line: int | None,
+                 gas_used: int, logs: Sequence[str] = (), receipt: dict | None = None,
+                 tx_hash: str | None = None, height: int | None = None):
+        super().__init__(message)
+        self.message, self.code, self.contract, self.function, self.line = message, code, contract, function, line
+        self.gas_used, self.logs, self.receipt = gas_used, list(logs), receipt
+        self.tx_hash, self.height = tx_hash, height
+
+    def __str__(self) -> str:
+        where = f" (in {self.function}" + (f", line {self.line}" if self.line else "") + ")" if self.function else ""
+        return f"{self.code}: {self.message}{where}"
+
+
+class Reverted(ContractFailed):
+    """require(condition, message) failed: `message` is the contract's reason."""
+
+
+class OutOfGas(ContractFailed):
+    pass
+
+
+_FAILURES = {"revert": Reverted, "out_of_gas": OutOfGas}
+CONTRACT_FAILED = -32003
+
+
+def _contract_failed(data: dict, **kw: Any) -> ContractFailed:
+    code = data.get("code") or "error"
+    return _FAILURES.get(code, ContractFailed)(data.get("message") or "", code, data.get("contract"),
+                                               data.get("function"), data.get("line"), data.get("gas_used", 0),
+                                               data.get("logs") or (), **kw)
+
+
 _CODES = {-32000: TxRejected, -32001: NotFound, -32002: CommitTimeout}
 
 
-def _error(e: dict) -> RpcError:
+def _error(e: dict) -> Exception:
+    if e.get("code") == CONTRACT_FAILED and isinstance(e.get("data"), dict):
+        return _contract_failed(e["data"])
     return _CODES.get(e.get("code"), RpcError)(e.get("code"), e.get("message", ""), e.get("data"))
+
+
+def _decode(hex_: str, limit: int) -> Any:
+    return decode_value(bytes.fromhex(hex_), limit)
+
+
+@dataclass(frozen=True)
+class StorageInfo:
+    contract: str
+    key: Any
+    value: Any  # None when absent (see `present`)
+    present: bool
+    height: int
+    state_root: str
+    proven: bool = False
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event of a committed transaction, its data decoded exactly."""
+
+    height: int
+    tx_hash: str
+    tx_index: int
+    index: int  # position among its transaction's events
+    contract: str
+    name: str
+    data: dict
 
 
 @dataclass(frozen=True)
@@ -84,6 +162,7 @@ class Client:
         self._conn: http.client.HTTPConnection | None = None
         self._ids = itertools.count(1)
         self._chain_id: str | None = None
+        self._max_block_gas: int | None = None
 
     def close(self) -> None:
         if self._conn is not None:
@@ -123,7 +202,8 @@ class Client:
             raise RpcError(-32603, f"node answered HTTP {resp.status} with a body that is not JSON") from None
 
     def call(self, method: str, params: list | dict | None = None, timeout: float | None = None) -> Any:
-        """Call any RPC method with positional (list) or named (dict) params."""
+        """Call any RPC method with positional (list) or named (dict) params (the raw RPC;
+        `view` is the contract read)."""
         body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method,
                 "params": [] if params is None else params}
         resp = self._post(json.dumps(body).encode(), timeout)
@@ -134,7 +214,7 @@ class Client:
         return resp["result"]
 
     def batch(self, calls: Sequence[tuple[str, list | dict]]) -> list[Any]:
-        """Send many calls in one request; each result, or the RpcError, in order."""
+        """Send many calls in one request; each result, or its exception, in order."""
         reqs = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
         resp = self._post(json.dumps(reqs, separators=(",", ":")).encode())
         if isinstance(resp, dict):
@@ -152,6 +232,12 @@ class Client:
         if self._chain_id is None:
             self._chain_id = self.status()["chain_id"]
         return self._chain_id
+
+    @property
+    def max_block_gas(self) -> int:
+        if self._max_block_gas is None:
+            self._max_block_gas = self.call("genesis")["genesis"]["params"]["max_block_gas"]
+        return self._max_block_gas
 
     def block(self, height: int | None = None, hash: str | None = None, full: bool = False) -> dict:
         params: dict[str, Any] = {"full": full}
@@ -179,7 +265,9 @@ class Client:
     def balance(self, address: str | bytes, height: int | None = None) -> int:
         return self.account(address, height).balance
 
-    def _check_proof(self, addr: bytes, r: dict) -> None:
+    def _verified(self, r: dict, key: bytes, what: str) -> bytes | None:
+        """The proven value of state key `key` in answer `r`, checked against the state
+        root in the header of the block it names (fetched separately); ProofError else."""
         header = self.block(height=r["height"])["header"]
         root = bytes.fromhex(header["state_root"])
         p = r.get("proof") or {}
@@ -188,11 +276,83 @@ class Client:
             value = None if p["value"] is None else bytes.fromhex(p["value"])
         except (KeyError, TypeError, ValueError, DecodeError) as e:
             raise ProofError(f"malformed proof: {e}") from None
-        if bytes.fromhex(r["state_root"]) != root or not trie.verify_proof(root, account_key(addr), value, proof):
-            raise ProofError(f"the proof for {address_hex(addr)} does not verify against block {r['height']}")
+        if bytes.fromhex(r["state_root"]) != root or not trie.verify_proof(root, key, value, proof):
+            raise ProofError(f"the proof for {what} does not verify against block {r['height']}")
+        return value
+
+    def _check_proof(self, addr: bytes, r: dict) -> None:
+        value = self._verified(r, account_key(addr), address_hex(addr))
         acct = decode_account(value) if value is not None else None
         if (acct.balance if acct else 0) != r["balance"] or (acct.nonce if acct else 0) != r["nonce"]:
             raise ProofError("the reported balance or nonce differs from the proven value")
+
+    # ---- contract reads ---------------------------------------------------------------
+
+    def view(self, contract: str | bytes, function: str, *args: Any, height: int | None = None,
+             sender: str | bytes | None = None, gas: int | None = None) -> Any:
+        """A free read-only call against the state after block `height` (default latest);
+        returns the function's result as a Python value, or raises ContractFailed."""
+        params: dict[str, Any] = {"contract": _addr(contract), "function": function, "args": _json_args(args)}
+        if height is not None:
+            params["height"] = height
+        if sender is not None:
+            params["sender"] = _addr(sender)
+        if gas is not None:
+            params["gas"] = gas
+        return _decode(self.call("call", params)["output"], MAX_OUTPUT_BYTES)
+
+    def storage(self, contract: str | bytes, key: Any, height: int | None = None, prove: bool = False) -> Any:
+        """What `storage[key]` holds in the contract after block `height` (None when
+        absent; a tuple key reads a nested map: ("balance", owner)).  With prove=True the
+        Merkle proof is checked against that block's state root (ProofError if not)."""
+        return self.storage_info(contract, key, height, prove).value
+
+    def storage_info(self, contract: str | bytes, key: Any, height: int | None = None,
+                     prove: bool = False) -> StorageInfo:
+        """`storage` with the block it was read at and that block's state root."""
+        addr = parse_address(contract) if isinstance(contract, str) else contract
+        params: dict[str, Any] = {"contract": address_hex(addr), "key": json_arg(key), "prove": prove}
+        if height is not None:
+            params["height"] = height
+        r = self.call("storage", params)
+        raw = None if r["raw"] is None else bytes.fromhex(r["raw"])
+        if prove:
+            skey = storage_key(addr, encode_value(key, MAX_STORAGE_KEY_BYTES))
+            if self._verified(r, skey, f"storage key {key!r} of {address_hex(addr)}") != raw:
+                raise ProofError("the reported storage value differs from the proven value")
+        value = None if raw is None else decode_value(raw, MAX_STORAGE_VALUE_BYTES)
+        return StorageInfo(r["contract"], key, value, raw is not None, r["height"], r["state_root"], prove)
+
+    def code(self, address: str | bytes, height: int | None = None) -> dict:
+        """A contract's source, code hash and exported functions (NotFound if none)."""
+        params: dict[str, Any] = {"address": _addr(address)}
+        if height is not None:
+            params["height"] = height
+        return self.call("code", params)
+
+    def estimate_gas(self, sender: str | bytes, contract: str | bytes | None = None, function: str | None = None,
+                     args: Sequence[Any] = (), value: int = 0, source: str | None = None) -> int:
+        """Gas the transaction would use now (intrinsic + simulated run): a CALL of
+        contract.function(*args), or a DEPLOY of `source`.  ContractFailed if it fails."""
+        params: dict[str, Any] = {"from": _addr(sender), "args": _json_args(args), "value": value}
+        if source is not None:
+            params["source"] = source
+        else:
+            params.update(contract=None if contract is None else _addr(contract), function=function)
+        return self.call("estimate_gas", params)["gas"]
+
+    def events(self, contract: str | bytes | None = None, name: str | None = None, from_height: int | None = None,
+               to_height: int | None = None, limit: int = 1000) -> list[Event]:
+        """Events of committed transactions, oldest first (one query: at most 10,000
+        blocks, default the latest ones; see docs/rpc.md for paging)."""
+        params: dict[str, Any] = {"limit": limit}
+        for k, v in (("contract", None if contract is None else _addr(contract)), ("name", name),
+                     ("from_height", from_height), ("to_height", to_height)):
+            if v is not None:
+                params[k] = v
+        r = self.call("events", params)
+        return [Event(e["height"], e["tx_hash"], e["tx_index"], e["index"], e["contract"], e["name"],
+                      _decode(e["data_raw"], MAX_EVENT_BYTES)) for e in r["events"]]
 
     # ---- writes -----------------------------------------------------------------------
 
@@ -220,6 +380,62 @@ class Client:
             return self._call_commit(tx.raw, timeout)
         return {"hash": self.broadcast(tx)}
 
+    def _gas_limit(self, gas_limit: int | None, estimate: Any) -> int:
+        """gas_limit, or the simulated gas plus GAS_MARGIN_PERCENT (at most the block gas
+        limit): state may change before the block runs it, and unused gas is refunded."""
+        if gas_limit is not None:
+            return gas_limit
+        gas = estimate()
+        return min(gas + gas * GAS_MARGIN_PERCENT // 100, self.max_block_gas)
+
+    def _submit_contract_tx(self, tx: Transaction, wait: bool, timeout: float) -> dict:
+        if not wait:
+            return {"hash": self.broadcast(tx)}
+        r = self._call_commit(tx.raw, timeout)
+        rc = r["receipt"]
+        if rc["status"] != "success":
+            f = rc.get("failure") or {}
+            code = f.get("code") or "error"
+            raise _FAILURES.get(code, ContractFailed)(
+                _reason(rc["error"], code, f.get("function"), f.get("line")), code, f.get("contract"),
+                f.get("function"), f.get("line"), rc["gas_used"], rc.get("logs") or (), receipt=rc,
+                tx_hash=r["hash"], height=r["height"])
+        return r
+
+    def deploy(self, key: PrivateKey, source: str, args: Sequence[Any] = (), value: int = 0,
+               gas_limit: int | None = None, gas_price: int = 1, nonce: int | None = None,
+               timeout: float = 30) -> dict:
+        """Deploy a contract and wait for the commit: {"address", "hash", "height",
+        "receipt"}.  gas_limit=None: simulated first (see GAS_MARGIN_PERCENT), so a
+        constructor that would fail raises ContractFailed before anything is sent."""
+        if nonce is None:
+            nonce = self.account(key.address).pending_nonce or 0
+        limit = self._gas_limit(gas_limit, lambda: self.estimate_gas(key.address, args=args, value=value,
+                                                                       source=source))
+        tx = deploy_tx(key, self.chain_id, nonce, source, list(args), value, limit, gas_price)
+        r = self._submit_contract_tx(tx, True, timeout)
+        return {"address": r["receipt"]["contract_address"], "hash": r["hash"], "height": r["height"],
+                "receipt": r["receipt"]}
+
+    def send(self, key: PrivateKey, contract: str | bytes, function: str, *args: Any, value: int = 0,
+             gas_limit: int | None = None, gas_price: int = 1, nonce: int | None = None, wait: bool = True,
+             timeout: float = 30) -> dict:
+        """Call contract.function(*args) in a transaction.  With wait (default): waits for
+        the commit and returns {"result" (the Python value), "hash", "height", "receipt"},
+        or raises ContractFailed (Reverted, OutOfGas) carrying the receipt.  Without:
+        {"hash"} once the mempool admitted it.  gas_limit=None: estimated by simulation
+        plus GAS_MARGIN_PERCENT; a call that fails in simulation raises before sending."""
+        addr = parse_address(contract) if isinstance(contract, str) else contract
+        if nonce is None:
+            nonce = self.account(key.address).pending_nonce or 0
+        limit = self._gas_limit(gas_limit, lambda: self.estimate_gas(key.address, addr, function, args, value))
+        tx = call_tx(key, self.chain_id, nonce, addr, function, list(args), value, limit, gas_price)
+        r = self._submit_contract_tx(tx, wait, timeout)
+        if wait:
+            out = r["receipt"]["output"]
+            r["result"] = None if out is None else _decode(out, MAX_OUTPUT_BYTES)
+        return r
+
     def wait_for_tx(self, tx_hash: str, timeout: float = 30, poll: float = 0.1) -> dict:
         """Poll until a transaction is committed; CommitTimeout after `timeout` seconds."""
         deadline = time.monotonic() + timeout
@@ -233,3 +449,42 @@ class Client:
             if time.monotonic() > deadline:
                 raise CommitTimeout(-32002, f"transaction {tx_hash} not committed within {timeout} s")
             time.sleep(poll)
+
+
+def _addr(a: str | bytes) -> str:
+    return address_hex(a) if isinstance(a, bytes) else address_hex(parse_address(a))
+
+
+def json_arg(v: Any) -> Any:
+    """A Python contract value as the RPC's JSON argument form (vm.values.from_json_arg
+    reads it back exactly): bytes, Decimal, tuples and dicts whose keys are not all str
+    become their tagged objects.  TypeError for anything that is not a contract value."""
+    if isinstance(v, bytes):
+        return {"bytes": "0x" + v.hex()}
+    if isinstance(v, tuple):
+        return {"tuple": [json_arg(x) for x in v]}
+    if isinstance(v, list):
+        return [json_arg(x) for x in v]
+    if isinstance(v, dict):
+        if all(type(k) is str for k in v) and not (len(v) == 1 and next(iter(v)) in _TAGS):
+            return {k: json_arg(x) for k, x in v.items()}
+        return {"dict": [[json_arg(k), json_arg(x)] for k, x in v.items()]}
+    if v is None or type(v) in (bool, int, str):
+        return v
+    if type(v) is Decimal:
+        return {"decimal": str(v)}
+    raise TypeError(f"a {type(v).__name__} is not a contract value (int, str, bytes, bool, None, list, "
+                    "tuple, dict, vm.values.Decimal)")
+
+
+_TAGS = ("bytes", "decimal", "tuple", "dict")
+
+
+def _json_args(args: Sequence[Any]) -> list:
+    return [json_arg(a) for a in args]
+
+
+def _reason(error: str, code: str, function: str | None, line: int | None) -> str:
+    """The message of a receipt's error, which reads "CODE: MESSAGE (in FUNCTION, line N)"."""
+    msg = error.removeprefix(f"{code}: ")
+    return msg.removesuffix(f" (in {function}, line {line})") if function and line else msg

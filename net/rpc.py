@@ -6,24 +6,35 @@ Every method is documented in docs/rpc.md.  Errors use the standard codes
     -32000 transaction rejected  (data: {"reason": code, "message": text})
     -32001 not found
     -32002 timed out waiting for commit (data: {"hash": ...})
+    -32003 contract execution failed (data: {"code", "message", "contract", "function",
+           "line", "gas_used", "logs"}: where and why, never opaque bytes)
 A batch's broadcast_tx calls are admitted together, so their signatures are checked
 in one parallel batch.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
+import keyword
 import logging
-from typing import Any, Awaitable, Callable, Coroutine, Protocol
+import re
+from typing import Any, Awaitable, Callable, Coroutine, Iterator, Protocol
 
 from aiohttp import web
 
 from ledger import errors, trie
 from ledger.block import Block, Header, Receipt
+from ledger.contracts import read_only_call, read_only_deploy
 from ledger.keys import address_hex, parse_address, parse_hex
-from ledger.state import account_key, decode_account
-from ledger.tx import decode_transaction, tx_to_json, validate_transaction
+from ledger.state import State, account_key, code_key, decode_account, decode_code, storage_key
+from ledger.tx import (MAX_FUNCTION_NAME, U64_MAX, Call, Deploy, Transaction, TxKind, contract_address,
+                       decode_transaction, encode_args, intrinsic_gas, tx_to_json, validate_transaction)
+from vm import runtime
+from vm.errors import VMError
+from vm.limits import MAX_EVENT_BYTES, MAX_OUTPUT_BYTES, MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES
+from vm.values import Decimal, decode_value, encode_value, from_json_arg, to_json
 from ledger.encoding import encode
 from ledger.chain import Chain
 from ledger.keys import PrivateKey
@@ -51,7 +62,11 @@ class Node(Protocol):
 log = logging.getLogger("gradchain.rpc")
 
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32601, -32602, -32603
-TX_REJECTED, NOT_FOUND, COMMIT_TIMEOUT = -32000, -32001, -32002
+TX_REJECTED, NOT_FOUND, COMMIT_TIMEOUT, CONTRACT_FAILED = -32000, -32001, -32002, -32003
+CALL_GAS = 50_000_000       # default and most gas of `call` and `estimate_gas` (geth's rpc gas cap;
+                            # about 50 ms of contract work: calls run on the node's event loop)
+MAX_EVENT_BLOCKS = 10_000   # blocks one `events` query may scan
+MAX_EVENT_LIMIT = 10_000    # events one `events` answer may hold
 MAX_BATCH = 20_000
 NODE_VERSION = "0.1.0"
 
@@ -110,6 +125,67 @@ def p_bool(v: Any, name: str) -> bool:
     return v
 
 
+def p_range(v: Any, name: str, lo: int, hi: int) -> int:
+    if type(v) is not int or not lo <= v <= hi:
+        raise _bad(name, f"an integer in [{lo}, {hi}]")
+    return v
+
+
+def p_value(v: Any, name: str) -> Any:
+    """A contract value given as JSON (vm.values.from_json_arg: {"bytes": "0x.."}, ...)."""
+    try:
+        return from_json_arg(v)
+    except VMError as e:
+        raise RpcError(INVALID_PARAMS, f"invalid params: {name}: {e.message}") from None
+
+
+def p_args(v: Any) -> list:
+    """Contract arguments: a JSON array, each item read by p_value; at most what a
+    transaction may carry."""
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise _bad("args", "an array of arguments")
+    out = [p_value(x, f"args[{i}]") for i, x in enumerate(v)]
+    try:
+        encode_args(out)
+    except VMError as e:
+        raise RpcError(INVALID_PARAMS, f"invalid params: args: {e.message}") from None
+    return out
+
+
+def p_function(v: Any) -> str:
+    if type(v) is not str or not 0 < len(v) <= MAX_FUNCTION_NAME or not v.isascii():
+        raise _bad("function", f"a function name of 1 to {MAX_FUNCTION_NAME} ASCII characters")
+    return v
+
+
+def p_source(v: Any, max_bytes: int) -> str:
+    try:
+        ok = type(v) is str and 0 < len(v.encode()) <= max_bytes
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800") is not UTF-8
+        ok = False
+    if not ok:
+        raise _bad("source", f"non-empty UTF-8 contract source of at most {max_bytes} bytes")
+    return v
+
+
+def p_storage_key(v: Any) -> tuple[Any, bytes]:
+    """(key, its encoding): what `storage[key]` inside the contract would look up."""
+    k = p_value(v, "key")
+    try:
+        hash(k)
+    except TypeError:
+        raise _bad("key", 'a str, bytes, int, bool, null or a tuple of these ({"tuple": [...]}): '
+                          "lists and objects cannot be storage keys") from None
+    if type(k) is Decimal:
+        raise _bad("key", "a str, bytes, int, bool, null or a tuple: a Decimal cannot be a storage key")
+    try:
+        return k, encode_value(k, MAX_STORAGE_KEY_BYTES)
+    except VMError as e:
+        raise RpcError(INVALID_PARAMS, f"invalid params: key: {e.message}") from None
+
+
 # ---- views ------------------------------------------------------------------------------
 
 def header_json(h: Header) -> dict:
@@ -120,9 +196,43 @@ def header_json(h: Header) -> dict:
             "next_validators_hash": h.next_validators_hash.hex(), "last_commit_hash": h.last_commit_hash.hex()}
 
 
-def receipt_json(r: Receipt) -> dict:
-    return {"status": "success" if r.status else "failed", "gas_used": r.gas_used, "error": r.error,
-            "events": list(r.events), "output": r.output}
+def _address_or_none(a: bytes | None) -> str | None:
+    return address_hex(a) if a else None
+
+
+def event_json(e: tuple, index: int) -> dict:
+    contract, name, data = e
+    return {"index": index, "contract": address_hex(contract), "name": name,
+            "data": to_json(decode_value(data, MAX_EVENT_BYTES)), "data_raw": data.hex()}
+
+
+def receipt_json(r: Receipt, tx: Transaction) -> dict:
+    """A receipt for people and programs: values decoded to JSON (vm.values.to_json), and
+    the exact encodings beside them (`output`, `data_raw`) for SDKs that decode them."""
+    out = {"status": "success" if r.status else "failed", "gas_used": r.gas_used, "error": r.error,
+           "events": [event_json(e, i) for i, e in enumerate(r.events)],
+           "output": None if r.output is None else r.output.hex(),
+           "result": None if r.output is None else to_json(decode_value(r.output, MAX_OUTPUT_BYTES)),
+           "failure": None, "logs": list(r.logs)}
+    if r.failure:
+        code, contract, function, line = r.failure
+        out["failure"] = {"code": code, "contract": _address_or_none(contract), "function": function or None,
+                          "line": line or None}
+    if tx.kind == TxKind.DEPLOY:
+        out["contract_address"] = address_hex(contract_address(tx.sender_address, tx.nonce)) if r.status else None
+    return out
+
+
+def contract_failed(out: runtime.Outcome, intrinsic: int = 0) -> RpcError:
+    """-32003 with why and where the contract failed: the fields of a failed receipt's
+    `failure` (null where the failure happened outside contract code, e.g. no such
+    function), plus the message, gas and print() output."""
+    e = out.error
+    assert e is not None
+    return RpcError(CONTRACT_FAILED, f"contract execution failed: {e}", {
+        "code": e.code, "message": e.message, "contract": _address_or_none(e.contract),
+        "function": e.function or None, "line": e.line or None,
+        "gas_used": intrinsic + out.gas_used, "logs": list(out.logs)})
 
 
 def commit_json(c: Any) -> dict | None:
@@ -144,14 +254,28 @@ def method(fn: Method) -> Method:
     return fn
 
 
-def _height(node: Node, height: Any) -> int:
+def _height(node: Node, height: Any, name: str = "height") -> int:
     latest = node.chain.tip.height
     if height is None:
         return latest
-    h = p_int(height, "height")
+    h = p_int(height, name)
     if h > latest:
         raise RpcError(NOT_FOUND, f"no block at height {h} yet (latest is {latest})")
     return h
+
+
+@contextlib.contextmanager
+def _state_at(node: Node, h: int) -> Iterator[tuple[State, Header]]:
+    """The world state after block h, read through that block's state root (the latest
+    from the flat state table); valid inside the `with` only, and only without awaiting."""
+    store = node.chain.store
+    header = store.header(h)
+    assert header is not None
+    with store.read() as r:
+        if h == node.chain.tip.height:
+            yield State(r.state), header
+        else:
+            yield State(lambda k: trie.get(r.node, header.state_root, k)), header
 
 
 @method
@@ -197,7 +321,7 @@ async def m_tx(node: Node, hash: Any) -> dict:
         raise RpcError(NOT_FOUND, f"no transaction with hash {hsh.hex()}")
     tx, height, index, receipt = found
     return {"hash": hsh.hex(), "status": "committed", "height": height, "index": index,
-            "tx": tx_to_json(tx), "receipt": receipt_json(receipt)}
+            "tx": tx_to_json(tx), "receipt": receipt_json(receipt, tx)}
 
 
 @method
@@ -286,10 +410,180 @@ async def m_broadcast_tx_commit(node: Node, tx: Any, timeout: Any = 30) -> dict:
                        f"{timeout} s", {"hash": res.hex()}) from None
     except errors.LedgerError as e:
         raise rejected(e) from None
-    return {"hash": res.hex(), "height": height, "index": index, "receipt": receipt_json(receipt)}
+    parsed = decode_transaction(raw, node.chain.params.max_tx_bytes)
+    return {"hash": res.hex(), "height": height, "index": index, "receipt": receipt_json(receipt, parsed)}
+
+
+# ---- contracts --------------------------------------------------------------------------
+
+def _gas(node: Node, gas: Any) -> int:
+    return CALL_GAS if gas is None else p_range(gas, "gas", 1, min(CALL_GAS, node.chain.params.max_block_gas))
+
+
+@method
+async def m_call(node: Node, contract: Any, function: Any, args: Any = None, height: Any = None,
+                 sender: Any = None, gas: Any = None, value: Any = 0) -> dict:
+    """A read-only call of an exported function against the state after a block (default
+    latest): free, nothing kept.  ctx.block_height/time are that block's."""
+    addr = p_address(contract, "contract")
+    fn = p_function(function)
+    argv = p_args(args)
+    frm = bytes(20) if sender is None else p_address(sender, "sender")
+    gas_limit = _gas(node, gas)
+    val = p_range(value, "value", 0, U64_MAX)
+    h = _height(node, height)
+    with _state_at(node, h) as (state, header):
+        out = read_only_call(state, node.chain.chain_id, header.height, header.time_ms, frm, addr, fn, argv,
+                             gas_limit, val)
+    if out.error is not None:
+        raise contract_failed(out)
+    return {"result": to_json(decode_value(out.output, MAX_OUTPUT_BYTES)), "output": out.output.hex(),
+            "gas_used": out.gas_used, "events": [event_json(e, i) for i, e in enumerate(out.events)],
+            "logs": list(out.logs), "height": h}
+
+
+@method
+async def m_estimate_gas(node: Node, from_: Any, contract: Any = None, function: Any = None, args: Any = None,
+                         value: Any = 0, source: Any = None, gas: Any = None) -> dict:
+    """Gas a CALL (contract, function) or DEPLOY (source) transaction would use if it ran
+    now on top of the latest block: intrinsic gas plus the simulated run's."""
+    frm = p_address(from_, "from")
+    argv = p_args(args)
+    val = p_range(value, "value", 0, U64_MAX)
+    gas_limit = _gas(node, gas)
+    chain = node.chain
+    if source is not None:
+        if contract is not None or function is not None:
+            raise RpcError(INVALID_PARAMS, "invalid params: give source (a deploy) or contract and function "
+                                           "(a call), not both")
+        p_source(source, chain.params.max_tx_bytes)
+        intrinsic = intrinsic_gas(TxKind.DEPLOY, Deploy(source, encode_args(argv), val))
+        address = contract_address(frm, node.mempool.pending_nonce(frm))
+        with _state_at(node, chain.tip.height) as (state, tip):
+            out = read_only_deploy(state, chain.chain_id, tip.height + 1, tip.time_ms + 1, frm, address, source,
+                                   argv, gas_limit, val)
+    else:
+        if contract is None or function is None:
+            raise RpcError(INVALID_PARAMS, "invalid params: give contract and function (a call) or source (a deploy)")
+        target, fn = p_address(contract, "contract"), p_function(function)
+        intrinsic = intrinsic_gas(TxKind.CALL, Call(target, fn, encode_args(argv), val))
+        with _state_at(node, chain.tip.height) as (state, tip):
+            out = read_only_call(state, chain.chain_id, tip.height + 1, tip.time_ms + 1, frm, target, fn, argv,
+                                 gas_limit, val)
+    if out.error is not None:
+        raise contract_failed(out, intrinsic)
+    return {"gas": intrinsic + out.gas_used, "intrinsic_gas": intrinsic}
+
+
+def _contract_at(r: Any, root: bytes, addr: bytes, h: int) -> str:
+    """The source of the contract at addr under state root `root` (block h), or -32001."""
+    raw = trie.get(r.node, root, code_key(addr))
+    if raw is None:
+        raise RpcError(NOT_FOUND, f"no contract at {address_hex(addr)} at height {h}")
+    return decode_code(raw)
+
+
+@method
+async def m_storage(node: Node, contract: Any, key: Any, height: Any = None, prove: Any = False) -> dict:
+    """A contract's stored value (what `storage[key]` reads inside it) after a block,
+    optionally with a Merkle proof of its state key against that block's state root."""
+    addr = p_address(contract, "contract")
+    k, enc = p_storage_key(key)
+    prove = p_bool(prove, "prove")
+    h = _height(node, height)
+    header = node.chain.store.header(h)
+    assert header is not None
+    skey = storage_key(addr, enc)
+    with node.chain.store.read() as r:
+        _contract_at(r, header.state_root, addr, h)
+        raw = trie.get(r.node, header.state_root, skey)
+        proof = trie.prove(r.node, header.state_root, skey) if prove else None
+    out = {"contract": address_hex(addr), "key": to_json(k), "height": h, "state_root": header.state_root.hex(),
+           "value": None if raw is None else to_json(decode_value(raw, MAX_STORAGE_VALUE_BYTES)),
+           "raw": None if raw is None else raw.hex()}
+    if prove:
+        out["proof"] = {"key": skey.hex(), "value": None if raw is None else raw.hex(), "proof": encode(proof).hex()}
+    return out
+
+
+@method
+async def m_code(node: Node, address: Any, height: Any = None) -> dict:
+    """A contract's source, code hash and exported functions."""
+    addr = p_address(address)
+    h = _height(node, height)
+    header = node.chain.store.header(h)
+    assert header is not None
+    with node.chain.store.read() as r:
+        source = _contract_at(r, header.state_root, addr, h)
+    compiled = runtime.load(source)
+    return {"address": address_hex(addr), "height": h, "code_hash": compiled.code_hash.hex(), "source": source,
+            "functions": {name: list(params) for name, params in compiled.exports.items()},
+            "constructor": compiled.constructor}
+
+
+@method
+async def m_events(node: Node, contract: Any = None, name: Any = None, from_height: Any = None,
+                   to_height: Any = None, limit: Any = 1000) -> dict:
+    """Events of committed transactions, oldest first, from at most MAX_EVENT_BLOCKS blocks
+    (default: the latest ones, or those from from_height on).  An answer cut by `limit`
+    ends at a block boundary (unless one block alone holds more), so the next query
+    starts at to_height + 1."""
+    addr = None if contract is None else p_address(contract, "contract")
+    if name is not None and (type(name) is not str or not name):
+        raise _bad("name", "an event name (a non-empty string)")
+    limit = p_range(limit, "limit", 1, MAX_EVENT_LIMIT)
+    if from_height is not None and to_height is not None:  # the shape of the range first, then the chain
+        lo, hi = p_int(from_height, "from_height"), p_int(to_height, "to_height")
+        if lo > hi:
+            raise RpcError(INVALID_PARAMS, f"invalid params: from_height {lo} is above to_height {hi}")
+        if hi - lo + 1 > MAX_EVENT_BLOCKS:
+            raise RpcError(INVALID_PARAMS, f"invalid params: a query spans at most {MAX_EVENT_BLOCKS} blocks, "
+                                           f"{lo}..{hi} is {hi - lo + 1}: split it")
+    if from_height is None:
+        hi = _height(node, to_height, "to_height")
+        lo = max(0, hi - MAX_EVENT_BLOCKS + 1)
+    else:
+        lo = _height(node, from_height, "from_height")
+        hi = _height(node, to_height, "to_height") if to_height is not None else \
+            min(node.chain.tip.height, lo + MAX_EVENT_BLOCKS - 1)
+    events: list[dict] = []
+    block_start, block_height, last_full = 0, lo, hi
+    truncated = False
+    for height, index, tx_hash, receipt in node.chain.store.receipts(lo, hi):
+        if height != block_height:
+            block_start, block_height = len(events), height
+        for i, e in enumerate(receipt.events):
+            if (addr is not None and e[0] != addr) or (name is not None and e[1] != name):
+                continue
+            if len(events) == limit:
+                truncated = True
+                if block_start:  # drop the partial block: the next query starts with it
+                    del events[block_start:]
+                    last_full = height - 1
+                else:
+                    last_full = height
+                break
+            events.append({"height": height, "tx_hash": tx_hash.hex(), "tx_index": index, **event_json(e, i)})
+        if truncated:
+            break
+    return {"from_height": lo, "to_height": last_full, "truncated": truncated, "events": events}
 
 
 # ---- dispatch ---------------------------------------------------------------------------
+
+def _py_name(name: str) -> str:
+    """A param named like a Python keyword (`from`) is the method's `from_`; the name
+    `from_` itself is no param."""
+    if keyword.iskeyword(name):
+        return name + "_"
+    if name.endswith("_") and keyword.iskeyword(name[:-1]):
+        raise RpcError(INVALID_PARAMS, f"invalid params: got an unexpected keyword argument {name!r}")
+    return name
+
+
+def _rpc_name(m: re.Match) -> str:
+    return f"'{m[1]}'" if keyword.iskeyword(m[1]) else m[0]
+
 
 def _bind(fn: Method, node: Node, params: Any) -> Awaitable[Any]:
     if params is None:
@@ -298,9 +592,9 @@ def _bind(fn: Method, node: Node, params: Any) -> Awaitable[Any]:
         raise RpcError(INVALID_REQUEST, "invalid request: params must be an array or an object")
     try:
         bound = inspect.signature(fn).bind(node, *params) if isinstance(params, list) \
-            else inspect.signature(fn).bind(node, **params)
+            else inspect.signature(fn).bind(node, **{_py_name(k): v for k, v in params.items()})
     except TypeError as e:
-        raise RpcError(INVALID_PARAMS, f"invalid params: {e}") from None
+        raise RpcError(INVALID_PARAMS, "invalid params: " + re.sub(r"'(\w+)_'", _rpc_name, str(e))) from None
     return fn(*bound.args, **bound.kwargs)
 
 

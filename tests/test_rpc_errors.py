@@ -237,6 +237,13 @@ BAD_PARAMS = [
     ("broadcast_tx_commit", {"tx": "00", "timeout": 601}, ["timeout"]),
     ("broadcast_tx_commit", {"tx": "00", "timeout": True}, ["timeout"]),
     ("broadcast_tx_commit", ["00", 1, 2], ["too many"]),
+    # the contract methods (every bad input of theirs: tests/test_rpc_contracts.py)
+    ("call", {"contract": ADDR}, ["function"]),
+    ("call", {"contract": ADDR, "function": "f", "args": [1.5]}, ["args[0]", "float"]),
+    ("estimate_gas", {"contract": ADDR, "function": "f"}, ["'from'"]),
+    ("storage", {"contract": ADDR, "key": [1]}, ["key"]),
+    ("code", {"address": "0x12"}, ["address"]),
+    ("events", {"limit": 0}, ["limit"]),
 ]
 
 
