@@ -23,7 +23,7 @@ from aiohttp import web
 from consensus.genesis import COIN, Genesis, devnet_genesis, devnet_keys, devnet_validator_key, load_genesis
 from consensus.solo import SoloEngine
 from ledger import errors
-from ledger.block import Block, Receipt
+from ledger.block import Block, Receipt, failure_text
 from ledger.chain import Chain, Proposal
 from ledger.keys import address_hex, load_key
 from ledger.mempool import AlreadyKnown, Mempool
@@ -66,7 +66,7 @@ def describe_tx(tx: Transaction, r: Receipt, height: int) -> str:
         what += f" {address_hex(tx.payload.contract)}.{tx.payload.function}()"
         result = f"-> {_short_json(r.output)}"
     if not r.status:
-        result = f"FAILED: {r.error}"
+        result = f"FAILED: {failure_text(r)}"
     return printable(f"tx {tx.hash.hex()[:16]}  {what}  from {address_hex(tx.sender_address)}  "
                      f"gas {r.gas_used}  {result}  block {height}")
 

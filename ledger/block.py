@@ -97,7 +97,7 @@ class Receipt:
 
     status: int
     gas_used: int
-    error: str = ""
+    error: str = ""  # why it failed, in the VM's words (failure_text adds code and place)
     events: tuple = ()
     output: bytes | None = None
     failure: tuple = ()
@@ -106,6 +106,15 @@ class Receipt:
     def to_wire(self) -> list:
         return [RECEIPT_VERSION, self.status, self.gas_used, self.error, [list(e) for e in self.events],
                 self.output, list(self.failure), list(self.logs)]
+
+
+def failure_text(r: Receipt) -> str:
+    """A failed receipt's error as people read it: "revert: reason (in fn, line 12)"."""
+    if not r.failure:
+        return r.error
+    code, _, function, line = r.failure
+    where = f" (in {function}, line {line})" if function and line else ""
+    return f"{code}: {r.error}{where}"
 
 
 # ---- decoding ------------------------------------------------------------------------

@@ -86,7 +86,7 @@ def _finish(outcome: runtime.Outcome, intrinsic: int, output: bytes | None) -> C
     e = outcome.error
     if e is not None:
         failure = (e.code, e.contract or b"", e.function, e.line)
-        raise ExecutionFailure(str(e), gas_used, failure, logs)
+        raise ExecutionFailure(e.message, gas_used, failure, logs)
     events = tuple((c, name, data) for c, name, data in outcome.events)
     return ContractResult(gas_used, output if output is not None else outcome.output, events, logs)
 

@@ -51,6 +51,10 @@ class ContractFailed(Exception):
         self.message, self.code, self.contract = message, code, contract
         self.function, self.line, self.gas_used, self.receipt = function, line, gas_used, receipt
 
+    def __str__(self) -> str:
+        where = f" (in {self.function}, line {self.line})" if self.function and self.line else ""
+        return f"{self.code}: {self.message}{where}"
+
 
 class Reverted(ContractFailed):
     """require() failed."""
@@ -189,7 +193,7 @@ class TestChain:
                              list(args), gas)
         if out.error is not None:
             e = out.error
-            raise _BY_CODE.get(e.code, ContractFailed)(str(e), e.code, e.contract, e.function, e.line,
+            raise _BY_CODE.get(e.code, ContractFailed)(e.message, e.code, e.contract, e.function, e.line,
                                                         out.gas_used, None)
         return decode_value(out.output, 1 << 20)
 
