@@ -91,8 +91,9 @@ def code_hash(source: str) -> bytes:
 
 
 def compile_contract(source: str) -> Compiled:
-    """Validate and compile; raises ContractInvalid listing every problem."""
-    info = validate(source)
+    """Validate and compile; raises ContractInvalid listing every problem.  The source
+    itself is never given to CPython's compiler: only the lowered module."""
+    info = validate(source, check_compile=False)
     lowering = _Lowering(info)
     module = lowering.module()
     if lowering.issues:
@@ -100,7 +101,11 @@ def compile_contract(source: str) -> Compiled:
     h = code_hash(source)
     with warnings.catch_warnings():  # as in validate: host warning filters must not turn
         warnings.simplefilter("ignore")  # a SyntaxWarning (`1 is not None`) into an error
-        code = compile(module, FILENAME_PREFIX + h.hex()[:16] + ">", "exec")
+        try:  # the safety net validate() keeps for callers that do not compile
+            code = compile(module, FILENAME_PREFIX + h.hex()[:16] + ">", "exec")
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+            raise ContractInvalid([Issue(getattr(e, "lineno", None) or 1, getattr(e, "offset", None) or 1,
+                                         f"cannot compile: {getattr(e, 'msg', e)}")]) from None
     outer = _const_code(code, "_outer")
     factory = _const_code(outer, "_factory")
     return Compiled(h, source, factory, {k: tuple(v) for k, v in info.exports.items()}, info.constructor)
@@ -427,11 +432,13 @@ class _Lowering:
         return _call("_setitem", self.expr(obj), self.value(sl), value)
 
     def int_check(self, name: str) -> ast.stmt:
-        """`if name.bit_length() > MAX_INT_BITS: _bigint()` for an int-typed local."""
+        """`if name.bit_length() > 512: _ck(name)` for an int-typed local: _ck bounds it
+        by MAX_INT_BITS and counts a big one as memory (`y = x + i` in a loop makes a new
+        512-byte int each time for a 4096-bit x)."""
         bits = ast.Call(func=ast.Attribute(value=_name(name), attr="bit_length", ctx=ast.Load()), args=[],
                         keywords=[])
-        return ast.If(test=ast.Compare(left=bits, ops=[ast.Gt()], comparators=[_const(MAX_INT_BITS)]),
-                      body=[ast.Expr(_call("_bigint"))], orelse=[])
+        return ast.If(test=ast.Compare(left=bits, ops=[ast.Gt()], comparators=[_const(512)]),
+                      body=[ast.Expr(_call("_ck", _name(name)))], orelse=[])
 
     def s_AugAssign(self, s: ast.AugAssign) -> list[ast.stmt]:
         target, op = s.target, type(s.op)
@@ -489,9 +496,7 @@ class _Lowering:
                           orelse=self.block(s.orelse) if s.orelse else [])]
 
     def s_For(self, s: ast.For) -> list[ast.stmt]:
-        it = self.expr(s.iter)
-        if not _is_range_call(s.iter):
-            it = _call("_iter", it)
+        it = _call("_iter", self.expr(s.iter))  # a range too: its items may be big ints
         per_iteration = gas.ITERATION + static_cost(s.target)
         if _names_only(s.target):
             target, unpack = self.store_target(s.target), []
@@ -583,29 +588,31 @@ class _Lowering:
     def e_Dict(self, e: ast.Dict) -> ast.expr:
         return ast.Dict(keys=[self.key(k) for k in e.keys], values=[self.value(v) for v in e.values])
 
-    def comprehension(self, gens: list[ast.comprehension], result_cost: int) -> list[ast.comprehension]:
+    def comprehension(self, gens: list[ast.comprehension], result_cost: int,
+                      result_mem: int) -> list[ast.comprehension]:
+        """`result_mem`: the bytes each result takes (its slot and the literals that make it)."""
         out = []
         for i, g in enumerate(gens):
             last = i == len(gens) - 1
             per = gas.ITERATION + static_cost(g.target) + sum(static_cost(c) for c in g.ifs)
             per += result_cost if last else static_cost(gens[i + 1].iter)
-            it = self.expr(g.iter)
-            if not _is_range_call(g.iter):
-                it = _call("_iter", it)
+            it = _call("_iter", self.expr(g.iter))  # a range too: its items may be big ints
             ifs = [_inline_charge(GAS, per, "_oog")]
             if last:
-                ifs.append(_inline_charge(MEMORY, 16, "_oom"))
+                ifs.append(_inline_charge(MEMORY, result_mem, "_oom"))
             ifs += [self.expr(c) for c in g.ifs]
             out.append(ast.comprehension(target=self.store_target(g.target) if _names_only(g.target) else g.target,
                                          iter=it, ifs=ifs, is_async=0))
         return out
 
     def e_ListComp(self, e: ast.ListComp) -> ast.expr:
-        gens = self.comprehension(e.generators, static_cost(e.elt))
+        cost, mem = static_costs(e.elt)
+        gens = self.comprehension(e.generators, cost, 16 + mem)  # 16: as list.append counts
         return ast.ListComp(elt=self.value(e.elt), generators=gens)
 
     def e_DictComp(self, e: ast.DictComp) -> ast.expr:
-        gens = self.comprehension(e.generators, static_cost(e.key) + static_cost(e.value))
+        (kc, km), (vc, vm) = static_costs(e.key), static_costs(e.value)
+        gens = self.comprehension(e.generators, kc + vc, 64 + km + vm)  # 64: as d[k] = v counts
         return ast.DictComp(key=self.key(e.key), value=self.value(e.value), generators=gens)
 
     def e_Call(self, e: ast.Call) -> ast.expr:

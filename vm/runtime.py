@@ -27,7 +27,7 @@ from vm.limits import (MAX_CALL_DEPTH, MAX_EVENT_BYTES, MAX_EVENTS, MAX_INT_BITS
                        MAX_PRINT_BYTES, MAX_SAME_HASH, MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES, MAX_VALUE_DEPTH,
                        MAX_ARGS_BYTES, MAX_OUTPUT_BYTES)
 from vm.validate import CTX_FIELDS, METHODS, ContractInvalid
-from vm.values import Decimal, decode_value, encode_value, hash_is_chosen, int_to_str, str_to_int
+from vm.values import Decimal, decode_value, encode_value, hash_group, int_to_str, str_to_int
 
 ADDRESS_SIZE = 20
 _GAS = types.CellType(0)
@@ -93,7 +93,7 @@ class Execution:
         self.events: list[tuple[bytes, str, bytes]] = []
         self.logs: list[str] = []
         self.log_bytes = 0
-        self.chosen_hashes: dict[int, list] = {}  # see _key
+        self.chosen_hashes: dict[Any, list] = {}  # see _key
 
 
 _RT: Execution | None = None
@@ -270,19 +270,32 @@ def _mem_of(t: type, n: int) -> int:
 
 def _key(k: Any) -> Any:
     """A value used as a dict key: only values that hash the same on every node, and
-    never more than MAX_SAME_HASH distinct keys of one chosen hash (values.hash_is_chosen)
-    in one execution, so no dict operation walks a long chain of colliding keys."""
+    never more than MAX_SAME_HASH distinct keys of one hash group (values.hash_group) in
+    one execution, so no dict operation walks a long chain of colliding keys."""
+    _check_key(k)
+    group = hash_group(k)
+    if group is not None:
+        same = _RT.chosen_hashes.setdefault(group, [])
+        charge(G.BUILTIN + len(same) * G.PER_ELEMENT)
+        if k not in same:
+            if len(same) >= MAX_SAME_HASH:
+                raise E.LimitExceeded(f"more than {MAX_SAME_HASH} dict keys share one hash")
+            same.append(k)
+    return k
+
+
+def _check_key(k: Any) -> None:
+    """Refuse what cannot be a key, and charge for hashing it (storage keys too: they
+    are never keys of a dict here, only encoded, so they skip _key's hash groups)."""
     t = type(k)
     if t is str or t is bytes:
         charge(G.BUILTIN + (len(k) >> 5) * G.PER_32_BYTES)
-        return k
+        return
     if t is tuple:
         if len(k) <= 8 and all(type(x) in _FLAT_KEY for x in k):  # the common ("balance", owner) key
             charge(2 * G.BUILTIN + sum(len(x) >> 5 for x in k if type(x) in (str, bytes)) * G.PER_32_BYTES)
-            if type(k[-1]) in (str, bytes) or type(k[0]) in (str, bytes):
-                return k  # text in a tuple: its hash is keyed per process (values.hash_is_chosen)
-        else:
-            _size_cost(k)
+            return
+        _size_cost(k)
         stack = list(k)
         while stack:
             x = stack.pop()
@@ -294,21 +307,14 @@ def _key(k: Any) -> Any:
     elif t not in _SCALAR:
         raise _err(f"{_a(k)} cannot be a dict key: keys are int, str, bytes, bool, None, Decimal "
                    "or tuples of them")
-    if hash_is_chosen(k):
-        same = _RT.chosen_hashes.setdefault(hash(k), [])
-        charge(G.BUILTIN + len(same) * G.PER_ELEMENT)
-        if k not in same:
-            if len(same) >= MAX_SAME_HASH:
-                raise E.LimitExceeded(f"more than {MAX_SAME_HASH} dict keys share one hash")
-            same.append(k)
-    return k
 
 
 # ---- operators ---------------------------------------------------------------------------
 
-def _int_result(r: int) -> int:
-    if r.bit_length() > MAX_INT_BITS:
-        _bigint()
+def _number(r: Any) -> Any:
+    """A number a wrapper just made: bounded, and counted as memory when big (_ck): a
+    loop that appends x | i for a 4096-bit x makes a new 512-byte int every time."""
+    _ck(r._q if type(r) is Decimal else r)
     return r
 
 
@@ -329,7 +335,7 @@ def _add(a: Any, b: Any) -> Any:
     ta, tb = type(a), type(b)
     if _isint(a) and _isint(b):
         charge(G.BUILTIN + G.words(a) + G.words(b))
-        return _int_result(a + b)
+        return _number(a + b)
     if ta is tb and ta in _SEQ:
         n = len(a) + len(b)
         _check_len(n)
@@ -338,7 +344,7 @@ def _add(a: Any, b: Any) -> Any:
         return a + b
     if _decimal_pair(a, b):
         charge(G.BUILTIN + G.words(int(a)) + G.words(int(b)))
-        return a + b
+        return _number(a + b)
     raise _bad_operands("+", a, b)
 
 
@@ -358,10 +364,10 @@ def _iadd(a: Any, b: Any) -> Any:
 def _sub(a: Any, b: Any) -> Any:
     if _isint(a) and _isint(b):
         charge(G.BUILTIN + G.words(a) + G.words(b))
-        return _int_result(a - b)
+        return _number(a - b)
     if _decimal_pair(a, b):
         charge(G.BUILTIN)
-        return a - b
+        return _number(a - b)
     raise _bad_operands("-", a, b)
 
 
@@ -379,14 +385,14 @@ def _mul(a: Any, b: Any) -> Any:
         if a and b and a.bit_length() + b.bit_length() - 1 > MAX_INT_BITS:
             _bigint()
         charge(_words_cost(a, b))
-        return _int_result(a * b)
+        return _number(a * b)
     if ta in _SEQ and _isint(b):
         return _repeat(a, b)
     if tb in _SEQ and _isint(a):
         return _repeat(b, a)
     if _decimal_pair(a, b):
         charge(G.BUILTIN + 4 * G.words(int(a) or 1) * G.PER_WORD_PRODUCT)
-        return a * b
+        return _number(a * b)
     raise _bad_operands("*", a, b)
 
 
@@ -406,12 +412,12 @@ def _divide(op: str, a: Any, b: Any) -> Any:
         if not b:
             raise _err("division by zero")
         charge(_words_cost(a, b))
-        return a // b if op == "//" else a % b
+        return _number(a // b if op == "//" else a % b)
     if _decimal_pair(a, b):
         if not b:
             raise _err("division by zero")
         charge(G.BUILTIN + 4 * G.PER_WORD_PRODUCT)
-        return a // b if op == "//" else a % b
+        return _number(a // b if op == "//" else a % b)
     if op == "%" and type(a) in (str, bytes):
         raise _err("% formatting is not allowed: build text with str() and +")
     raise _bad_operands(op, a, b)
@@ -430,7 +436,7 @@ def _truediv(a: Any, b: Any) -> Any:
         if not b:
             raise _err("division by zero")
         charge(G.BUILTIN + 4 * G.PER_WORD_PRODUCT)
-        return a / b if type(a) is Decimal else Decimal(a) / b
+        return _number(a / b if type(a) is Decimal else Decimal(a) / b)
     if _isint(a) and _isint(b):
         raise _err("/ between two ints would make a float: use // for integer division or Decimal for fractions")
     raise _bad_operands("/", a, b)
@@ -444,9 +450,11 @@ def _power(a: Any, b: Any, m: Any = None) -> int:
         m = int(m)
         if not m:
             raise _err("pow() modulus is zero")
-        charge(G.BUILTIN + (max(b.bit_length(), 1)) * G.words(m) ** 2 * G.PER_WORD_PRODUCT)
+        # per exponent bit a square and a reduction: by the modulus' size, plus a floor for
+        # the two int operations themselves (a 62-bit modulus takes 300 ns a bit, not 4)
+        charge(G.BUILTIN + max(b.bit_length(), 1) * (3 * G.words(m) ** 2 + 64) * G.PER_WORD_PRODUCT)
         try:
-            return pow(a, b, m)
+            return _number(pow(a, b, m))
         except ValueError:
             raise _err("base is not invertible for the given modulus") from None
     if b < 0:
@@ -459,7 +467,7 @@ def _power(a: Any, b: Any, m: Any = None) -> int:
         _bigint()
     w = (bits * b >> 6) + 1
     charge(G.BUILTIN + w * w * G.PER_WORD_PRODUCT)
-    return _int_result(a ** b)
+    return _number(a ** b)
 
 
 def _pow(a: Any, b: Any) -> int:
@@ -474,7 +482,7 @@ def _lshift(a: Any, b: Any) -> int:
     if a and a.bit_length() + b > MAX_INT_BITS:
         _bigint()
     charge(G.BUILTIN + G.words(a) + (b >> 6))
-    return int(a) << b
+    return _number(int(a) << b)
 
 
 def _rshift(a: Any, b: Any) -> int:
@@ -483,14 +491,14 @@ def _rshift(a: Any, b: Any) -> int:
     if b < 0:
         raise _err("negative shift count")
     charge(G.BUILTIN + G.words(a))
-    return int(a) >> min(b, MAX_INT_BITS + 1)
+    return _number(int(a) >> min(b, MAX_INT_BITS + 1))
 
 
 def _bitwise(op: str, a: Any, b: Any) -> Any:
     if not (_isint(a) and _isint(b)):
         raise _bad_operands(op, a, b)
     charge(G.BUILTIN + G.words(a) + G.words(b))
-    return a & b if op == "&" else a | b if op == "|" else a ^ b
+    return _number(a & b if op == "&" else a | b if op == "|" else a ^ b)
 
 
 def _and(a: Any, b: Any) -> Any:
@@ -508,7 +516,7 @@ def _xor(a: Any, b: Any) -> Any:
 def _neg(a: Any) -> Any:
     if _isint(a) or type(a) is Decimal:
         charge(G.BUILTIN)
-        return -a
+        return _number(-a)
     raise _err(f"bad operand type for unary -: {type_name(a)}")
 
 
@@ -522,7 +530,7 @@ def _pos(a: Any) -> Any:
 def _inv(a: Any) -> Any:
     if _isint(a):
         charge(G.BUILTIN)
-        return ~int(a)
+        return _number(~int(a))
     raise _err(f"bad operand type for ~: {type_name(a)}")
 
 
@@ -721,7 +729,21 @@ _ITERABLE = (list, tuple, str, bytes, dict, range)
 def _iter(x: Any) -> Any:
     if type(x) not in _ITERABLE:
         raise _err(f"cannot iterate over {_a(x)}")
+    if type(x) is range:
+        _range_items(x)
     return x
+
+
+def _range_items(r: range) -> None:
+    """Iterating a range makes a new int for every item: count them as memory when they
+    are big (range(2**4000, 2**4000 + 10**6) would make 512 MB of ints)."""
+    bits = max(r.start.bit_length(), r.stop.bit_length())
+    if bits > 512:
+        try:
+            n = len(r)
+        except OverflowError:
+            n = MAX_MEMORY
+        allocate(n * (bits >> 3))
 
 
 def _unpack(v: Any, n: int) -> tuple:
@@ -794,7 +816,7 @@ _STORAGE = Storage()
 
 
 def _storage_key(k: Any) -> bytes:
-    _key(k)
+    _check_key(k)
     if type(k) is Decimal:
         raise _err("a Decimal cannot be a storage key")
     return encode_value(k, MAX_STORAGE_KEY_BYTES)
@@ -818,7 +840,19 @@ def _sget(k: Any) -> Any:
         return _ABSENT
     charge(G.STORAGE_READ + (len(key) + len(raw)) * G.STORAGE_PER_BYTE)
     allocate(2 * len(raw))
-    return decode_value(raw, MAX_STORAGE_VALUE_BYTES)
+    return _decoded(decode_value(raw, MAX_STORAGE_VALUE_BYTES))
+
+
+def _decoded(v: Any) -> Any:
+    """A value just decoded from bytes (storage, call()): each element is a new object
+    that the price of the bytes does not cover ([[]] * 120000 is 120 KB to read but 8 MB
+    and 0.1 s to decode).  Charged and counted after the fact: the bytes bound the work."""
+    t = type(v)
+    if t is list or t is tuple or t is dict:
+        n = _size_cost(v)
+        charge(n * G.BUILTIN)
+        allocate(64 * n)
+    return v
 
 
 def _shas(k: Any) -> bool:
@@ -913,7 +947,7 @@ _LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz
 def b_abs(x: Any) -> Any:
     if _isint(x) or type(x) is Decimal:
         charge(G.BUILTIN)
-        return abs(x)
+        return _number(abs(x))
     raise _err(f"abs() of {_a(x)}")
 
 
@@ -921,6 +955,8 @@ def _flat(it: Any, what: str) -> Any:
     if type(it) not in _ITERABLE:
         raise _err(f"{what}() needs a list, tuple, dict, str, bytes or range, not {type_name(it)}")
     charge(G.BUILTIN + _len_cost(it) if type(it) is not range else G.BUILTIN + len(it) * G.PER_ELEMENT)
+    if type(it) is range:
+        _range_items(it)
     return it
 
 
@@ -952,9 +988,10 @@ def b_bytes(x: Any = b"") -> bytes:
         _check_len(len(x), "bytes")
         allocate(len(x) + 64)
         charge(_len_cost(x))
-        if not all(_isint(i) and 0 <= i < 256 for i in x):
-            raise _err("bytes() needs ints from 0 to 255")
-        return bytes(x)
+        try:  # checked in C: a loop in Python would cost far more than the gas charged
+            return bytes(x)
+        except (TypeError, ValueError):
+            raise _err("bytes() needs ints from 0 to 255") from None
     if t is str:
         raise _err("bytes() of a str needs an encoding: use s.encode()")
     raise _err(f"bytes() of {_a(x)}")
@@ -962,7 +999,9 @@ def b_bytes(x: Any = b"") -> bytes:
 
 def _pairs(x: Any) -> list:
     out = []
-    for p in _flat(x, "dict"):
+    items = _flat(x, "dict")
+    charge(len(items) * G.WALK_PER_ELEMENT)  # a loop in Python, and _key costs nothing for an int
+    for p in items:
         if type(p) not in (list, tuple) or len(p) != 2:
             raise _err("dict() needs a dict or a list of (key, value) pairs")
         out.append((_key(p[0]), p[1]))
@@ -998,6 +1037,8 @@ def b_enumerate(it: Any, start: Any = 0) -> list:
     items = _materialise(it, "enumerate")
     allocate(64 * len(items))
     s = int(_index(start))
+    if s.bit_length() > 512:  # every index is a new int as big as start: count them
+        allocate(len(items) * (s.bit_length() >> 3))
     return [(i + s, x) for i, x in enumerate(items)]
 
 
@@ -1011,7 +1052,8 @@ def b_int(x: Any = 0, base: Any = None) -> int:
             return str_to_int(x)
         digits = x[1:] if x[:1] in ("-", "+") else x
         allowed = "0123456789abcdefABCDEF"[: {2: 2, 8: 8, 16: 22}[base]]
-        if not digits or any(c not in allowed for c in digits) or len(digits) * {2: 1, 8: 3, 16: 4}[base] > MAX_INT_BITS:
+        # the size first, then the digits in C (strip leaves nothing when all are allowed)
+        if not digits or len(digits) * {2: 1, 8: 3, 16: 4}[base] > MAX_INT_BITS or digits.strip(allowed):
             raise _err(f"invalid literal for int() with base {base}")
         return int(x, base)
     if t is int:
@@ -1034,7 +1076,9 @@ def b_isinstance(x: Any, types_: Any) -> bool:
     kinds = types_ if type(types_) is tuple else (types_,)
     real: tuple[type, ...] = ()
     for k in kinds:
-        if k not in _ISINSTANCE_TYPES:
+        # a function is looked up by identity; anything else could be a tuple whose hash
+        # walks a structure far bigger than what it cost to build
+        if type(k) is not types.FunctionType or k not in _ISINSTANCE_TYPES:
             raise _err("isinstance() takes a type (int, str, bytes, bool, list, dict, tuple, Decimal) or a tuple of them")
         real += _ISINSTANCE_TYPES[k]
     return isinstance(x, real)
@@ -1053,6 +1097,20 @@ def b_list(x: Any = ()) -> list:
     return _materialise(x, "list")
 
 
+def _sized(key: Any) -> Any:
+    """The key function, each result charged by its size as it is made: max(), min() and
+    sort compare the keys in C, and a key can be small to build but huge to compare
+    ([[[0] * 1000] * 1000] * 1000 + [i])."""
+    if key is None:
+        return None
+
+    def sized(x: Any) -> Any:
+        k = key(x)
+        _size_cost(k)
+        return k
+    return sized
+
+
 def _extreme(which: str, args: tuple, key: Any, default: Any) -> Any:
     items = args[0] if len(args) == 1 else args
     items = _flat(items, which)
@@ -1065,7 +1123,7 @@ def _extreme(which: str, args: tuple, key: Any, default: Any) -> Any:
     try:
         if key is None:
             return max(items) if which == "max" else min(items)
-        return max(items, key=key) if which == "max" else min(items, key=key)
+        return max(items, key=_sized(key)) if which == "max" else min(items, key=_sized(key))
     except TypeError:
         raise _err(f"{which}() of values that cannot be compared") from None
 
@@ -1082,15 +1140,31 @@ def b_pow(a: Any, b: Any, mod: Any = None) -> int:
     return _power(a, b, mod)
 
 
+def _prefix(sep: str, parts: list[str], n: int) -> str:
+    """The first n characters of sep.join(parts), without building the whole text."""
+    out: list[str] = []
+    left = n
+    for i, p in enumerate(parts):
+        for piece in ((sep, p) if i else (p,)):
+            out.append(piece[:left])
+            left -= len(out[-1])
+            if left <= 0:
+                return "".join(out)
+    return "".join(out)
+
+
 def b_print(*args: Any, sep: Any = " ") -> None:
     if type(sep) is not str:
         raise _err("print(sep=...) takes a str")
-    text = sep.join(_to_text(a) for a in args)
-    charge(len(text) * G.PRINT_PER_BYTE)
+    parts = [_to_text(a) for a in args]
+    size = sum(map(len, parts)) + len(sep) * max(len(parts) - 1, 0)
+    charge(size * G.PRINT_PER_BYTE)  # before joining: the text can be far bigger than the part kept
     rt = _RT
     room = MAX_PRINT_BYTES - rt.log_bytes
     if room > 0:
-        line = text.encode()[:room].decode("utf-8", "ignore")
+        text = sep.join(parts) if size <= room else _prefix(sep, parts, room)
+        # a lone surrogate ("\ud800") is written escaped: receipts must be encodable
+        line = text.encode("utf-8", "backslashreplace")[:room].decode("utf-8", "ignore")
         rt.logs.append(line)
         rt.log_bytes += len(line.encode()) + 1
 
@@ -1120,7 +1194,7 @@ def _sort(items: list, key: Any, reverse: Any) -> None:
     if type(reverse) is not bool:
         raise _err("reverse= takes True or False")
     try:
-        items.sort(key=key, reverse=reverse)
+        items.sort(key=_sized(key), reverse=reverse)
     except TypeError:
         raise _err("sorted() of values that cannot be compared") from None
 
@@ -1167,7 +1241,7 @@ def b_zip(*its: Any) -> list:
 
 def b_Decimal(x: Any = 0) -> Decimal:
     charge(G.BUILTIN + ((len(x) >> 5) * G.PER_32_BYTES if type(x) is str else 0))
-    return Decimal(x)
+    return _number(Decimal(x))
 
 
 # ---- injected functions ----------------------------------------------------------------------
@@ -1231,7 +1305,7 @@ def _copy_value(v: Any, limit: int, what: str) -> Any:
         raise E.InvalidValue(f"{what}: {e.message}") from None
     charge(len(raw) * G.VALUE_PER_BYTE)
     allocate(2 * len(raw))
-    return decode_value(raw, limit)
+    return _decoded(decode_value(raw, limit))
 
 
 def b_call(contract: Any, function: Any, /, *args: Any, **kwargs: Any) -> Any:
@@ -1360,7 +1434,8 @@ def _dict_setdefault(x: dict, k: Any, default: Any = None) -> Any:
 
 
 def _dict_update(x: dict, other: Any) -> None:
-    pairs = list(other.items()) if type(other) is dict else _pairs(other)
+    # other's keys are hashed again as they go into x: each is charged and counted (_key)
+    pairs = _pairs(list(other.items()) if type(other) is dict else other)
     _check_len(len(x) + len(pairs), "dict")
     allocate(64 * len(pairs))
     charge(len(pairs) * G.PER_ELEMENT)
@@ -1444,6 +1519,8 @@ def _replace(x: Any, old: Any, new: Any, count: Any = -1) -> Any:
 def _affix(kind: str) -> Callable[..., bool]:
     def test(x: Any, fix: Any, *bounds: Any) -> bool:
         fixes = fix if type(fix) is tuple else (fix,)
+        if type(fix) is tuple:
+            charge(len(fix) * G.WALK_PER_ELEMENT)  # the loops below run in Python
         for f in fixes:
             if type(f) is not type(x):
                 raise _err(f"{kind}() on {_a(x)} takes {_a(x)} or a tuple of them")
@@ -1522,7 +1599,7 @@ def _from_bytes(cls: Any, b: Any, byteorder: Any = "big", *, signed: Any = False
     if len(b) * 8 > MAX_INT_BITS:
         _bigint()
     _text_cost(b)
-    return int.from_bytes(b, byteorder, signed=signed)
+    return _number(int.from_bytes(b, byteorder, signed=signed))
 
 
 def _bit_length(x: int) -> int:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 MAX_SOURCE_BYTES = 64 * 1024
 MAX_AST_DEPTH = 100
 MAX_LOOP_NESTING = 16  # CPython refuses 20 statically nested blocks; stay clear of it
+MAX_COMPREHENSION_NESTING = 8  # CPython 3.12.1 and 3.13.0 crash compiling about 20 (inlined since 3.12)
 
 # Builtins a contract may call. The runtime provides each as its own wrapper, priced by
 # its operands' size before it runs, so taking one as a value is harmless.
@@ -186,6 +187,7 @@ class _Checker:
         self.local_names: set[str] = set()
         self.depth = 0
         self.loops = 0  # loops around the statement being checked
+        self.comprehensions = 0  # comprehensions around the expression being checked
 
     def err(self, node: ast.AST, message: str) -> None:
         """Record an issue at node, its column counted in characters as editors do
@@ -452,10 +454,14 @@ class _Checker:
 
     visit_Tuple = visit_List
 
-    def comprehension(self, gens: list[ast.comprehension], *results: ast.expr) -> None:
+    def comprehension(self, node: ast.expr, gens: list[ast.comprehension], *results: ast.expr) -> None:
         """A comprehension is its own scope: its variables exist only inside it."""
         outer = self.local_names
         self.local_names = set(outer)
+        self.comprehensions += 1
+        if self.comprehensions == MAX_COMPREHENSION_NESTING + 1:
+            self.err(node, f"comprehensions are nested more than {MAX_COMPREHENSION_NESTING} deep: "
+                     "build the inner values in a loop or a helper function")
         try:
             for g in gens:
                 if g.is_async:
@@ -469,12 +475,13 @@ class _Checker:
                 self.visit(r)
         finally:
             self.local_names = outer
+            self.comprehensions -= 1
 
     def visit_ListComp(self, node: ast.ListComp) -> None:
-        self.comprehension(node.generators, node.elt)
+        self.comprehension(node, node.generators, node.elt)
 
     def visit_DictComp(self, node: ast.DictComp) -> None:
-        self.comprehension(node.generators, node.key, node.value)
+        self.comprehension(node, node.generators, node.key, node.value)
 
     def visit_Call(self, node: ast.Call) -> None:
         if not isinstance(node.func, (ast.Name, ast.Attribute)):

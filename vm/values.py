@@ -517,28 +517,70 @@ def _all_flat(v: list | tuple | dict) -> bool:
 _HASH_MODULUS = (1 << 61) - 1  # CPython hashes ints modulo this prime on 64-bit machines
 
 
-def hash_is_chosen(k: Any) -> bool:
-    """Whether an author can choose keys that share k's hash.  str and bytes hashes are
-    keyed per process (PYTHONHASHSEED), and distinct ints below the modulus hash apart;
-    ints past it, Decimals and tuples without text hash the same everywhere and can be
-    made to collide, turning each dict operation into a walk over all of them.  Such
-    keys are counted per hash and capped at MAX_SAME_HASH (here and in vm.runtime)."""
+# hash(None) on CPython 3.12 and later.  3.11 derives it from None's address, which no
+# author can predict: grouping None as this constant on every version covers both.
+_NONE_HASH = 0xFCA86420
+
+
+def hash_group(k: Any) -> Any:
+    """The group of dict keys that certainly share k's hash, the same on every node and
+    hash seed; None when no author can build many keys with k's hash.
+
+    CPython hashes ints modulo 2**61-1, Decimals through ints and tuples by combining
+    their items' hashes (xxHash lanes, the same on 3.11 to 3.13), so an author can make
+    any number of such keys collide, turning each dict operation into a walk over all of
+    them.  str and bytes hashes are keyed per process, but not every key that holds text
+    is safe: a str hashes as the bytes of its buffer ("x" as b"x", "" as 0), so ("a", n)
+    for every multiple n of 2**61-1, or tuples of "x" and b"x" in any order, collide on
+    every node too.  Keys are grouped by what their hash is certainly a function of; the
+    VM caps the distinct keys of one group at MAX_SAME_HASH (vm.runtime, _decode_map)."""
     t = type(k)
     if t is int:
-        return not -_HASH_MODULUS < k < _HASH_MODULUS
+        return None if -_HASH_MODULUS < k < _HASH_MODULUS else hash(k)
     if t is Decimal:
-        return True
+        return hash(k)
     if t is tuple:
-        stack = list(k)
-        while stack:
-            x = stack.pop()
-            tx = type(x)
-            if tx is str or tx is bytes:
-                return False
-            if tx is tuple:
-                stack.extend(x)
-        return True
-    return False
+        head, rest = _lanes(k)
+        # an unknown lane first: the group itself cannot be made to collide in a dict
+        return hash(head) if rest is None else (rest, hash(head), len(head))
+    return None
+
+
+def _lanes(k: tuple) -> tuple[tuple, tuple | None]:
+    """(head, rest): head stands for k's leading items whose hash anyone can compute, by
+    values with exactly their hash on CPython 3.12+ (None becomes _NONE_HASH); rest, from
+    the first item whose hash is keyed per process on, identifies each item's lane: its
+    hash where known, else the bytes CPython hashes, or the group of a tuple of them."""
+    head: list = []
+    rest: list | None = None
+    for x in k:
+        t = type(x)
+        if t is str or t is bytes:
+            known, lane = not x, (0 if not x else _hashed_bytes(x) if t is str else x)
+        elif t is tuple:
+            h, r = _lanes(x)
+            known, lane = r is None, (h if r is None else (r, hash(h), len(h)))
+        else:
+            known, lane = True, (_NONE_HASH if x is None else x)
+        if rest is None and known:
+            head.append(lane)
+        elif rest is None:
+            rest = [lane]
+        else:
+            rest.append(hash(lane) if known else lane)
+    return tuple(head), None if rest is None else tuple(rest)
+
+
+def _hashed_bytes(s: str) -> bytes:
+    """The buffer CPython hashes for s: 1, 2 or 4 bytes a character, by its widest."""
+    if s.isascii():
+        return s.encode("ascii")
+    top = max(s)
+    if top < "\u0100":
+        return s.encode("latin-1")
+    if top < "\U00010000":
+        return s.encode("utf-16-le", "surrogatepass")
+    return s.encode("utf-32-le", "surrogatepass")
 
 
 def _is_key(k: Any) -> bool:
@@ -632,15 +674,15 @@ def _decode_items(r: _Reader, n: int, end: int, depth: int) -> list:
 def _decode_map(r: _Reader, n: int, end: int, depth: int) -> dict:
     depth = _enter(depth)
     d: dict = {}
-    same_hash: dict[int, int] = {}
+    same_hash: dict[Any, int] = {}
     for _ in range(n):
         k = _decode(r, end, depth)
         if not _is_key(k):
             raise InvalidValue("a map key is not hashable (a list or dict, or a tuple holding one)")
-        if hash_is_chosen(k):
-            h = hash(k)
-            same_hash[h] = same_hash.get(h, 0) + 1
-            if same_hash[h] > MAX_SAME_HASH:
+        group = hash_group(k)
+        if group is not None:
+            same_hash[group] = same_hash.get(group, 0) + 1
+            if same_hash[group] > MAX_SAME_HASH:
                 raise InvalidValue(f"more than {MAX_SAME_HASH} map keys share one hash")
         if k in d:
             raise InvalidValue("duplicate map key")
