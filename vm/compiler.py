@@ -398,8 +398,9 @@ class _Lowering:
             if _is_raw_arith(value, self.ints):
                 out.append(self.int_check(target.id))
             return out
-        if _names_only(target):
-            return [ast.Assign(targets=[self.store_target(target)], value=self.value(value))]
+        if _names_only(target):  # a, b = x: _unpack says what is wrong when x does not fit
+            checked = _call("_unpack", self.value(value), _const(len(target.elts)))
+            return [ast.Assign(targets=[self.store_target(target)], value=checked)]
         t = self.temp()
         return [ast.Assign(targets=[_name(t, True)], value=self.value(value))] + self.assign_from(target, _name(t))
 
