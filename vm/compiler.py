@@ -252,8 +252,8 @@ def _is_raw_arith(e: ast.expr, ints: set[str]) -> bool:
         return type(e.op) in _RAW_INT_OPS and is_int_expr(e, ints)
     if isinstance(e, ast.UnaryOp):
         return not isinstance(e.op, ast.Not) and is_int_expr(e, ints)
-    if isinstance(e, ast.IfExp):
-        return _is_raw_arith(e.body, ints) or _is_raw_arith(e.orelse, ints)
+    if isinstance(e, ast.IfExp):  # only when both branches are ints: else see e_IfExp
+        return is_int_expr(e, ints) and (_is_raw_arith(e.body, ints) or _is_raw_arith(e.orelse, ints))
     return False
 
 
@@ -559,7 +559,10 @@ class _Lowering:
         return ast.BoolOp(op=e.op, values=[self.expr(v) for v in e.values])
 
     def e_IfExp(self, e: ast.IfExp) -> ast.expr:
-        return ast.IfExp(test=self.expr(e.test), body=self.expr(e.body), orelse=self.expr(e.orelse))
+        if is_int_expr(e, self.ints):  # an int either way: checked where it leaves (value, int_check)
+            return ast.IfExp(test=self.expr(e.test), body=self.expr(e.body), orelse=self.expr(e.orelse))
+        # `-x if c else s` may be a str: a raw int branch is checked on its own
+        return ast.IfExp(test=self.expr(e.test), body=self.value(e.body), orelse=self.value(e.orelse))
 
     def e_Compare(self, e: ast.Compare) -> ast.expr:
         operands = [e.left, *e.comparators]

@@ -540,10 +540,36 @@ def hash_group(k: Any) -> Any:
     if t is Decimal:
         return hash(k)
     if t is tuple:
+        if len(k) <= 6 and _few_share(k):
+            return None
         head, rest = _lanes(k)
         # an unknown lane first: the group itself cannot be made to collide in a dict
         return hash(head) if rest is None else (rest, hash(head), len(head))
     return None
+
+
+def _few_share(k: tuple) -> bool:
+    """Whether at most 2**len(k) keys (64 for 6 items) can share the hash of k, a tuple
+    of text, None, bools and ints below the modulus with at most one item before its
+    first non-empty text: each item then has at most two values of one hash ("x" and
+    b"x", -1 and -2), and the hash of what precedes the text cannot be steered.  The
+    common ("balance", owner) key needs no group."""
+    known = 0
+    for x in k:
+        t = type(x)
+        if (t is str or t is bytes) and x:
+            break
+        if not (t is str or t is bytes or x is None or t is bool or t is int and -_HASH_MODULUS < x < _HASH_MODULUS):
+            return False
+        known += 1
+    else:
+        return False  # no text: only ints and the like, whose combined hash can be steered
+    if known > 1:
+        return False
+    return all(type(x) in _FEW_SHARE or type(x) is int and -_HASH_MODULUS < x < _HASH_MODULUS for x in k)
+
+
+_FEW_SHARE = (str, bytes, bool, type(None))
 
 
 def _lanes(k: tuple) -> tuple[tuple, tuple | None]:
