@@ -720,12 +720,12 @@ def contract_failure_text(e: ContractFailed) -> str:
         where.append(f"line {e.line}")
     if e.contract:
         where.append(f"contract {e.contract}")
-    issues = e.message.split("\n")  # a rejected contract: one line per issue
-    text = f"{e.code}: " + (f"{len(issues)} problems" if len(issues) > 1 else e.message)
+    issues = e.issues  # a refused contract: every problem, each on its own line below
+    text = f"{e.code}: " + (f"{len(issues)} problem{'s' if len(issues) > 1 else ''}" if issues else e.message)
     text += f" ({', '.join(where)})" if where else ""
     if e.tx_hash:
         text += f"; transaction {e.tx_hash} failed in block {e.height}, gas used {e.gas_used}"
-    return text + ("".join(f"\n  {i}" for i in issues) if len(issues) > 1 else "")
+    return text + "".join(f"\n  {i}" for i in issues)
 
 
 def _send_tx(args: argparse.Namespace, send: Any) -> dict:

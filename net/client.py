@@ -68,15 +68,16 @@ class ContractFailed(Exception):
     was answered with -32003.  `code` is the VM's stable code ("revert", "out_of_gas",
     "not_found", ...); `contract` ("0x..."), `function` and `line` say where (None when
     unknown); `receipt` is the committed receipt (None for a view or an estimate), with
-    `tx_hash` and `height` of that transaction."""
+    `tx_hash` and `height` of that transaction; `issues` lists a refused contract's
+    problems (from the node's simulation; a receipt holds only a fixed message)."""
 
     def __init__(self, message: str, code: str, contract: str | None, function: str | None, line: int | None,
                  gas_used: int, logs: Sequence[str] = (), receipt: dict | None = None,
-                 tx_hash: str | None = None, height: int | None = None):
+                 tx_hash: str | None = None, height: int | None = None, issues: Sequence[str] = ()):
         super().__init__(message)
         self.message, self.code, self.contract, self.function, self.line = message, code, contract, function, line
         self.gas_used, self.logs, self.receipt = gas_used, list(logs), receipt
-        self.tx_hash, self.height = tx_hash, height
+        self.tx_hash, self.height, self.issues = tx_hash, height, list(issues)
 
     def __str__(self) -> str:
         where = f" (in {self.function}" + (f", line {self.line}" if self.line else "") + ")" if self.function else ""
@@ -99,7 +100,7 @@ def _contract_failed(data: dict, **kw: Any) -> ContractFailed:
     code = data.get("code") or "error"
     return _FAILURES.get(code, ContractFailed)(data.get("message") or "", code, data.get("contract"),
                                                data.get("function"), data.get("line"), data.get("gas_used", 0),
-                                               data.get("logs") or (), **kw)
+                                               data.get("logs") or (), issues=data.get("issues") or (), **kw)
 
 
 _CODES = {-32000: TxRejected, -32001: NotFound, -32002: CommitTimeout}

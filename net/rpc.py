@@ -32,7 +32,7 @@ from ledger.state import State, account_key, code_key, decode_account, decode_co
 from ledger.tx import (MAX_FUNCTION_NAME, U64_MAX, Call, Deploy, Transaction, TxKind, contract_address,
                        decode_transaction, encode_args, intrinsic_gas, tx_to_json, validate_transaction)
 from vm import runtime
-from vm.errors import VMError
+from vm.errors import InvalidContract, VMError
 from vm.limits import MAX_EVENT_BYTES, MAX_OUTPUT_BYTES, MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES
 from vm.values import Decimal, decode_value, encode_value, from_json_arg, to_json
 from ledger.encoding import encode
@@ -229,10 +229,12 @@ def contract_failed(out: runtime.Outcome, intrinsic: int = 0) -> RpcError:
     function), plus the message, gas and print() output."""
     e = out.error
     assert e is not None
-    return RpcError(CONTRACT_FAILED, f"contract execution failed: {e}", {
-        "code": e.code, "message": e.message, "contract": _address_or_none(e.contract),
-        "function": e.function or None, "line": e.line or None,
-        "gas_used": intrinsic + out.gas_used, "logs": list(out.logs)})
+    data = {"code": e.code, "message": e.message, "contract": _address_or_none(e.contract),
+            "function": e.function or None, "line": e.line or None,
+            "gas_used": intrinsic + out.gas_used, "logs": list(out.logs)}
+    if isinstance(e, InvalidContract):
+        data["issues"] = e.issues  # every problem with its line and column (never in a receipt)
+    return RpcError(CONTRACT_FAILED, f"contract execution failed: {e}", data)
 
 
 def commit_json(c: Any) -> dict | None:

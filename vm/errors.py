@@ -78,9 +78,16 @@ class Reentrancy(VMError):
 
 
 class InvalidContract(VMError):
-    """Deployed source that the validator refuses; the message lists every issue."""
+    """Deployed source that the validator refuses.  The message is fixed, because it goes
+    into a receipt and CPython's parser words syntax errors differently from release to
+    release; `issues` (every problem, with line and column) is for people: RPC, CLI, SDK."""
 
     code = "invalid_contract"
+    MESSAGE = "the source is not a valid contract (simulating the deploy lists each problem)"
+
+    def __init__(self, issues: list[str]):
+        super().__init__(self.MESSAGE)
+        self.issues = issues
 
 
 class VMInternalError(Exception):

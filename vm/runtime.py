@@ -1789,7 +1789,7 @@ def deploy_contract(rt: Execution, contract: bytes, source: str, args: list, kwa
     try:
         compiled = load(source)
     except ContractInvalid as e:
-        raise E.InvalidContract("\n".join(str(i) for i in e.issues)) from None
+        raise E.InvalidContract([str(i) for i in e.issues]) from None
     if compiled.constructor is not None:
         invoke(rt, contract, rt.env.origin, value, compiled.constructor, args, kwargs, compiled)
     elif args or kwargs:

@@ -32,7 +32,9 @@ from ledger.state import (Account, State, changes, get_account, get_code, get_st
 from ledger.transition import BlockEnv, process_transaction
 from ledger import errors
 from ledger import tx as txs
+from vm.compiler import compile_contract
 from vm.limits import MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES
+from vm.validate import ContractInvalid
 from vm.values import decode_value, encode_value
 
 CHAIN_ID = "gradchain-test"
@@ -171,7 +173,7 @@ class TestChain:
         gas_limit = txs.intrinsic_gas(txs.TxKind.DEPLOY, payload) + gas
         tx = txs.deploy(key, CHAIN_ID, self._nonce(key), source, args, value, gas_limit)
         receipt = self.send(tx)
-        _raise_failed(receipt)
+        _raise_failed(receipt, source)
         return Contract(self, decode_value(receipt.output, 64))
 
     def transact(self, contract: Any, function: str, *args: Any, sender: PrivateKey | None = None,
@@ -202,11 +204,17 @@ class TestChain:
         return self.receipts[-1]
 
 
-def _raise_failed(r: Receipt) -> None:
+def _raise_failed(r: Receipt, source: str | None = None) -> None:
     if r.status == STATUS_SUCCESS:
         return
     code, contract, function, line = r.failure or ("error", b"", "", 0)
-    raise _BY_CODE.get(code, ContractFailed)(r.error, code, contract or None, function, line, r.gas_used, r)
+    message = r.error
+    if code == "invalid_contract" and source is not None:  # the receipt has a fixed text: say why
+        try:
+            compile_contract(source)
+        except ContractInvalid as e:
+            message = "\n".join(str(i) for i in e.issues)
+    raise _BY_CODE.get(code, ContractFailed)(message, code, contract or None, function, line, r.gas_used, r)
 
 
 def _address(contract: Any) -> bytes:
