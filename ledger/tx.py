@@ -13,6 +13,7 @@ chain id (ledger.keys.signing_bytes).  The transaction hash is SHA-256 of the wi
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from vm import gas as vm_gas
 from vm.errors import VMError
 from vm.limits import MAX_ARGS_BYTES
-from vm.values import decode_value, encode_value
+from vm.values import decode_value, encode_value, measure
 
 from ledger import errors
 from ledger.encoding import DecodeError, decode, encode
@@ -111,13 +112,23 @@ class Transaction:
 
 
 def intrinsic_gas(kind: int, payload: Any) -> int:
-    """Gas a transaction pays before it runs: a base by kind plus its data by the byte."""
+    """Gas a transaction pays before it runs: a base by kind, its data by the byte, and
+    its contract arguments by the element (decoding a deeply nested argument costs far
+    more than its bytes say: `[[]] * 60000` is 60 KB and 60,000 lists)."""
     if kind == TxKind.DEPLOY:
         return (vm_gas.DEPLOY_TX + len(payload.source.encode()) * vm_gas.DEPLOY_PER_SOURCE_BYTE
-                + len(payload.args) * vm_gas.TX_DATA_PER_BYTE)
+                + len(payload.args) * vm_gas.TX_DATA_PER_BYTE + arg_units(payload.args) * vm_gas.TX_ARG_PER_UNIT)
     if kind == TxKind.CALL:
-        return vm_gas.CALL_TX + (len(payload.args) + len(payload.function)) * vm_gas.TX_DATA_PER_BYTE
+        return (vm_gas.CALL_TX + (len(payload.args) + len(payload.function)) * vm_gas.TX_DATA_PER_BYTE
+                + arg_units(payload.args) * vm_gas.TX_ARG_PER_UNIT)
     return INTRINSIC_GAS[TxKind(kind)]
+
+
+@functools.lru_cache(maxsize=4096)
+def arg_units(args: bytes) -> int:
+    """The size of encoded contract arguments in vm.values.measure units (cached: it is
+    asked at admission, in block checks and when the transaction runs)."""
+    return measure(decode_args(args), 2 * MAX_ARGS_BYTES)
 
 
 def _payload_to_wire(kind: int, payload: Any) -> list:

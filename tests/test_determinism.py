@@ -21,8 +21,8 @@ SCRIPT = Path(determinism_scenario.__file__)
 # account), so the digest now also pins the VM: its gas schedule (any change to vm/gas.py
 # or to what a runtime wrapper charges moves it), receipts and error text.  Then: pow()
 # with a modulus charged per exponent bit with a floor, storage reads charged by decoded
-# element (tests/test_vm_attacks.py).
-GOLDEN = "84bbf0af2aeffeea5d44359905026f163e8ccf60e53cbae0082c382c71c0aa08"
+# element (tests/test_vm_attacks.py); then contract arguments paying intrinsic gas per element.
+GOLDEN = "55f1b94bb5891c4b92a02b3774af4fef3c5d3f0488dcb309e9a3d5afacd62dd4"
 
 
 def test_scenario_matches_the_pinned_digest():

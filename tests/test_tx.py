@@ -327,3 +327,17 @@ def test_chain_id_longer_than_255_utf8_bytes_is_rejected_cleanly():
     with pytest.raises(errors.InvalidTransaction):
         tx = decode_transaction(raw, MAX_TX)
         verify_signature(tx)
+
+
+def test_contract_arguments_pay_intrinsic_gas_by_element_not_only_by_byte():
+    """[[]] * 60000 is 60 KB but 60,000 lists to decode: it must pay for each."""
+    from ledger.tx import Call, arg_units, call, encode_args, intrinsic_gas
+    from vm import gas
+    flat = Call(BOB.address, "f", encode_args([b"x" * 20, 5]), 0)
+    nested = Call(BOB.address, "f", encode_args([[[]] * 60_000]), 0)
+    assert arg_units(flat.args) == 3 and arg_units(nested.args) == 60_002
+    assert intrinsic_gas(TxKind.CALL, flat) == gas.CALL_TX + (len(flat.args) + 1) * gas.TX_DATA_PER_BYTE + 3_000
+    assert intrinsic_gas(TxKind.CALL, nested) > 60_000 * gas.TX_ARG_PER_UNIT
+    tx = call(ALICE, CHAIN, 0, BOB.address, "f", [[[]] * 60_000], gas_limit=1_000_000)  # bytes alone would pay
+    with pytest.raises(errors.GasLimitTooLow):
+        validate_transaction(tx, CHAIN, 10**9)

@@ -39,6 +39,8 @@ PRINT_PER_BYTE = 10      # print() output
 CALL_TX = 21_000
 DEPLOY_TX = 53_000
 TX_DATA_PER_BYTE = 16    # each byte of a call's arguments or a deployed contract's payload
+TX_ARG_PER_UNIT = 1_000  # each element of the arguments (vm.values.measure): decoding a nested
+                         # argument takes up to about 1.3 us an element
 DEPLOY_PER_SOURCE_BYTE = 200  # storing code is storing state: priced like it
 
 
