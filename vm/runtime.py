@@ -299,7 +299,7 @@ def _check_key(k: Any) -> None:
         return
     if t is tuple:
         if len(k) <= 8 and all(type(x) in _FLAT_KEY for x in k):  # the common ("balance", owner) key
-            charge(2 * G.BUILTIN + sum(len(x) >> 5 for x in k if type(x) in (str, bytes)) * G.PER_32_BYTES)
+            charge(3 * G.BUILTIN + sum(len(x) >> 5 for x in k if type(x) in (str, bytes)) * G.PER_32_BYTES)
             return
         _size_cost(k)
         stack = list(k)
