@@ -623,6 +623,8 @@ class _Lowering:
         args = [self.value(a) for a in e.args]
         keywords = [ast.keyword(arg=k.arg, value=self.value(k.value)) for k in e.keywords]
         if isinstance(e.func, ast.Attribute):
+            if e.func.attr == "get" and _is_storage(e.func.value) and not keywords and 1 <= len(args) <= 2:
+                return _call("_sget_or", *args)  # storage.get(key, default): the hot path of most contracts
             return _call("_m_" + e.func.attr, self.expr(e.func.value), *args, keywords=keywords)
         return ast.Call(func=self.expr(e.func), args=args, keywords=keywords)
 

@@ -1418,9 +1418,15 @@ def _clear(x: Any) -> None:
 
 def _dict_get(x: Any, k: Any, default: Any = None) -> Any:
     if type(x) is Storage:
-        v = _sget(k)
-        return default if v is _ABSENT else v
+        return _sget_or(k, default)
     return x.get(_key(k), default)
+
+
+def _sget_or(k: Any, default: Any = None) -> Any:
+    """storage.get(k, default), which the compiler calls directly."""
+    charge(G.BUILTIN)  # as the method dispatch it skips
+    v = _sget(k)
+    return default if v is _ABSENT else v
 
 
 def _dict_view(which: str) -> Callable[[dict], list]:
@@ -1672,7 +1678,7 @@ _HELPERS = {f.__name__: f for f in (
     _oog, _oom, _deep, _bigint, _ck, _key, _add, _iadd, _sub, _mul, _imul, _floordiv, _mod, _truediv, _pow,
     _lshift, _rshift, _and, _or, _xor, _neg, _pos, _inv, _eq, _ne, _lt, _le, _gt, _ge, _in, _notin,
     _getitem, _getslice, _setitem, _setslice, _delitem, _delslice, _iter, _unpack, _attr, _argtype,
-    _sload, _sstore, _sdel)}
+    _sload, _sstore, _sdel, _sget_or)}
 _NAMESPACE: dict[str, Any] = {"__builtins__": {}, **BUILTIN_FUNCTIONS, **INJECTED, **_HELPERS,
                               **{"_m_" + m: _method(m) for m in METHODS}}
 
