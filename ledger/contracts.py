@@ -56,7 +56,7 @@ def move_coins(state: State, sender: bytes, to: bytes, amount: int) -> bool:
     return True
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ContractResult:
     """A successful contract run, as its receipt records it."""
 

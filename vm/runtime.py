@@ -53,7 +53,7 @@ class Host(Protocol):
     def transfer(self, sender: bytes, to: bytes, amount: int) -> bool: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Env:
     """The block and transaction a contract runs in."""
 
@@ -63,7 +63,7 @@ class Env:
     origin: bytes    # address that signed the transaction (ctx.sender)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Frame:
     this: bytes
     caller: bytes
@@ -186,7 +186,7 @@ def _ck(v: int) -> int:
 _NoneType = type(None)
 _SCALAR = (int, bool, str, bytes, _NoneType, Decimal)
 _SEQ = (list, tuple, str, bytes)
-_FLAT_KEY = (int, bool, str, bytes, _NoneType)
+_FLAT_KEY_TYPES = frozenset((int, bool, str, bytes, _NoneType))
 _TYPE_NAMES = {int: "int", bool: "bool", str: "str", bytes: "bytes", _NoneType: "None", list: "list",
                tuple: "tuple", dict: "dict", Decimal: "Decimal", range: "range"}
 
@@ -298,7 +298,7 @@ def _check_key(k: Any) -> None:
         charge(G.BUILTIN + (len(k) >> 5) * G.PER_32_BYTES)
         return
     if t is tuple:
-        if len(k) <= 8 and all(type(x) in _FLAT_KEY for x in k):  # the common ("balance", owner) key
+        if len(k) <= 8 and _FLAT_KEY_TYPES.issuperset(map(type, k)):  # the common ("balance", owner) key
             charge(3 * G.BUILTIN + sum(len(x) >> 5 for x in k if type(x) in (str, bytes)) * G.PER_32_BYTES)
             return
         _size_cost(k)
