@@ -22,7 +22,7 @@ import pytest
 
 from ledger import tx as txs
 from ledger.state import account_key, decode_account
-from vm import runtime
+from vm import meter
 from vm.compiler import compile_contract
 from vm.limits import MAX_PRINT_BYTES, MAX_SAME_HASH
 from vm.testing import DEFAULT_GAS, ContractFailed, TestChain
@@ -68,8 +68,8 @@ def assert_only_fee_paid(chain: TestChain, before: dict, gas_used: int) -> None:
 
 def assert_vm_idle() -> None:
     """Nothing of a failed execution is left in the VM's process-wide state."""
-    assert runtime._RT is None
-    assert runtime._DEPTH.cell_contents == 0
+    assert meter.RT is None
+    assert meter._DEPTH.cell_contents == 0
 
 
 def expect_failure(chain: TestChain, contract, fn: str, *args, code: str, gas: int = DEFAULT_GAS,

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from ledger import tx as txs
-from vm import runtime
+from vm import meter, runtime
 from vm.compiler import Compiled, compile_contract
 from vm.testing import ContractFailed, TestChain
 from vm.validate import ContractInvalid, Issue
@@ -82,7 +82,7 @@ def run_once(source: str, args: list) -> tuple:
         assert e.code in VM_CODES, e
     assert chain.last_receipt.gas_used <= call_limit
     outcomes.append(_receipt(chain))
-    assert runtime._RT is None and runtime._DEPTH.cell_contents == 0
+    assert meter.RT is None and meter._DEPTH.cell_contents == 0
     return tuple(outcomes)
 
 

@@ -3,7 +3,7 @@
 Why compile rather than interpret: CPython runs the contract's own bytecode at close to
 native speed, where an interpreter in Python is 30-100x slower (DESIGN 3).  The price is
 that every operation whose cost is not a constant must be routed through the runtime's
-priced wrappers (vm/runtime.py), and the gas counter must be cheap to decrement.
+priced wrappers (vm/ops.py, vm/builtins.py, vm/world.py), and the gas counter must be cheap to decrement.
 
 The shape of the generated module:
 
@@ -489,7 +489,8 @@ class _Lowering:
         return out
 
     def s_If(self, s: ast.If) -> list[ast.stmt]:
-        return [ast.If(test=self.expr(s.test), body=self.block(s.body), orelse=self.block(s.orelse) if s.orelse else [])]
+        return [ast.If(test=self.expr(s.test), body=self.block(s.body),
+                       orelse=self.block(s.orelse) if s.orelse else [])]
 
     def s_While(self, s: ast.While) -> list[ast.stmt]:
         per_iteration = gas.ITERATION + static_cost(s.test)

@@ -6,7 +6,7 @@ Gas is a function of the contract's code and of the values it handles, never of 
   block before the block runs (vm/compiler.py);
 - a loop iteration costs ITERATION plus its body; a contract function call costs CALL;
 - operations whose work grows with their operands are charged by size BEFORE they run
-  (vm/runtime.py): big-int arithmetic by machine words, sequences by elements or bytes,
+  (vm/ops.py, vm/builtins.py, vm/world.py): big-int arithmetic by machine words, sequences by elements or bytes,
   storage and events by encoded bytes.
 The figures were set from the nanoseconds per gas that bench/bench_vm_gas.py measures
 for each kind of work, so that every kind costs roughly the same time per unit (about

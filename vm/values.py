@@ -533,7 +533,7 @@ def hash_group(k: Any) -> Any:
     is safe: a str hashes as the bytes of its buffer ("x" as b"x", "" as 0), so ("a", n)
     for every multiple n of 2**61-1, or tuples of "x" and b"x" in any order, collide on
     every node too.  Keys are grouped by what their hash is certainly a function of; the
-    VM caps the distinct keys of one group at MAX_SAME_HASH (vm.runtime, _decode_map)."""
+    VM caps the distinct keys of one group at MAX_SAME_HASH (vm.sizes, _decode_map)."""
     t = type(k)
     if t is int:
         return None if -_HASH_MODULUS < k < _HASH_MODULUS else hash(k)
