@@ -63,15 +63,19 @@ def _venv_for(python: str, minor: str) -> Path:
     return py
 
 
+def python_for(minor: str) -> str:
+    """This interpreter if it is `minor`, else a venv of that CPython (skips if none)."""
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == minor:
+        return sys.executable
+    found = _interpreter(minor)
+    if found is None:
+        pytest.skip(f"Python {minor} is not installed")
+    return str(_venv_for(found, minor))
+
+
 @pytest.mark.parametrize("minor", ["3.11", "3.12", "3.13"])
 def test_same_digest_on_each_cpython(minor):
-    if f"{sys.version_info.major}.{sys.version_info.minor}" == minor:
-        python = sys.executable
-    else:
-        found = _interpreter(minor)
-        if found is None:
-            pytest.skip(f"Python {minor} is not installed")
-        python = str(_venv_for(found, minor))
+    python = python_for(minor)
     out = subprocess.run([python, str(SCRIPT)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == GOLDEN

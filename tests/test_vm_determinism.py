@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from tests import determinism_scenario
-from tests.test_determinism import SCRIPT, _interpreter, _venv_for
+from tests.test_determinism import SCRIPT, python_for
 
 
 @pytest.fixture(scope="module")
@@ -58,13 +58,7 @@ def test_same_receipts_gas_and_root_in_other_processes(here, env):
 
 @pytest.mark.parametrize("minor", ["3.11", "3.12", "3.13"])
 def test_same_receipts_gas_and_root_on_each_cpython(here, minor):
-    if f"{sys.version_info.major}.{sys.version_info.minor}" == minor:
-        python = sys.executable
-    else:
-        found = _interpreter(minor)
-        if found is None:
-            pytest.skip(f"Python {minor} is not installed")
-        python = str(_venv_for(found, minor))
+    python = python_for(minor)
     assert _run_elsewhere(python, PYTHONHASHSEED="7", PYTHONINTMAXSTRDIGITS="640") == here
 
 
@@ -102,11 +96,9 @@ def _verdicts(python: str) -> list[str]:
 
 @pytest.mark.parametrize("minor", ["3.12", "3.13"])
 def test_every_cpython_gives_the_same_verdict_on_deeply_nested_code(minor):
-    found = _interpreter(minor)
-    if found is None:
-        pytest.skip(f"Python {minor} is not installed")
+    python = python_for(minor)
     here = _verdicts(sys.executable)
     assert "[{} for q in x] 8 ok" in here
     assert any(line.startswith("[{} for q in x] 25 ") and "comprehensions are nested more than 8 deep" in line
                for line in here)
-    assert _verdicts(str(_venv_for(found, minor))) == here
+    assert _verdicts(python) == here
