@@ -82,7 +82,6 @@ _UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ
 _LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
-
 # ---- builtins ------------------------------------------------------------------------------
 
 def b_abs(x: Any) -> Any:
@@ -388,7 +387,6 @@ def b_zip(*its: Any) -> list:
 def b_Decimal(x: Any = 0) -> Decimal:
     charge(G.BUILTIN + ((len(x) >> 5) * G.PER_32_BYTES if type(x) is str else 0))
     return _number(Decimal(x))
-
 
 
 # ---- methods ---------------------------------------------------------------------------------

@@ -243,7 +243,6 @@ def _inv(a: Any) -> Any:
     raise _err(f"bad operand type for ~: {type_name(a)}")
 
 
-
 # ---- comparisons -------------------------------------------------------------------------
 
 def _compare_cost(a: Any, b: Any) -> None:
@@ -322,7 +321,6 @@ def _in(a: Any, b: Any) -> bool:
 
 def _notin(a: Any, b: Any) -> bool:
     return not _in(a, b)
-
 
 
 # ---- items, slices, iteration, attributes ------------------------------------------------

@@ -98,7 +98,6 @@ class Execution:
 meter.RT: Execution | None = None
 
 
-
 # ---- compiling and instantiating, cached ----------------------------------------------
 
 _COMPILED: OrderedDict[bytes, Compiled] = OrderedDict()
@@ -137,7 +136,6 @@ def _functions(c: Compiled) -> dict[str, Callable]:
     return fns
 
 
-
 # ---- the namespace compiled code runs in ---------------------------------------------------
 
 BUILTIN_FUNCTIONS: dict[str, Callable] = {
@@ -159,7 +157,6 @@ _HELPERS = {f.__name__: f for f in (
     _sload, _sstore, _sdel, _sget_or)}
 _NAMESPACE: dict[str, Any] = {"__builtins__": {}, **BUILTIN_FUNCTIONS, **INJECTED, **_HELPERS,
                               **{"_m_" + m: _method(m) for m in METHODS}}
-
 
 
 # ---- running contract code -------------------------------------------------------------------

@@ -146,6 +146,7 @@ def _check_key(k: Any) -> None:
                    "or tuples of them")
 
 
+# ---- the two objects that are not values: ctx and storage --------------------------------
 
 class Ctx:
     """`ctx`: read-only facts about the current call (DESIGN 3)."""

@@ -17,7 +17,7 @@ from vm.sizes import _SCALAR, _check_key, _err, _size_cost
 ADDRESS_SIZE = 20
 
 
-# ---- ctx and storage -----------------------------------------------------------------------
+# ---- storage ---------------------------------------------------------------------------------
 
 def _storage_key(k: Any) -> bytes:
     _check_key(k)
@@ -79,7 +79,6 @@ def _sdel(k: Any) -> None:
     key = _storage_key(k)
     charge(G.STORAGE_DELETE + len(key) * G.STORAGE_PER_BYTE)
     meter.RT.host.storage_set(meter.RT.frames[-1].this, key, None)
-
 
 
 # ---- injected functions ----------------------------------------------------------------------
