@@ -17,6 +17,7 @@ from ledger.params import ChainParams
 from ledger.state import Account, State, account_key, changes, get_account, get_code, get_storage, set_account
 from ledger.transition import BlockEnv, process_transaction
 from vm.limits import MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES
+from vm import gas
 from vm.testing import ContractFailed, Reverted, TestChain
 from vm.values import Decimal, decode_value, encode_value
 
@@ -624,3 +625,24 @@ def test_read_only_calls_change_nothing(chain):
     assert w.view.deposit() == 0
     assert chain.state == committed and chain.height == height
     assert get_account(State(chain.state.get), alice).nonce == get_account(State(committed.get), alice).nonce
+
+
+def test_gas_profile_gives_each_source_line_the_gas_it_spent():
+    chain = TestChain()
+    c = chain.deploy('@export\ndef work(n: int) -> int:\n    total = 0\n    for i in range(n):\n'
+                     '        total += i\n    storage["t"] = total\n    return total\n')
+    with chain.gas_profile() as prof:
+        c.work(10)
+        c.work(20)
+    rows = {(fn, line): spent for fn, line, text, spent in prof.by_line()}
+    # the loop body's line: 30 iterations at ITERATION + 4 nodes each
+    assert rows[("work", 5)] == 30 * (gas.ITERATION + 4 * gas.NODE)
+    # the storage write is the most expensive line of all
+    assert prof.by_line()[0][:3] == ("work", 6, 'storage["t"] = total')
+    # every unit of the calls' own execution is on some line; intrinsic gas is not
+    intrinsic = sum(r.gas_used for r in chain.receipts[-2:]) - sum(rows.values())
+    assert intrinsic == 2 * (gas.CALL_TX + gas.TX_DATA_PER_BYTE * (len("work") + 2) + 2 * gas.TX_ARG_PER_UNIT)
+    assert "storage[\"t\"] = total" in prof.table()
+    with chain.gas_profile() as idle:
+        pass
+    assert idle.by_line() == []

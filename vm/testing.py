@@ -20,6 +20,7 @@ to snapshot and roll back (`with chain.snapshot(): ...`).
 from __future__ import annotations
 
 import contextlib
+import sys
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -32,7 +33,8 @@ from ledger.state import (Account, State, changes, get_account, get_code, get_st
 from ledger.transition import BlockEnv, process_transaction
 from ledger import errors
 from ledger import tx as txs
-from vm.compiler import compile_contract
+from vm import meter
+from vm.compiler import FILENAME_PREFIX, code_hash, compile_contract
 from vm.limits import MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES
 from vm.validate import ContractInvalid
 from vm.values import decode_value, encode_value
@@ -203,6 +205,75 @@ class TestChain:
     def last_receipt(self) -> Receipt:
         return self.receipts[-1]
 
+    @contextlib.contextmanager
+    def gas_profile(self) -> Iterator["GasProfile"]:
+        """Gas spent per contract source line by what runs inside the block:
+
+            with chain.gas_profile() as prof:
+                token.transfer_to(bob.address, 5)
+            print(prof.table())
+
+        A tracer (sys.settrace, so tests only: nothing of it reaches consensus) reads the
+        gas counter at each line a contract runs and gives the difference to the line
+        before: a basic block's static charge lands on its first line, a builtin's or a
+        storage access's priced work on the line that called it."""
+        prof = GasProfile(self)
+        previous = sys.gettrace()
+        sys.settrace(prof.trace)
+        try:
+            yield prof
+        finally:
+            sys.settrace(previous)
+            prof.settle()
+
+
+class GasProfile:
+    """Gas per (contract, function, line), filled by TestChain.gas_profile."""
+
+    def __init__(self, chain: TestChain):
+        self.chain = chain
+        self.gas: dict[tuple[str, str, int], int] = {}
+        self._where: tuple[str, str, int] | None = None
+        self._left = 0
+        self._rt: Any = None
+
+    def trace(self, frame: Any, event: str, arg: Any) -> Any:
+        code = frame.f_code
+        if not code.co_filename.startswith(FILENAME_PREFIX) or code.co_name in ("_outer", "_factory"):
+            return None
+        return self._line
+
+    def _line(self, frame: Any, event: str, arg: Any) -> Any:
+        self.settle()
+        if event == "line":
+            self._where = (frame.f_code.co_filename, frame.f_code.co_name, frame.f_lineno)
+        return self._line
+
+    def settle(self) -> None:
+        """Give the gas spent since the last line event to that line (within one
+        execution: between two, the counter is reset)."""
+        left, rt = meter._GAS.cell_contents, meter.RT
+        if self._where is not None and rt is not None and rt is self._rt and left < self._left:
+            self.gas[self._where] = self.gas.get(self._where, 0) + self._left - left
+        self._left, self._rt = left, rt
+
+    def by_line(self) -> list[tuple[str, int, str, int]]:
+        """(function, line, source text, gas), most expensive first."""
+        sources = {FILENAME_PREFIX + code_hash(src).hex()[:16] + ">": src.split("\n")
+                   for src in _deployed_sources(self.chain)}
+        rows = []
+        for (filename, function, line), spent in self.gas.items():
+            text = sources.get(filename, [])
+            rows.append((function, line, text[line - 1].strip() if 0 < line <= len(text) else "", spent))
+        return sorted(rows, key=lambda r: -r[3])
+
+    def table(self) -> str:
+        return "\n".join(f"{spent:>12,}  {fn}:{line:<5} {text}" for fn, line, text, spent in self.by_line())
+
+
+def _deployed_sources(chain: TestChain) -> list[str]:
+    return [get_code(State(chain.state.get), k[1:]) for k in chain.state if k[:1] == b"c"]
+
 
 def _raise_failed(r: Receipt, source: str | None = None) -> None:
     if r.status == STATUS_SUCCESS:
@@ -257,4 +328,4 @@ class _Views:
         return view
 
 
-__all__ = ["TestChain", "Contract", "ContractFailed", "Reverted", "OutOfGas", "Event"]
+__all__ = ["TestChain", "Contract", "ContractFailed", "Reverted", "OutOfGas", "Event", "GasProfile"]
