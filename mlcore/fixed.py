@@ -83,7 +83,8 @@ def dequantize(q, fmt: FixedFormat) -> np.ndarray:
     return np.asarray(q).astype(np.float64) / float(1 << fmt.frac_bits)
 
 
-def _int_array(x) -> jnp.ndarray:
+def int_array(x) -> jnp.ndarray:
+    """x as a jnp array, which must hold int32 or int64: no other dtype is a fixed-point value."""
     x = jnp.asarray(x)
     if x.dtype not in (jnp.int32, jnp.int64):
         raise TypeError(f"expected an int32 or int64 array, got {x.dtype}")
@@ -97,7 +98,7 @@ def _check_shift(s: int) -> None:
 
 def saturate(x, fmt: FixedFormat) -> jnp.ndarray:
     """clip(x, -max_abs, max_abs), stored in fmt's integer dtype."""
-    x = _int_array(x)
+    x = int_array(x)
     return jnp.clip(x.astype(jnp.int64), -fmt.max_abs, fmt.max_abs).astype(fmt.dtype)
 
 
@@ -108,7 +109,7 @@ def round_shift(x, s: int) -> jnp.ndarray:
     every int64 x but free of the overflow of x + 2**(s-1) near the top of the range.
     """
     _check_shift(s)
-    x = _int_array(x).astype(jnp.int64)
+    x = int_array(x).astype(jnp.int64)
     if s == 0:
         return x
     low = x & ((1 << s) - 1)
@@ -169,7 +170,7 @@ def stochastic_shift(x, s: int, key) -> jnp.ndarray:
     (x >> s) + (((x & (2**s - 1)) + r) >> s).
     """
     _check_shift(s)
-    x = _int_array(x).astype(jnp.int64)
+    x = int_array(x).astype(jnp.int64)
     if s == 0:
         return x
     r = (random_bits(key, x.shape) >> (64 - s)).astype(jnp.int64)

@@ -1,0 +1,165 @@
+"""Elementwise ops, ReLU, integer exp / softmax / sigmoid and loss gradients on fixed-point tensors.
+
+Every function is pure, integer-only and jit-compatible (formats are static Python values); the
+exact rules are in docs/mlcore.md section 6 and tests/test_mlcore_activations.py holds a numpy int64
+reference that must match them bit for bit.  exp is 2**(x * log2 e): the product splits into an
+integer part (a shift) and a fraction whose power of two is a frozen integer polynomial, so no
+float or transcendental function is ever evaluated on device.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from mlcore.fixed import FixedFormat, int_array, rescale, round_shift, saturate
+
+INT64_MAX = (1 << 63) - 1
+
+# Internal precision of exp: Q.30.  round(log2(e) * 2**30); log2(e) = 1.44269504088896340736...
+EXP_FRAC = 30
+ONE = 1 << EXP_FRAC
+LOG2E = 1549082005
+# 2**f for f = r / 2**30 in [0, 1), Horner in Q.30: p = c6; p = round_shift(p * r, 30) + c_k for k = 5..0.
+# Fitted once (near-minimax, c0 fixed to 2**30 so exp(0) is exactly 1) and frozen; over all 2**30
+# inputs p is monotone, in [2**30, 2**31) and within 6.58 Q.30 units of 2**f (tests re-measure it).
+EXP2_POLY = (1073741824, 744260928, 257944889, 59573866, 10395077, 1333042, 234018)
+# Inputs below -EXP_CLAMP (real value) are clamped there: exp(-64) < 2**-92 already rounds to 0 in
+# every output format exp allows, so the clamp changes no result; it only keeps x * LOG2E in int64.
+EXP_CLAMP = 64
+EXP_MAX_IN_FRAC = 25  # 64 * 2**25 * LOG2E < 2**62
+
+# Probabilities (softmax, sigmoid, one-hot targets, p - y): Q.16 in int32, |q| <= 1.0.
+PROBS = FixedFormat(frac_bits=16, bits=32, max_abs=1 << 16)
+
+
+def _check_sum_safe(fmt: FixedFormat) -> None:
+    if 2 * fmt.max_abs > INT64_MAX:
+        raise ValueError(f"format max_abs {fmt.max_abs} too large: a sum or difference could overflow int64")
+
+
+def add(a, b, fmt: FixedFormat) -> jnp.ndarray:
+    """saturate(a + b, fmt); a and b are in fmt (same fractional bits), broadcasting allowed."""
+    _check_sum_safe(fmt)
+    return saturate(int_array(a).astype(jnp.int64) + int_array(b).astype(jnp.int64), fmt)
+
+
+def sub(a, b, fmt: FixedFormat) -> jnp.ndarray:
+    """saturate(a - b, fmt); a and b are in fmt (same fractional bits), broadcasting allowed."""
+    _check_sum_safe(fmt)
+    return saturate(int_array(a).astype(jnp.int64) - int_array(b).astype(jnp.int64), fmt)
+
+
+def mul(a, b, a_fmt: FixedFormat, b_fmt: FixedFormat, out_fmt: FixedFormat) -> jnp.ndarray:
+    """rescale(a * b, fa + fb - f_out, out_fmt): the exact int64 product, rounded half up, saturated."""
+    if a_fmt.max_abs * b_fmt.max_abs > INT64_MAX:
+        raise ValueError("a_fmt.max_abs * b_fmt.max_abs exceeds int64: the product could overflow")
+    s = a_fmt.frac_bits + b_fmt.frac_bits - out_fmt.frac_bits
+    if s < 0:
+        raise ValueError(f"out_fmt has more fractional bits ({out_fmt.frac_bits}) than the product")
+    return rescale(int_array(a).astype(jnp.int64) * int_array(b).astype(jnp.int64), s, out_fmt)
+
+
+def relu(x) -> jnp.ndarray:
+    """max(x, 0), same dtype and format."""
+    x = int_array(x)
+    return jnp.maximum(x, jnp.zeros((), x.dtype))
+
+
+def relu_mask(x) -> jnp.ndarray:
+    """The derivative of ReLU at the pre-activation x as 0/1 in x's dtype (0 at x = 0).
+
+    Backprop multiplies the incoming gradient by it; that product is exact and needs no rescale.
+    """
+    x = int_array(x)
+    return (x > 0).astype(x.dtype)
+
+
+def exp2_frac(r: jnp.ndarray) -> jnp.ndarray:
+    """2**(r / 2**30) in Q.30 for int64 r in [0, 2**30): Horner on EXP2_POLY with round-half-up."""
+    p = jnp.full(r.shape, EXP2_POLY[-1], jnp.int64)
+    for c in EXP2_POLY[-2::-1]:
+        p = round_shift(p * r, EXP_FRAC) + c
+    return p
+
+
+def _check_exp_formats(fmt: FixedFormat, out_frac: int) -> None:
+    if fmt.frac_bits > EXP_MAX_IN_FRAC:
+        raise ValueError(f"exp input may have at most {EXP_MAX_IN_FRAC} fractional bits, got {fmt.frac_bits}")
+    if not isinstance(out_frac, int) or not 0 <= out_frac <= EXP_FRAC:
+        raise ValueError(f"exp output fractional bits must be an int in [0, {EXP_FRAC}], got {out_frac!r}")
+
+
+def exp_nonpos(x, fmt: FixedFormat, out_frac: int = EXP_FRAC) -> jnp.ndarray:
+    """exp(min(x, 0)) as int64 with out_frac fractional bits, in [0, 2**out_frac]; exp(0) is exactly 1.
+
+    x (in fmt, at most 25 fractional bits) is clamped to [-64, 0]; t = round_shift(x * LOG2E, f) is
+    log2 of the result in Q.30; n = t >> 30 (<= 0) and r = t & (2**30 - 1) give
+    2**t = 2**n * exp2_frac(r), and the shift by 30 - out_frac - n (capped at 62, where the result is
+    already 0) rounds half up.
+    """
+    _check_exp_formats(fmt, out_frac)
+    x = jnp.clip(int_array(x).astype(jnp.int64), -(EXP_CLAMP << fmt.frac_bits), 0)
+    t = round_shift(x * LOG2E, fmt.frac_bits)
+    n = t >> EXP_FRAC
+    p = exp2_frac(t & (ONE - 1))
+    s = jnp.clip(EXP_FRAC - out_frac - n, 0, 62)
+    return (p + (jnp.left_shift(jnp.int64(1), s) >> 1)) >> s
+
+
+def div_round_half_up(num: jnp.ndarray, den: jnp.ndarray) -> jnp.ndarray:
+    """floor(num / den + 1/2) = (2 num + den) // (2 den), for num >= 0, den > 0 and 2 num + den < 2**63.
+
+    Those are the only signs softmax and sigmoid produce; the integer division is exact.
+    """
+    return (2 * num + den) // (2 * den)
+
+
+def _check_prob_format(out_fmt: FixedFormat) -> None:
+    if out_fmt.frac_bits > EXP_FRAC:
+        raise ValueError(f"output may have at most {EXP_FRAC} fractional bits, got {out_fmt.frac_bits}")
+
+
+def softmax(x, fmt: FixedFormat, out_fmt: FixedFormat = PROBS) -> jnp.ndarray:
+    """Softmax over the last axis: e = exp_nonpos(x - rowmax) in Q.30, exact int64 row sum S >= 2**30,
+    p = div_round_half_up(e * 2**f_out, S), saturated to out_fmt.
+
+    The row maximum maps to exactly 2**30, so S > 0; each p is within half an output unit (plus the
+    exp error, below 2**-27 absolute) of the float softmax.
+    """
+    _check_sum_safe(fmt)
+    _check_prob_format(out_fmt)
+    x = int_array(x).astype(jnp.int64)
+    if x.ndim < 1 or x.shape[-1] < 1:
+        raise ValueError(f"softmax needs a non-empty last axis, got shape {x.shape}")
+    e = exp_nonpos(x - jnp.max(x, axis=-1, keepdims=True), fmt)
+    total = jnp.sum(e, axis=-1, keepdims=True)
+    return saturate(div_round_half_up(e << out_fmt.frac_bits, total), out_fmt)
+
+
+def sigmoid(x, fmt: FixedFormat, out_fmt: FixedFormat = PROBS) -> jnp.ndarray:
+    """1 / (1 + exp(-x)) through e = exp_nonpos(-|x|) in Q.30, for both signs without overflow:
+
+    x >= 0: p = div_round_half_up(2**30 * 2**f_out, 2**30 + e)
+    x <  0: p = div_round_half_up(e * 2**f_out, 2**30 + e)
+    saturated to out_fmt.  The two numerators of x and -x add up to the denominator times 2**f_out.
+    """
+    _check_prob_format(out_fmt)
+    x = int_array(x).astype(jnp.int64)
+    e = exp_nonpos(-jnp.abs(x), fmt)
+    num = jnp.where(x >= 0, ONE, e) << out_fmt.frac_bits
+    return saturate(div_round_half_up(num, ONE + e), out_fmt)
+
+
+def cross_entropy_grad(p, y, fmt: FixedFormat = PROBS) -> jnp.ndarray:
+    """d(cross-entropy)/d(logits) of one example = p - y (softmax p, one-hot y, both in fmt); no log.
+
+    With PROBS the difference lies in [-1, 1] and is exact.  Averaging over a batch is the caller's.
+    """
+    return sub(p, y, fmt)
+
+
+def mse_grad(pred, target, fmt: FixedFormat) -> jnp.ndarray:
+    """d(1/2 (pred - target)**2)/d(pred) = pred - target, saturated to fmt (both in fmt).
+
+    The 1/2 in the loss absorbs the factor 2; averaging over a batch is the caller's.
+    """
+    return sub(pred, target, fmt)
