@@ -8,13 +8,8 @@ Python integers instead of shifts and masks).
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
-import subprocess
-import sys
 from decimal import Decimal, getcontext
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -25,8 +20,8 @@ from mlcore.activations import (EXP2_POLY, EXP_FRAC, LOG2E, PROBS, add, cross_en
                                 relu_mask, sigmoid, softmax, sub)
 from mlcore.fixed import WEIGHTS, FixedFormat, dequantize, quantize
 from tests.test_mlcore_fixed import ref_round_shift, ref_saturate
+from tests.xla_configs import assert_same_everywhere
 
-ROOT = Path(__file__).resolve().parent.parent
 Q8_64 = FixedFormat(8, 64, 1 << 40)
 Q25_64 = FixedFormat(25, 64, 1 << 40)
 Q0_32 = FixedFormat(0, 32, (1 << 31) - 1)
@@ -348,12 +343,6 @@ out = {"devices": n, "shards": len(getattr(p, "addressable_shards", [0])),
 print(json.dumps(out))
 """
 
-FLAGS = {
-    "default": "",
-    "8 devices": "--xla_force_host_platform_device_count=8",
-    "fast math": "--xla_cpu_enable_fast_math=true",
-    "sse4.2": "--xla_cpu_max_isa=SSE4_2",
-}
 
 
 def test_same_bits_across_devices_and_cpu_flags(tmp_path):
@@ -366,17 +355,4 @@ def test_same_bits_across_devices_and_cpu_flags(tmp_path):
     expected = {"softmax": sha(p), "grad": sha((p.astype(np.int64) - y).astype(np.int32)),
                 "sigmoid": sha(ref_sigmoid(x, WEIGHTS)), "exp": sha(ref_exp(-np.abs(x), 16)),
                 "mul": sha(ref_mul(x, x, WEIGHTS, WEIGHTS, WEIGHTS))}
-    procs = {}
-    for name, flags in FLAGS.items():
-        env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu",
-                   PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-        procs[name] = subprocess.Popen([sys.executable, "-c", SCENARIO, str(tmp_path / "in.npz")],
-                                       env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       text=True)
-    for name, p in procs.items():
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, f"{name}: {err[-2000:]}"
-        got = json.loads(out.strip().splitlines()[-1])
-        devices = 8 if name == "8 devices" else 1
-        assert (got.pop("devices"), got.pop("shards")) == (devices, devices), name
-        assert got == expected, name
+    assert_same_everywhere(SCENARIO, tmp_path / "in.npz", expected)

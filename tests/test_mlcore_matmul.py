@@ -3,11 +3,6 @@ select them are enforced, and the bits do not depend on jit, device count or XLA
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -17,8 +12,8 @@ from mlcore.fixed import WEIGHTS, FixedFormat, digit_bound, rng_key
 from mlcore.matmul import (F64_EXACT, K_CHUNK_MAX, check, choose_lowering, kernel, matmul,
                            matmul_digits, matmul_f64, split_digits)
 from tests.test_mlcore_fixed import ref_round_shift, ref_saturate, ref_stochastic_shift
+from tests.xla_configs import assert_same_everywhere
 
-ROOT = Path(__file__).resolve().parent.parent
 FULL32 = FixedFormat(0, 32, (1 << 31) - 1)
 
 
@@ -183,12 +178,6 @@ print(json.dumps({"devices": n, "shards": len(getattr(acc, "addressable_shards",
                   "digits": sha(acc), "f64": sha(acc64), "rescale": sha(r), "stochastic": sha(s)}))
 """
 
-FLAGS = {
-    "default": "",
-    "8 devices": "--xla_force_host_platform_device_count=8",
-    "fast math": "--xla_cpu_enable_fast_math=true",
-    "sse4.2": "--xla_cpu_max_isa=SSE4_2",
-}
 
 
 def test_same_bits_across_devices_and_cpu_flags(tmp_path):
@@ -205,17 +194,4 @@ def test_same_bits_across_devices_and_cpu_flags(tmp_path):
     assert np.mean(rounded != stochastic) > 0.2
     expected = {"digits": sha(acc), "f64": sha(ref_matmul(sa, sb)),
                 "rescale": sha(rounded), "stochastic": sha(stochastic)}
-    procs = {}
-    for name, flags in FLAGS.items():
-        env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu",
-                   PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-        procs[name] = subprocess.Popen([sys.executable, "-c", SCENARIO, str(tmp_path / "in.npz")],
-                                       env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       text=True)
-    for name, p in procs.items():
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, f"{name}: {err[-2000:]}"
-        got = json.loads(out.strip().splitlines()[-1])
-        devices = 8 if name == "8 devices" else 1
-        assert (got.pop("devices"), got.pop("shards")) == (devices, devices), name
-        assert got == expected, name
+    assert_same_everywhere(SCENARIO, tmp_path / "in.npz", expected)

@@ -9,11 +9,6 @@ divmod for the mean, the activations tests' softmax reference).
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -25,8 +20,8 @@ from mlcore.activations import PROBS
 from mlcore.fixed import WEIGHTS, dequantize, quantize
 from tests.test_mlcore_activations import ref_softmax
 from tests.test_mlcore_fixed import ref_key, ref_random_bits, ref_round_shift, ref_saturate
+from tests.xla_configs import CONFIGS, assert_same_everywhere
 
-ROOT = Path(__file__).resolve().parent.parent
 TRAIN = jax.jit(M.train_steps, static_argnames=("lr", "momentum"))
 LR = 1 << 15  # 0.5
 MU = 58982  # 0.9 in Q.16
@@ -265,11 +260,8 @@ print(json.dumps(out))
 
 # fast-math and the SSE4.2 code path share one process to keep the test short: each alone is
 # checked for the kernels in test_mlcore_matmul.py and test_mlcore_activations.py
-FLAGS = {
-    "default": "",
-    "8 devices": "--xla_force_host_platform_device_count=8",
-    "fast math, sse4.2": "--xla_cpu_enable_fast_math=true --xla_cpu_max_isa=SSE4_2",
-}
+FLAGS = {"default": CONFIGS["default"], "8 devices": CONFIGS["8 devices"],  # fast math and SSE4.2 in one
+         "fast math, sse4.2": f"{CONFIGS['fast math']} {CONFIGS['sse4.2']}"}     # process, to save time
 
 
 def test_twenty_steps_same_bits_across_devices_and_cpu_flags(tmp_path):
@@ -279,20 +271,7 @@ def test_twenty_steps_same_bits_across_devices_and_cpu_flags(tmp_path):
     for name, params in (("softmax", M.init_softmax(9, 6, 3)), ("mlp", M.init_mlp(9, 6, 16, 3))):
         p, v, hits = ref_train(params, xs, ys, LR, MU)
         expected[name], expected[name + " hits"] = sha(p + v), hits
-    procs = {}
-    for name, flags in FLAGS.items():
-        env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu",
-                   PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-        procs[name] = subprocess.Popen([sys.executable, "-c", SCENARIO, str(tmp_path / "in.npz")],
-                                       env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       text=True)
-    for name, p in procs.items():
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, f"{name}: {err[-2000:]}"
-        got = json.loads(out.strip().splitlines()[-1])
-        devices = 8 if name == "8 devices" else 1
-        assert (got.pop("devices"), got.pop("shards")) == (devices, devices), name
-        assert got == expected, name
+    assert_same_everywhere(SCENARIO, tmp_path / "in.npz", expected, FLAGS)
 
 
 # ---- it learns, like float32 from the same start ---------------------------------------------
