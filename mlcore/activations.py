@@ -3,12 +3,14 @@
 Every function is pure, integer-only and jit-compatible (formats are static Python values); the
 exact rules are in docs/mlcore.md section 6 and tests/test_mlcore_activations.py holds a numpy int64
 reference that must match them bit for bit.  exp is 2**(x * log2 e): the product splits into an
-integer part (a shift) and a fraction whose power of two is a frozen integer polynomial, so no
-float or transcendental function is ever evaluated on device.
+integer part (a shift) and a fraction whose power of two is a frozen integer polynomial; ln splits
+its input into a power of two (the bit length) and a mantissa whose log is a series with integer
+coefficients; so no float or transcendental function is ever evaluated on device.
 """
 from __future__ import annotations
 
 import jax.numpy as jnp
+from jax import lax
 
 from mlcore.fixed import FixedFormat, int_array, rescale, round_shift, saturate
 
@@ -26,6 +28,14 @@ EXP2_POLY = (1073741824, 744260928, 257944889, 59573866, 10395077, 1333042, 2340
 # every output format exp allows, so the clamp changes no result; it only keeps x * LOG2E in int64.
 EXP_CLAMP = 64
 EXP_MAX_IN_FRAC = 25  # 64 * 2**25 * LOG2E < 2**62
+
+# ln: internal precision Q.30.  LN2 = round(ln(2) * 2**30), ln(2) = 0.69314718055994530941...
+LN2 = 744261118
+# ln(m) = 2 atanh(s) = sum_k 2 s**(2k+1) / (2k+1) with s = (m - 1) / (m + 1) in [0, 1/3) for m in
+# [1, 2); LN_SERIES[k] = round(2**31 / (2k + 1)) half up, i.e. (2**32 + 2k + 1) // (4k + 2).  The
+# first omitted term is below 2 * 3**-15 / 15 * 9/8 < 1.1e-8 (12 Q.30 units).
+LN_SERIES = (2147483648, 715827883, 429496730, 306783378, 238609294, 195225786, 165191050)
+LN_IN_MAX = (1 << 31) - 1  # ln_q16 takes Q.16 values in [1, 2**31 - 1] (smaller ones are clamped to 1)
 
 # Probabilities (softmax, sigmoid, one-hot targets, p - y): Q.16 in int32, |q| <= 1.0.
 PROBS = FixedFormat(frac_bits=16, bits=32, max_abs=1 << 16)
@@ -163,3 +173,25 @@ def mse_grad(pred, target, fmt: FixedFormat) -> jnp.ndarray:
     The 1/2 in the loss absorbs the factor 2; averaging over a batch is the caller's.
     """
     return sub(pred, target, fmt)
+
+
+def ln_q16(x) -> jnp.ndarray:
+    """ln(x / 2**16) in Q.16 (int64) for a Q.16 value x, clamped to [1, 2**31 - 1] first.
+
+    k = bit_length(x) - 1 (from clz), m = x * 2**(30 - k) in [2**30, 2**31) exactly (Q.30 mantissa);
+    s = div_round_half_up((m - 2**30) * 2**30, m + 2**30)      (Q.30, (m - 1) / (m + 1) in [0, 1/3))
+    z = round_shift(s * s, 30);  q = LN_SERIES[6];  q = round_shift(q * z, 30) + LN_SERIES[j], j = 5..0
+    t = (k - 16) * LN2 + round_shift(q * s, 30)                  (ln(x / 2**16) in Q.30)
+    result = round_shift(t, 14)
+    Within 0.5 + 2**-10 Q.16 units of the exact log (docs/mlcore.md section 6; the tests measure it).
+    """
+    x = jnp.clip(int_array(x).astype(jnp.int64), 1, LN_IN_MAX)
+    k = 63 - lax.clz(x)
+    m = x << (EXP_FRAC - k)
+    s = div_round_half_up((m - ONE) << EXP_FRAC, m + ONE)
+    z = round_shift(s * s, EXP_FRAC)
+    q = jnp.full(x.shape, LN_SERIES[-1], jnp.int64)
+    for c in LN_SERIES[-2::-1]:
+        q = round_shift(q * z, EXP_FRAC) + c
+    t = (k - 16) * LN2 + round_shift(q * s, EXP_FRAC)
+    return round_shift(t, EXP_FRAC - 16)

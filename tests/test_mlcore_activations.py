@@ -1,6 +1,6 @@
 """mlcore.activations against an independent numpy reference: elementwise ops, ReLU, integer exp,
-softmax, sigmoid and loss gradients, bit for bit; their accuracy against float64 math; and the same
-bits under jit, eager, 8 sharded devices and XLA CPU flags.
+softmax, sigmoid, the integer log and loss gradients, bit for bit; their accuracy against float64
+math; and the same bits under jit, eager, 8 sharded devices and XLA CPU flags.
 
 The references are the rules of docs/mlcore.md section 6 written naively (floor division and exact
 Python integers instead of shifts and masks).
@@ -15,9 +15,9 @@ import jax
 import numpy as np
 import pytest
 
-from mlcore.activations import (EXP2_POLY, EXP_FRAC, LOG2E, PROBS, add, cross_entropy_grad,
-                                div_round_half_up, exp2_frac, exp_nonpos, mse_grad, mul, relu,
-                                relu_mask, sigmoid, softmax, sub)
+from mlcore.activations import (EXP2_POLY, EXP_FRAC, LN2, LN_SERIES, LOG2E, PROBS, add,
+                                cross_entropy_grad, div_round_half_up, exp2_frac, exp_nonpos,
+                                ln_q16, mse_grad, mul, relu, relu_mask, sigmoid, softmax, sub)
 from mlcore.fixed import WEIGHTS, FixedFormat, dequantize, quantize
 from tests.test_mlcore_fixed import ref_round_shift, ref_saturate
 from tests.xla_configs import assert_same_everywhere
@@ -68,6 +68,22 @@ def ref_sigmoid(x: np.ndarray, fmt: FixedFormat, out_fmt: FixedFormat = PROBS) -
     return ref_saturate(ref_div_half_up(num, 2 ** 30 + e), out_fmt)
 
 
+def ref_ln_q16(x: np.ndarray) -> np.ndarray:
+    """ln(x / 2**16) in Q.16 by the documented steps, on exact Python integers."""
+    def one(v: int) -> int:
+        v = min(max(v, 1), 2 ** 31 - 1)
+        k = v.bit_length() - 1
+        m = v * 2 ** (30 - k)
+        s = (2 * (m - 2 ** 30) * 2 ** 30 + (m + 2 ** 30)) // (2 * (m + 2 ** 30))
+        z = (s * s + 2 ** 29) // 2 ** 30
+        q = LN_SERIES[-1]
+        for c in LN_SERIES[-2::-1]:
+            q = (q * z + 2 ** 29) // 2 ** 30 + c
+        t = (k - 16) * LN2 + (q * s + 2 ** 29) // 2 ** 30
+        return (t + 2 ** 13) // 2 ** 14
+    return np.array([one(int(v)) for v in np.ravel(x)], dtype=np.int64).reshape(np.shape(x))
+
+
 def ref_mul(a, b, a_fmt, b_fmt, out_fmt) -> np.ndarray:
     prod = a.astype(object) * b.astype(object)
     s = a_fmt.frac_bits + b_fmt.frac_bits - out_fmt.frac_bits
@@ -106,6 +122,8 @@ def test_frozen_constants():
     log2e = Decimal(1).exp().ln() / Decimal(2).ln()
     assert LOG2E == int((log2e * 2 ** 30).to_integral_value())
     assert EXP2_POLY[0] == 2 ** 30 and PROBS == FixedFormat(16, 32, 1 << 16)
+    assert LN2 == int((Decimal(2).ln() * 2 ** 30).to_integral_value())
+    assert LN_SERIES == tuple((2 ** 32 + 2 * k + 1) // (4 * k + 2) for k in range(7))  # 2**31 / (2k+1)
 
 
 def test_exp2_polynomial_matches_reference_and_is_accurate():
@@ -276,6 +294,34 @@ def test_div_round_half_up():
     assert got.tolist()[:6] == [0, 1, 1, 2, 1, 4]  # ties (1/2, 3/2, 5/10, 7/2) round up
 
 
+# ---- ln ----------------------------------------------------------------------------------------
+
+LN = jax.jit(ln_q16)
+
+
+def test_ln_exhaustive_over_probabilities():
+    """Every Q.16 probability 1..2**16: bit for bit the reference, within 0.5 + 2**-10 units of the
+    float64 log (measured 0.50060), monotone, exact at 1 and at powers of two up to rounding."""
+    p = np.arange(1, (1 << 16) + 1, dtype=np.int32)
+    got = jx(LN(p))
+    assert got.dtype == np.int64 and np.array_equal(got, ref_ln_q16(p))
+    err = np.abs(got - np.log(p / 2 ** 16) * 2 ** 16)
+    assert err.max() < 0.5 + 2 ** -10
+    assert got[-1] == 0 and got[0] == -726817 and np.all(np.diff(got) >= 0)  # ln(2**-16) = -11.09
+    assert np.array_equal(got[(1 << np.arange(17)) - 1], np.round(np.log(2.0) * np.arange(-16, 1) * 2 ** 16))
+
+
+def test_ln_over_int32_and_clamps():
+    rng = np.random.default_rng(13)
+    x = np.concatenate([rng.integers(1, 2 ** 31 - 1, 3000), [2 ** 31 - 1, 2 ** 30, 0, -5, 1]])
+    for dt in (np.int32, np.int64):
+        got = jx(LN(x.astype(dt)))
+        assert np.array_equal(got, ref_ln_q16(x))
+    assert got[-3] == got[-2] == got[-1] == -726817  # inputs below 1 unit count as 1
+    assert np.abs(got[:-3] - np.log(x[:-3] / 2 ** 16) * 2 ** 16).max() < 0.5 + 2 ** -10
+    assert jx(LN(np.array([2 ** 40], np.int64)))[0] == got[-5]  # clamped to 2**31 - 1
+
+
 # ---- loss gradients --------------------------------------------------------------------------
 
 def test_cross_entropy_grad_is_p_minus_y():
@@ -323,7 +369,7 @@ import numpy as np
 import jax
 from jax.sharding import NamedSharding, PartitionSpec as P
 from mlcore.fixed import WEIGHTS
-from mlcore.activations import cross_entropy_grad, exp_nonpos, mul, sigmoid, softmax
+from mlcore.activations import cross_entropy_grad, exp_nonpos, ln_q16, mul, sigmoid, softmax
 
 def sha(x):
     return hashlib.sha256(np.asarray(x).tobytes()).hexdigest()
@@ -339,7 +385,8 @@ out = {"devices": n, "shards": len(getattr(p, "addressable_shards", [0])),
        "softmax": sha(p), "grad": sha(jax.jit(cross_entropy_grad)(p, y)),
        "sigmoid": sha(jax.jit(sigmoid, static_argnums=(1,))(x, WEIGHTS)),
        "exp": sha(jax.jit(exp_nonpos, static_argnums=(1,))(-abs(x), WEIGHTS)),
-       "mul": sha(jax.jit(mul, static_argnums=(2, 3, 4))(x, x, WEIGHTS, WEIGHTS, WEIGHTS))}
+       "mul": sha(jax.jit(mul, static_argnums=(2, 3, 4))(x, x, WEIGHTS, WEIGHTS, WEIGHTS)),
+       "ln": sha(jax.jit(ln_q16)(p))}
 print(json.dumps(out))
 """
 
@@ -354,5 +401,5 @@ def test_same_bits_across_devices_and_cpu_flags(tmp_path):
     p = ref_softmax(x, WEIGHTS)
     expected = {"softmax": sha(p), "grad": sha((p.astype(np.int64) - y).astype(np.int32)),
                 "sigmoid": sha(ref_sigmoid(x, WEIGHTS)), "exp": sha(ref_exp(-np.abs(x), 16)),
-                "mul": sha(ref_mul(x, x, WEIGHTS, WEIGHTS, WEIGHTS))}
+                "mul": sha(ref_mul(x, x, WEIGHTS, WEIGHTS, WEIGHTS)), "ln": sha(ref_ln_q16(p))}
     assert_same_everywhere(SCENARIO, tmp_path / "in.npz", expected)
