@@ -12,9 +12,10 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
-from mlcore.fixed import FixedFormat, int_array, rescale, round_shift, saturate
+from mlcore.fixed import FixedFormat, int_array, materialize, rescale, round_shift_small, saturate
 
 INT64_MAX = (1 << 63) - 1
+F64_EXACT = 1 << 53  # every integer of magnitude <= 2**53 is a float64
 
 # Internal precision of exp: Q.30.  round(log2(e) * 2**30); log2(e) = 1.44269504088896340736...
 EXP_FRAC = 30
@@ -36,6 +37,9 @@ LN2 = 744261118
 # first omitted term is below 2 * 3**-15 / 15 * 9/8 < 1.1e-8 (12 Q.30 units).
 LN_SERIES = (2147483648, 715827883, 429496730, 306783378, 238609294, 195225786, 165191050)
 LN_IN_MAX = (1 << 31) - 1  # ln_q16 takes Q.16 values in [1, 2**31 - 1] (smaller ones are clamped to 1)
+# Inputs below 2**22 (bit length k <= 21) keep ln's division numerator 2**31 (x - 2**k) + x + 2**k
+# below 2**53, so it runs in float64 (floor_div_nonneg).
+LN_F64_MAX = 1 << 22
 
 # Probabilities (softmax, sigmoid, one-hot targets, p - y): Q.16 in int32, |q| <= 1.0.
 PROBS = FixedFormat(frac_bits=16, bits=32, max_abs=1 << 16)
@@ -84,10 +88,15 @@ def relu_mask(x) -> jnp.ndarray:
 
 
 def exp2_frac(r: jnp.ndarray) -> jnp.ndarray:
-    """2**(r / 2**30) in Q.30 for int64 r in [0, 2**30): Horner on EXP2_POLY with round-half-up."""
+    """2**(r / 2**30) in Q.30 for int64 r in [0, 2**30): Horner on EXP2_POLY with round-half-up.
+
+    Every Horner value lies in [0, sum(EXP2_POLY)) within [0, 2**31) (positive coefficients, and
+    p * r / 2**30 < p), so p * r + 2**29 < 2**61 never overflows and the plain
+    (p * r + 2**29) >> 30 is round_shift(p * r, 30) without its overflow guard (a third of the work).
+    """
     p = jnp.full(r.shape, EXP2_POLY[-1], jnp.int64)
     for c in EXP2_POLY[-2::-1]:
-        p = round_shift(p * r, EXP_FRAC) + c
+        p = round_shift_small(p * r, EXP_FRAC) + c
     return p
 
 
@@ -107,20 +116,41 @@ def exp_nonpos(x, fmt: FixedFormat, out_frac: int = EXP_FRAC) -> jnp.ndarray:
     already 0) rounds half up.
     """
     _check_exp_formats(fmt, out_frac)
-    x = jnp.clip(int_array(x).astype(jnp.int64), -(EXP_CLAMP << fmt.frac_bits), 0)
-    t = round_shift(x * LOG2E, fmt.frac_bits)
+    f = fmt.frac_bits
+    x = jnp.clip(int_array(x).astype(jnp.int64), -(EXP_CLAMP << f), 0)
+    t = round_shift_small(x * LOG2E, f)  # x * LOG2E <= 0: adding 2**(f-1) cannot overflow
     n = t >> EXP_FRAC
     p = exp2_frac(t & (ONE - 1))
     s = jnp.clip(EXP_FRAC - out_frac - n, 0, 62)
     return (p + (jnp.left_shift(jnp.int64(1), s) >> 1)) >> s
 
 
-def div_round_half_up(num: jnp.ndarray, den: jnp.ndarray) -> jnp.ndarray:
+def div_round_half_up(num: jnp.ndarray, den: jnp.ndarray, num_max: int | None = None) -> jnp.ndarray:
     """floor(num / den + 1/2) = (2 num + den) // (2 den), for num >= 0, den > 0 and 2 num + den < 2**63.
 
-    Those are the only signs softmax and sigmoid produce; the integer division is exact.
+    Those are the only signs softmax and sigmoid produce; the integer division is exact.  With a
+    static bound `num_max >= num` and `den <= num_max` (so 2 num + den < 3 num_max), and
+    3 num_max < 2**53, the quotient is computed by `floor_div_nonneg` through float64 (same bits).
     """
-    return (2 * num + den) // (2 * den)
+    a, b = 2 * num + den, 2 * den
+    if num_max is not None and 3 * num_max < F64_EXACT:
+        return floor_div_nonneg(a, b)
+    return a // b
+
+
+def floor_div_nonneg(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
+    """a // b for int64 0 <= a < 2**53 and 0 < b < 2**53 (the caller proves the bounds), via float64.
+
+    Integer division has no SIMD form on x86 (about 3x slower here); float64 division does.  a and
+    b convert to float64 exactly; the float quotient w = fl(a / b) is within 1 of a / b (it is
+    within 2**-52 relatively for a correctly rounded or a reciprocal-times-a quotient, and
+    a / b < 2**53), so q = trunc(w) (= floor, w >= 0) lies in {q* - 1, q*, q* + 1} around the
+    true q* = a // b.  r = a - q b is exact in int64 (|q b| <= a + b), and one step
+    q -= (r < 0); q += (r >= b) lands on q*.  docs/mlcore.md section 6 has the proof.
+    """
+    q = (a.astype(jnp.float64) / b.astype(jnp.float64)).astype(jnp.int64)
+    r = a - q * b
+    return q - (r < 0).astype(jnp.int64) + (r >= b).astype(jnp.int64)
 
 
 def _check_prob_format(out_fmt: FixedFormat) -> None:
@@ -135,14 +165,34 @@ def softmax(x, fmt: FixedFormat, out_fmt: FixedFormat = PROBS) -> jnp.ndarray:
     The row maximum maps to exactly 2**30, so S > 0; each p is within half an output unit (plus the
     exp error, below 2**-27 absolute) of the float softmax.
     """
-    _check_sum_safe(fmt)
     _check_prob_format(out_fmt)
+    e, total = softmax_terms(x, fmt)
+    return softmax_divide(e, total, e.shape[-1], out_fmt)
+
+
+def softmax_terms(x, fmt: FixedFormat) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """softmax's parts: e = exp_nonpos(x - max(x, axis=-1), fmt) in Q.30 (int64, computed once:
+    `materialize`) and its exact row sum S (keepdims), 2**30 <= S <= N * 2**30."""
+    _check_sum_safe(fmt)
     x = int_array(x).astype(jnp.int64)
     if x.ndim < 1 or x.shape[-1] < 1:
         raise ValueError(f"softmax needs a non-empty last axis, got shape {x.shape}")
-    e = exp_nonpos(x - jnp.max(x, axis=-1, keepdims=True), fmt)
-    total = jnp.sum(e, axis=-1, keepdims=True)
-    return saturate(div_round_half_up(e << out_fmt.frac_bits, total), out_fmt)
+    e = materialize(exp_nonpos(x - jnp.max(x, axis=-1, keepdims=True), fmt))
+    return e, jnp.sum(e, axis=-1, keepdims=True)
+
+
+def softmax_divide(e: jnp.ndarray, total: jnp.ndarray, n: int, out_fmt: FixedFormat = PROBS) -> jnp.ndarray:
+    """saturate(div_round_half_up(e * 2**f_out, S), out_fmt): the probabilities of entries e of
+    softmax_terms over rows of n entries (all of a row, or entries gathered from rows, each with its
+    row's S, broadcasting)."""
+    _check_prob_format(out_fmt)
+    return saturate(div_round_half_up(e << out_fmt.frac_bits, total, softmax_num_max(n, out_fmt)), out_fmt)
+
+
+def softmax_num_max(n: int, out_fmt: FixedFormat) -> int:
+    """A bound on softmax's numerator e * 2**f_out and denominator S over n entries: e <= 2**30 and
+    2**30 <= S <= n * 2**30."""
+    return ONE * max(1 << out_fmt.frac_bits, n)
 
 
 def sigmoid(x, fmt: FixedFormat, out_fmt: FixedFormat = PROBS) -> jnp.ndarray:
@@ -156,7 +206,9 @@ def sigmoid(x, fmt: FixedFormat, out_fmt: FixedFormat = PROBS) -> jnp.ndarray:
     x = int_array(x).astype(jnp.int64)
     e = exp_nonpos(-jnp.abs(x), fmt)
     num = jnp.where(x >= 0, ONE, e) << out_fmt.frac_bits
-    return saturate(div_round_half_up(num, ONE + e), out_fmt)
+    # num <= 2**30 * 2**f_out and den = 2**30 + e <= 2**31
+    num_max = ONE * max(1 << out_fmt.frac_bits, 2)
+    return saturate(div_round_half_up(num, ONE + e, num_max), out_fmt)
 
 
 def cross_entropy_grad(p, y, fmt: FixedFormat = PROBS) -> jnp.ndarray:
@@ -175,7 +227,7 @@ def mse_grad(pred, target, fmt: FixedFormat) -> jnp.ndarray:
     return sub(pred, target, fmt)
 
 
-def ln_q16(x) -> jnp.ndarray:
+def ln_q16(x, x_max: int = LN_IN_MAX) -> jnp.ndarray:
     """ln(x / 2**16) in Q.16 (int64) for a Q.16 value x, clamped to [1, 2**31 - 1] first.
 
     k = bit_length(x) - 1 (from clz), m = x * 2**(30 - k) in [2**30, 2**31) exactly (Q.30 mantissa);
@@ -184,14 +236,24 @@ def ln_q16(x) -> jnp.ndarray:
     t = (k - 16) * LN2 + round_shift(q * s, 30)                  (ln(x / 2**16) in Q.30)
     result = round_shift(t, 14)
     Within 0.5 + 2**-10 Q.16 units of the exact log (docs/mlcore.md section 6; the tests measure it).
+
+    `x_max` (static) is a bound the caller guarantees for x; below LN_F64_MAX the division runs in
+    float64 (same bits, section 6).  Every product here is below 2**61, so the roundings take the
+    plain form (round_shift_small).
     """
-    x = jnp.clip(int_array(x).astype(jnp.int64), 1, LN_IN_MAX)
+    x = jnp.clip(int_array(x).astype(jnp.int64), 1, min(LN_IN_MAX, max(x_max, 1)))
     k = 63 - lax.clz(x)
-    m = x << (EXP_FRAC - k)
-    s = div_round_half_up((m - ONE) << EXP_FRAC, m + ONE)
-    z = round_shift(s * s, EXP_FRAC)
+    if x_max < LN_F64_MAX:
+        # m - 2**30 = (x - 2**k) 2**(30-k) and m + 2**30 = (x + 2**k) 2**(30-k): the common factor
+        # 2**(30-k) cancels from floor((2 num + den) / (2 den)), leaving integers below 2**53
+        top = jnp.left_shift(jnp.int64(1), k)
+        s = floor_div_nonneg(((x - top) << (EXP_FRAC + 1)) + x + top, 2 * (x + top))
+    else:
+        m = x << (EXP_FRAC - k)
+        s = div_round_half_up((m - ONE) << EXP_FRAC, m + ONE)
+    z = round_shift_small(s * s, EXP_FRAC)
     q = jnp.full(x.shape, LN_SERIES[-1], jnp.int64)
     for c in LN_SERIES[-2::-1]:
-        q = round_shift(q * z, EXP_FRAC) + c
-    t = (k - 16) * LN2 + round_shift(q * s, EXP_FRAC)
-    return round_shift(t, EXP_FRAC - 16)
+        q = round_shift_small(q * z, EXP_FRAC) + c
+    t = (k - 16) * LN2 + round_shift_small(q * s, EXP_FRAC)
+    return round_shift_small(t, EXP_FRAC - 16)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 MASK64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15  # the SplitMix64 increment
@@ -114,6 +116,32 @@ def round_shift(x, s: int) -> jnp.ndarray:
         return x
     low = x & ((1 << s) - 1)
     return (x >> s) + ((low + (1 << (s - 1))) >> s)
+
+
+def round_shift_small(x, s: int) -> jnp.ndarray:
+    """round_shift(x, s) for int64 x the caller proves to satisfy x + 2**(s-1) <= 2**63 - 1: then the
+    plain (x + 2**(s-1)) >> s is the formula itself (no wrap), without the overflow guard's extra ops."""
+    _check_shift(s)
+    x = int_array(x).astype(jnp.int64)
+    return x if s == 0 else (x + (1 << (s - 1))) >> s
+
+
+def materialize(x) -> jnp.ndarray:
+    """x itself, computed once into its own buffer: a speed hint, the value never changes.
+
+    XLA CPU fuses a cheap elementwise producer into every consumer, so a softmax read by three
+    consumers is computed three times, and it strips optimization barriers.  A conditional is a
+    fusion boundary it keeps, as long as its branches differ: both branches here return x exactly
+    (x, and -(-x), which is x for every two's-complement integer, the most negative one included),
+    so the predicate (x[0, ..., 0] >= 0) only picks which identical value comes back.  An array
+    sharded over an Explicit mesh axis is returned as it is (JAX cannot slice one element out of it).
+    """
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.integer):
+        raise TypeError(f"expected an integer array, got {x.dtype}")
+    if x.size == 0 or any(a is not None for a in getattr(jax.typeof(x).sharding, "spec", ())):
+        return x
+    return lax.cond(x[(0,) * x.ndim] >= 0, lambda v: v, lambda v: -(-v), x)
 
 
 def rescale(x, s: int, fmt: FixedFormat) -> jnp.ndarray:

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from mlcore.fixed import FixedFormat
+from mlcore.fixed import FixedFormat, materialize
 
 F64_EXACT = 1 << 53
 INT64_MAX = (1 << 63) - 1
@@ -39,7 +39,7 @@ def choose_lowering(a_fmt: FixedFormat, b_fmt: FixedFormat, k: int) -> str:
     return "f64" if product_bound(a_fmt, b_fmt, k) < F64_EXACT else "digits"
 
 
-def split_digits(x: jnp.ndarray, n: int) -> jnp.ndarray:
+def split_digits(x: jnp.ndarray, n: int, axis: int = 0) -> jnp.ndarray:
     """Balanced base-256 digits of x, least significant first: x = sum d[i] * 256**i, d in [-128, 127].
 
     Each step takes d = low byte (minus 256 if >= 128) and continues with (x >> 8) + carry, which
@@ -51,30 +51,39 @@ def split_digits(x: jnp.ndarray, n: int) -> jnp.ndarray:
         carry = (low >= 128).astype(x.dtype)
         digits.append((low - 256 * carry).astype(jnp.int8))
         x = (x >> 8) + carry
-    return jnp.stack(digits)
+    return jnp.stack(digits, axis=axis)  # digit i at index i of `axis`
 
 
-def matmul_f64(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
-    """a @ b through a float64 carrier; exact only under the bound checked by `matmul`."""
-    c = jnp.matmul(a.astype(jnp.float64), b.astype(jnp.float64), precision=lax.Precision.HIGHEST)
+def matmul_f64(a: jnp.ndarray, b: jnp.ndarray, a_k: int = 1) -> jnp.ndarray:
+    """a @ b (a^T @ b for a_k = 0: a is (K, M)) through a float64 carrier; exact only under the
+    bound checked by `matmul`."""
+    c = lax.dot_general(a.astype(jnp.float64), b.astype(jnp.float64), (((a_k,), (0,)), ((), ())),
+                        precision=lax.Precision.HIGHEST)
     return c.astype(jnp.int64)
 
 
-def matmul_digits(a: jnp.ndarray, b: jnp.ndarray, na: int, nb: int, k_chunk: int) -> jnp.ndarray:
-    """a @ b from int8 digit products with int32 accumulation per chunk of K, recombined in int64.
+def matmul_digits(a: jnp.ndarray, b: jnp.ndarray, na: int, nb: int, k_chunk: int, a_k: int = 1) -> jnp.ndarray:
+    """a @ b (a^T @ b for a_k = 0) from int8 digit products with int32 accumulation per chunk of K,
+    recombined in int64.
 
     Terms with a shift of 64 bits or more vanish modulo 2**64 and are skipped; every other sum
-    wraps modulo 2**64, so the result is exact whenever the true product fits int64.
+    wraps modulo 2**64, so the result is exact whenever the true product fits int64.  For a^T, a
+    is transposed into a buffer of its own first (`materialize`): XLA's int8 dot wants K minor,
+    and fused into the digit split the transpose cost more than twice the whole product.
     """
-    k = a.shape[1]
-    da, db = split_digits(a, na), split_digits(b, nb)  # (na, M, K) and (nb, K, N)
+    k = a.shape[a_k]
+    if not a_k:
+        a = materialize(a.T)
+    # (na, M, K) and (K, nb, N): the layouts XLA's dot takes as they are ((na M, K) x (K, nb N));
+    # digits of b stacked first, (nb, K, N), cost a transposing copy of all of them
+    da, db = split_digits(a, na), split_digits(b, nb, axis=1)
     acc = None
     for start in range(0, k, k_chunk):
-        # every digit pair in one dot: (na, M, K) x (nb, K, N) -> (na, M, nb, N), no reshapes,
+        # every digit pair in one dot: (na, M, K) x (K, nb, N) -> (na, M, nb, N), no reshapes,
         # so a batch sharded over M stays sharded
         part = lax.dot_general(
-            da[:, :, start:start + k_chunk], db[:, start:start + k_chunk],
-            (((2,), (1,)), ((), ())), preferred_element_type=jnp.int32).astype(jnp.int64)
+            da[:, :, start:start + k_chunk], db[start:start + k_chunk],
+            (((2,), (0,)), ((), ())), preferred_element_type=jnp.int32).astype(jnp.int64)
         acc = part if acc is None else acc + part
     out = None
     for i in range(na):
@@ -87,12 +96,12 @@ def matmul_digits(a: jnp.ndarray, b: jnp.ndarray, na: int, nb: int, k_chunk: int
 
 @lru_cache(maxsize=256)
 def kernel(m: int, k: int, n: int, a_fmt: FixedFormat, b_fmt: FixedFormat,
-           lowering: str, k_chunk: int) -> Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]:
-    """The jitted kernel for one (shapes, formats, lowering), compiled once and cached."""
+           lowering: str, k_chunk: int, a_k: int = 1) -> Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]:
+    """The jitted kernel for one (shapes, formats, lowering, layout of a), compiled once and cached."""
     if lowering == "f64":
-        return jax.jit(matmul_f64)
+        return jax.jit(lambda a, b: matmul_f64(a, b, a_k))
     na, nb = a_fmt.digits, b_fmt.digits
-    return jax.jit(lambda a, b: matmul_digits(a, b, na, nb, k_chunk))
+    return jax.jit(lambda a, b: matmul_digits(a, b, na, nb, k_chunk, a_k))
 
 
 def check(a_shape: tuple, b_shape: tuple, a_fmt: FixedFormat, b_fmt: FixedFormat,
@@ -132,3 +141,22 @@ def matmul(a, b, a_fmt: FixedFormat, b_fmt: FixedFormat, lowering: str = "auto",
     lowering = check(a.shape, b.shape, a_fmt, b_fmt, lowering, k_chunk)
     (m, k), n = a.shape, b.shape[1]
     return kernel(m, k, n, a_fmt, b_fmt, lowering, min(k_chunk, k))(a, b)
+
+
+def matmul_tn(a, b, a_fmt: FixedFormat, b_fmt: FixedFormat, lowering: str = "auto",
+              k_chunk: int = K_CHUNK_MAX) -> jnp.ndarray:
+    """a^T @ b for a of shape (K, M): exactly `matmul(a.T, b, ...)` (same checks, lowering and
+    bits), for contracting the batch axis of activations: "f64" contracts a's axis 0 where it lies
+    (sharing a's float64 copy with the forward product), "digits" transposes the int32 a once into
+    a buffer of its own before the split (fused into the split, the transpose cost more than the
+    whole product)."""
+    a = jnp.asarray(a)
+    b = jnp.asarray(b)
+    for name, x, fmt in (("a", a, a_fmt), ("b", b, b_fmt)):
+        if x.dtype != fmt.dtype:
+            raise TypeError(f"{name} has dtype {x.dtype}, its format stores {fmt.dtype}")
+    if a.ndim != 2:
+        raise ValueError(f"matmul_tn needs a of shape (K, M), got {tuple(a.shape)}")
+    lowering = check(a.shape[::-1], b.shape, a_fmt, b_fmt, lowering, k_chunk)
+    (k, m), n = a.shape, b.shape[1]
+    return kernel(m, k, n, a_fmt, b_fmt, lowering, min(k_chunk, k), 0)(a, b)

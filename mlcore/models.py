@@ -22,11 +22,11 @@ import numpy as np
 from jax import lax
 from jax.sharding import AxisType, PartitionSpec
 
-from mlcore.activations import (EXP_CLAMP, PROBS, cross_entropy_grad, ln_q16, mse_grad, relu,
-                                relu_mask, softmax)
-from mlcore.fixed import (GOLDEN, MIX1, MIX2, WEIGHTS, FixedFormat, rescale, rng_key, round_shift,
-                          saturate)
-from mlcore.matmul import matmul, product_bound
+from mlcore.activations import (EXP_CLAMP, PROBS, cross_entropy_grad, ln_q16, mse_grad, relu, relu_mask,
+                                softmax, softmax_divide, softmax_terms)
+from mlcore.fixed import (GOLDEN, MIX1, MIX2, WEIGHTS, FixedFormat, materialize, rescale, rng_key,
+                          round_shift, saturate)
+from mlcore.matmul import matmul, matmul_tn, product_bound
 
 INT64_MAX = (1 << 63) - 1
 INPUTS = WEIGHTS  # inputs x and regression targets: Q.16 int32, quantised by the client
@@ -127,8 +127,10 @@ def _params(arch: Arch, params) -> tuple:
     return tuple(saturate(p, WEIGHTS) for p in params)
 
 
-def _rows(x, arch: Arch, name: str = "x", lead: int = 0) -> jnp.ndarray:
-    """x (..., rows, features) as int32 saturated to INPUTS, with the batch bound checked."""
+def _rows(x, arch: Arch, name: str = "x", lead: int = 0, clip: bool = True) -> jnp.ndarray:
+    """x (..., rows, features) as int32 saturated to INPUTS, with the batch bound checked
+    (clip=False: checks only; the caller saturates each batch where it is used, which XLA fuses
+    into the batch's first consumer instead of copying all the stacked batches)."""
     x = jnp.asarray(x)
     if x.dtype != INPUTS.dtype or x.ndim != 2 + lead:
         raise TypeError(f"{name} must be a {2 + lead}-d {INPUTS.dtype} array, got {x.dtype} with shape {x.shape}")
@@ -137,7 +139,7 @@ def _rows(x, arch: Arch, name: str = "x", lead: int = 0) -> jnp.ndarray:
     if x.shape[-2] > MAX_BATCH_ROWS:
         raise ValueError(f"batch of {x.shape[-2]} rows too large: gradient sums could overflow int64 "
                          f"(at most {MAX_BATCH_ROWS})")
-    return saturate(x, INPUTS)
+    return saturate(x, INPUTS) if clip else x
 
 
 def _targets(arch: Arch, y, rows: int, lead: int = 0) -> jnp.ndarray:
@@ -309,27 +311,31 @@ def _contract_rows(a: jnp.ndarray, a_fmt: FixedFormat, b: jnp.ndarray, b_fmt: Fi
     all-reduced by XLA) and comes back replicated, like the parameters it updates."""
     mesh = jax.typeof(a).sharding.mesh
     if not any(t == AxisType.Explicit for t in getattr(mesh, "axis_types", ())):
-        return matmul(a.T, b, a_fmt, b_fmt)
+        return matmul_tn(a, b, a_fmt, b_fmt)
     with jax.sharding.use_abstract_mesh(mesh):
-        return jax.sharding.auto_axes(lambda a, b: matmul(a.T, b, a_fmt, b_fmt),
+        return jax.sharding.auto_axes(lambda a, b: matmul_tn(a, b, a_fmt, b_fmt),
                                       out_sharding=PartitionSpec())(a, b)
 
 
 def _output_grad(arch: Arch, out, y, classes: int):
-    """dL/d(outputs) per row and its format, and the probabilities (classifiers) or None."""
+    """dL/d(outputs) per row and its format, and softmax_terms (e, S) of the logits (classifiers;
+    the loss reuses them) or None."""
     if arch.classifier:
-        p = softmax(out, LOGITS, PROBS)
-        return cross_entropy_grad(p, one_hot(y, out.shape[-1], classes)), PROBS, p
+        e, total = softmax_terms(out, LOGITS)
+        p = softmax_divide(e, total, out.shape[-1], PROBS)
+        return cross_entropy_grad(p, one_hot(y, out.shape[-1], classes)), PROBS, (e, total)
     return mse_grad(out, y, LOGITS), LOGITS, None
 
 
 def _grads(arch: Arch, params: tuple, x, y, mask, den, classes: int):
-    """Mean gradients over the real rows (GRADS), the outputs and the probabilities."""
+    """Mean gradients over the real rows (GRADS), the outputs and the softmax terms (or None)."""
     pres, acts, out = _forward(arch, params, x, classes)
-    g, g_fmt, p = _output_grad(arch, out, y, classes)
+    g, g_fmt, terms = _output_grad(arch, out, y, classes)
     g = jnp.where(mask[:, None], g, jnp.zeros((), g.dtype))  # padded rows: no gradient
     sums = []
     for l in range(len(params) // 2 - 1, -1, -1):
+        # g is read by two or three products and sums: computed once, not inside each of them
+        g = materialize(g)
         gw = _contract_rows(acts[l], INPUTS if l == 0 else LOGITS, g, g_fmt)
         gb = jnp.sum(g.astype(jnp.int64), axis=0) << (GRADS.frac_bits - g_fmt.frac_bits)
         sums = [gw, gb] + sums
@@ -337,7 +343,7 @@ def _grads(arch: Arch, params: tuple, x, y, mask, den, classes: int):
             back = matmul(g, params[2 * l].T, g_fmt, WEIGHTS)  # Q.32 (PROBS) or Q.32 (DELTAS)
             shift = g_fmt.frac_bits + WEIGHTS.frac_bits - DELTAS.frac_bits
             g, g_fmt = rescale(back, shift, DELTAS) * relu_mask(pres[l - 1]), DELTAS
-    return tuple(saturate(mean_half_up(t, den), GRADS) for t in sums), out, p
+    return tuple(saturate(mean_half_up(t, den), GRADS) for t in sums), out, terms
 
 
 def grads(arch: Arch, params, x, y, n, classes: int | None = None) -> tuple[tuple, jnp.ndarray]:
@@ -352,10 +358,23 @@ def grads(arch: Arch, params, x, y, n, classes: int | None = None) -> tuple[tupl
     return g, out
 
 
-def _loss(arch: Arch, out, p, y, mask, den, classes: int) -> jnp.ndarray:
+def _label_prob(e: jnp.ndarray, total: jnp.ndarray, y: jnp.ndarray, classes: int) -> jnp.ndarray:
+    """p[r, y_r] of the softmax with terms (e, S) (PROBS, int64), 0 for a label outside [0, classes).
+
+    The same bits as gathering from the softmax (the label's e over its row's S, the same
+    rounding), with the division done for one entry per row instead of all of them."""
+    width = e.shape[-1]
+    hit = y[:, None] == jnp.arange(width, dtype=y.dtype)[None, :]
+    p = softmax_divide(jnp.sum(jnp.where(hit, e, 0), axis=-1), total[:, 0], width, PROBS)
+    return jnp.where((y >= 0) & (y < classes), p.astype(jnp.int64), 0)
+
+
+def _loss(arch: Arch, out, y, mask, den, classes: int, terms=None) -> jnp.ndarray:
+    """The mean loss; `terms`: softmax_terms of the (masked) logits when the caller has them."""
     if arch.classifier:
-        p_label = jnp.sum(jnp.where(one_hot(y, out.shape[-1], classes) > 0, p, 0), axis=-1)
-        row = -ln_q16(jnp.maximum(p_label, 1))  # Q.16, in [0, 16 ln 2]
+        e, total = softmax_terms(mask_classes(out, classes), LOGITS) if terms is None else terms
+        p_label = _label_prob(e, total, y, classes)
+        row = -ln_q16(jnp.maximum(p_label, 1), x_max=PROBS.max_abs)  # Q.16, in [0, 16 ln 2]
     else:
         d = mse_grad(out, y, LOGITS).astype(jnp.int64)  # saturated to WEIGHTS
         row = round_shift(jnp.sum(d * d, axis=-1), 2 * LOGITS.frac_bits + 1 - LOSS_FRAC)  # /2, Q.16
@@ -381,11 +400,7 @@ def loss(arch: Arch, outputs, y, n, classes: int | None = None) -> jnp.ndarray:
     rows = out.shape[0]
     y = _targets(arch, y, rows)
     mask, den = _real_rows(n, rows)
-    classes = _classes(arch, classes)
-    p = None
-    if arch.classifier:
-        p = softmax(mask_classes(out, classes), LOGITS, PROBS)
-    return _loss(arch, out, p, y, mask, den, classes)
+    return _loss(arch, out, y, mask, den, _classes(arch, classes))
 
 
 def evaluate(arch: Arch, params, x, y, n, classes: int | None = None) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -396,8 +411,7 @@ def evaluate(arch: Arch, params, x, y, n, classes: int | None = None) -> tuple[j
     classes = _classes(arch, classes)
     mask, den = _real_rows(n, x.shape[0])
     out = _forward(arch, params, x, classes)[2]
-    p = softmax(out, LOGITS, PROBS) if arch.classifier else None
-    return _loss(arch, out, p, y, mask, den, classes), _correct(arch, out, y, mask)
+    return _loss(arch, out, y, mask, den, classes), _correct(arch, out, y, mask)
 
 
 # ---- the SGD step and fused training ----------------------------------------------------------
@@ -432,7 +446,7 @@ def train(arch: Arch, params, velocity, xs, ys, ns, order, lr, momentum,
     arch.check()
     classes = _classes(arch, classes)
     params, velocity = _params(arch, params), _params(arch, velocity)
-    xs = _rows(xs, arch, "xs", lead=1)
+    xs = _rows(xs, arch, "xs", lead=1, clip=False)
     rows = xs.shape[1]
     ys = _targets(arch, ys, rows, lead=1)
     ns, order = jnp.asarray(ns), jnp.asarray(order)
@@ -441,21 +455,20 @@ def train(arch: Arch, params, velocity, xs, ys, ns, order, lr, momentum,
                          f"order must be 1-d, got {order.shape}")
     lr, mu = _hyper(lr, momentum)
 
-    def body(carry, i):
-        p, v = carry
-        x, y = xs[i], ys[i]
+    def step(p, v, i):
+        # the batch is sliced inside the branch: sliced outside, XLA copies it into the cond's
+        # operands instead of fusing the slice into its consumers (a quarter of a step)
+        x, y = saturate(xs[i], INPUTS), ys[i]
         mask, den = _real_rows(ns[i], rows)
+        g, out, terms = _grads(arch, p, x, y, mask, den, classes)
+        stats = (_loss(arch, out, y, mask, den, classes, terms), _correct(arch, out, y, mask))
+        return sgd(p, v, g, lr, mu), stats
 
-        def step(_):
-            g, out, probs = _grads(arch, p, x, y, mask, den, classes)
-            stats = (_loss(arch, out, probs, y, mask, den, classes), _correct(arch, out, y, mask))
-            return sgd(p, v, g, lr, mu), stats
+    def skip(p, v, i):
+        return (p, v), (jnp.int64(0), jnp.int32(0))
 
-        def skip(_):
-            return (p, v), (jnp.int64(0), jnp.int32(0))
-
-        (p, v), stats = lax.cond(ns[i] > 0, step, skip, None)
-        return (p, v), stats
+    def body(carry, i):
+        return lax.cond(ns[i] > 0, step, skip, *carry, i)
 
     (params, velocity), (losses, correct) = lax.scan(body, (params, velocity), order)
     return params, velocity, losses, correct

@@ -403,3 +403,36 @@ def test_same_bits_across_devices_and_cpu_flags(tmp_path):
                 "sigmoid": sha(ref_sigmoid(x, WEIGHTS)), "exp": sha(ref_exp(-np.abs(x), 16)),
                 "mul": sha(ref_mul(x, x, WEIGHTS, WEIGHTS, WEIGHTS)), "ln": sha(ref_ln_q16(p))}
     assert_same_everywhere(SCENARIO, tmp_path / "in.npz", expected)
+
+
+# ---- the fast exact lowerings behind softmax and the loss -------------------------------------
+
+def test_ln_with_the_float64_division_bound_gives_the_same_bits():
+    """ln_q16(p, x_max=2**16) (the loss's call, float64 division) equals the default path for every
+    probability the loss can see."""
+    from mlcore.activations import ln_q16
+    p = np.arange(1, (1 << 16) + 1, dtype=np.int32)
+    fast = jax.jit(lambda v: ln_q16(v, x_max=1 << 16))(p)
+    assert np.array_equal(np.asarray(fast), np.asarray(jax.jit(ln_q16)(p)))
+    assert np.array_equal(np.asarray(fast), ref_ln_q16(p))
+
+
+def test_floor_div_nonneg_is_exact_at_its_edges():
+    """a // b through float64 plus one correction step, against Python's exact //, where a float
+    quotient rounds across an integer: a = q*b - 1, q*b, q*b + 1 with a, b up to 2**53 - 1."""
+    from mlcore.activations import floor_div_nonneg
+    top = (1 << 53) - 1
+    rng = np.random.default_rng(5)
+    bs = [1, 2, 3, 7, (1 << 26) + 1, (1 << 52) - 1, top, *rng.integers(1, top, 40).tolist()]
+    pairs = []
+    for b in bs:
+        for q in (0, 1, 2, (top // b) // 2, top // b):
+            for d in (-1, 0, 1):
+                a = q * b + d
+                if 0 <= a <= top:
+                    pairs.append((a, b))
+    pairs += [(int(a), int(b)) for a, b in zip(rng.integers(0, top, 2000), rng.integers(1, top, 2000))]
+    a = np.array([p[0] for p in pairs], np.int64)
+    b = np.array([p[1] for p in pairs], np.int64)
+    got = np.asarray(jax.jit(floor_div_nonneg)(a, b))
+    assert got.tolist() == [x // y for x, y in pairs]

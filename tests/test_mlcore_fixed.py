@@ -230,3 +230,27 @@ def test_jit_and_eager_give_identical_bits():
         assert np.array_equal(a, jx(rescale(x, 16, WEIGHTS)))
         assert np.array_equal(b, jx(stochastic_rescale(x, 16, key, WEIGHTS)))
     assert a.tobytes() == ref_saturate(ref_round_shift(x, 16), WEIGHTS).tobytes()
+
+
+def test_materialize_is_the_identity_for_every_integer():
+    """materialize() only moves a value into its own buffer: the same bits for int32 and int64
+    extremes (the most negative integer, whose -(-x) wraps back to itself), under jit and eagerly."""
+    from mlcore.fixed import materialize
+    for dt in (np.int32, np.int64):
+        info = np.iinfo(dt)
+        for first in (info.min, -1, 0, 1, info.max):  # the first element picks the branch
+            x = np.array([[first, info.min, info.max], [0, -7, 7]], dt)
+            assert np.array_equal(np.asarray(jax.jit(materialize)(x)), x)
+            assert np.array_equal(np.asarray(materialize(x)), x)
+    with pytest.raises(TypeError):
+        materialize(np.zeros(3, np.float32))
+
+
+def test_round_shift_small_equals_round_shift_within_its_bound():
+    from mlcore.fixed import round_shift_small
+    rng = np.random.default_rng(3)
+    for s in (1, 14, 16, 30, 62):
+        top = (1 << 63) - 1 - (1 << (s - 1))
+        x = np.concatenate([rng.integers(-(1 << 62), 1 << 62, 500, dtype=np.int64),
+                            np.array([-(1 << 63), -1, 0, 1, top], np.int64)])
+        assert np.array_equal(np.asarray(jax.jit(lambda v: round_shift_small(v, s))(x)), ref_round_shift(x, s))

@@ -195,3 +195,19 @@ def test_same_bits_across_devices_and_cpu_flags(tmp_path):
     expected = {"digits": sha(acc), "f64": sha(ref_matmul(sa, sb)),
                 "rescale": sha(rounded), "stochastic": sha(stochastic)}
     assert_same_everywhere(SCENARIO, tmp_path / "in.npz", expected)
+
+
+@pytest.mark.parametrize("lowering", ["f64", "digits"])
+@pytest.mark.parametrize("k", [1, 5, 64, 300])
+def test_matmul_tn_is_matmul_of_the_transpose(lowering, k):
+    """matmul_tn(a, b) (the batch-contracting h^T g of the gradients) equals matmul(a.T, b) and the
+    exact reference, with operands at their formats' bounds."""
+    from mlcore.activations import PROBS
+    from mlcore.matmul import matmul_tn
+    rng = np.random.default_rng(k + 17)
+    a, b = operand(rng, (k, 9), WEIGHTS), operand(rng, (k, 6), PROBS)
+    if lowering == "f64" and choose_lowering(WEIGHTS, PROBS, k) != "f64":
+        return
+    got = np.asarray(jax.jit(lambda x, y: matmul_tn(x, y, WEIGHTS, PROBS, lowering))(a, b))
+    assert np.array_equal(got, np.asarray(matmul(a.T, b, WEIGHTS, PROBS, lowering)))
+    assert np.array_equal(got, ref_matmul(a.T, b))
