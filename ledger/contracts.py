@@ -128,9 +128,12 @@ def run_contract_tx(state: State, chain_id: str, height: int, time_ms: int, tx: 
 
 
 def read_only_call(state: State, chain_id: str, height: int, time_ms: int, sender: bytes, contract: bytes,
-                   function: str, args: list, gas_limit: int, value: int = 0) -> runtime.Outcome:
+                   function: str, args: list, gas_limit: int, value: int = 0,
+                   free: bool = True) -> runtime.Outcome:
     """Run a call against `state` without keeping anything (RPC call, estimate_gas).
-    The caller discards `state`; the outcome's gas_used excludes intrinsic gas."""
+    The caller discards `state`; the outcome's gas_used excludes intrinsic gas.  A free call
+    (`call`, not `estimate_gas`) pays no ML_COMPILE for an ML program new to the chain: its
+    gas is what the call costs once the program is on chain."""
     env = _env(chain_id, height, time_ms, sender)
 
     def call(rt: runtime.Execution) -> Any:
@@ -138,7 +141,7 @@ def read_only_call(state: State, chain_id: str, height: int, time_ms: int, sende
             raise VMError("the sender cannot pay the value sent with the call")
         return runtime.call_function(rt, contract, function, args, {}, value)
 
-    return runtime.execute(StateHost(state), env, gas_limit, call)
+    return runtime.execute(StateHost(state), env, gas_limit, call, compile_fees=not free)
 
 
 def read_only_deploy(state: State, chain_id: str, height: int, time_ms: int, sender: bytes, address: bytes,

@@ -598,7 +598,8 @@ def doc_block(name: str) -> str:
 
 
 NAMED_BLOCKS = {"counter", "counter-session", "rejected", "rejected-message", "export", "sort-key", "oracle",
-                "shop", "emit-line", "pytest-example", "travel", "sdk"}
+                "shop", "emit-line", "pytest-example", "travel", "sdk",
+                "ml-classifier", "ml-session"}  # the ML blocks run in tests/test_vm_ml.py
 
 
 def test_every_python_block_of_the_doc_is_tested():

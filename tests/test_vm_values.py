@@ -278,7 +278,7 @@ MALFORMED = [
     ("de00010000", "canonical"),      # {0: 0} as map16
     ("c7010205", "a tuple's data is not an array"),  # tuple ext8 instead of fixext1, and no array
     ("c70102" "90", "canonical"),     # () in ext8
-    ("d40501", "unknown msgpack ext type 5"),
+    ("d40601", "unknown msgpack ext type 6"),
     ("d6ff00000000", "unknown msgpack ext type -1"),  # a msgpack timestamp
     (tuple_of("01"), "not an array"),
     (tuple_of("9001"), "trailing bytes inside a tuple"),
@@ -638,3 +638,328 @@ def test_fast_paths_encode_and_decode_like_the_walk(v):
     values._encode(slow, v, 0, 1 << 20)
     assert encode_value(v, 1 << 20) == bytes(slow)
     assert decode_value(bytes(slow), 1 << 20) == v
+
+
+# ---- Tensor and Model: the byte form, strict decoding, host helpers, JSON --------------------
+
+import numpy as np  # noqa: E402
+
+from vm.limits import MAX_TENSOR_ELEMENTS  # noqa: E402
+from vm.values import Model, Q16_MAX, Tensor, param_shapes  # noqa: E402
+
+
+def tensor(shape, fmt="q16", data=None):
+    n = int(np.prod(shape))
+    return Tensor(tuple(shape), fmt, np.arange(n) - n // 2 if data is None else data)
+
+
+def model(kind="mlp", layers=(3, 4, 2), seed=0):
+    rng = np.random.default_rng(seed)
+    shapes = param_shapes(layers)
+    return Model(kind, layers, [Tensor(s, "q16", rng.integers(-Q16_MAX, Q16_MAX + 1, s)) for s in shapes],
+                 [Tensor(s, "q16", rng.integers(-1000, 1000, s)) for s in shapes])
+
+
+def ext(code: int, payload: bytes) -> bytes:
+    """An ext value with its minimal header (as msgpack-python writes it)."""
+    return msgpack.packb(msgpack.ExtType(code, payload))
+
+
+def tensor_bytes(fmt_code, dims, data: bytes, dims_packed: bytes | None = None) -> bytes:
+    dims_packed = msgpack.packb(list(dims)) if dims_packed is None else dims_packed
+    return ext(4, b"\x93" + msgpack.packb(fmt_code) + dims_packed + msgpack.packb(data, use_bin_type=True))
+
+
+def test_tensor_pinned_bytes_and_msgpack_reads_them():
+    t = Tensor((2,), "q16", [1, -1])
+    raw = encode_value(t, BIG)
+    assert raw.hex() == "c70e04" "93" "00" "9102" "c408" "01000000" "ffffffff"
+    e = msgpack.unpackb(raw)
+    assert (e.code, msgpack.unpackb(e.data)) == (4, [0, [2], b"\x01\x00\x00\x00\xff\xff\xff\xff"])
+    assert encode_value(Tensor((1, 1), "int", [[7]]), BIG).hex() == "c70b04" "93" "01" "920101" "c404" "07000000"
+
+
+@pytest.mark.parametrize("v", [
+    tensor((5,)), tensor((3, 4)), tensor((2, 3, 4), "int"), tensor((1, 2, 1, 3)), tensor((70000,), "int"),
+    Tensor((2, 2), "q16", [[Q16_MAX, -Q16_MAX], [0, 1]]), Tensor((3,), "int", [-2**31, 2**31 - 1, 0]),
+    model(), model("linear", (5, 3)), model("softmax", (4, 10)), model("mlp", (2, 3, 4, 5, 6)),
+    [tensor((2,)), {"m": model("softmax", (2, 2))}, (tensor((1,), "int"),)],
+])
+def test_tensor_and_model_round_trip(v):
+    raw = encode_value(v, BIG)
+    back = decode_value(raw, BIG)
+    assert back == v and type(back) is type(v)
+    assert encode_value(back, BIG) == raw
+    assert decode_value(raw, BIG) is not back  # fresh objects
+
+
+def test_same_value_same_bytes():
+    a = Tensor((2, 3), "q16", np.arange(6, dtype=np.int64))
+    b = Tensor((2, 3), "q16", np.arange(6, dtype=np.int16).reshape(3, 2).T.T.reshape(2, 3))
+    c = Tensor((2, 3), "q16", np.asfortranarray(np.arange(6).reshape(2, 3)))
+    d = Tensor((2, 3), "q16", np.arange(6).astype(">i4"))  # big-endian input
+    assert a == b == c == d
+    assert len({encode_value(x, BIG) for x in (a, b, c, d)}) == 1
+    assert a != Tensor((2, 3), "int", np.arange(6)) and a != Tensor((3, 2), "q16", np.arange(6))
+    assert a != Tensor((2, 3), "q16", np.arange(1, 7)) and a != [a] and a != 0
+
+
+def test_tensor_and_model_are_immutable():
+    t = tensor((2, 2))
+    with pytest.raises(ContractRuntimeError, match="immutable"):
+        t.shape = (4,)
+    with pytest.raises(ContractRuntimeError, match="immutable"):
+        del t.fmt
+    with pytest.raises(ValueError):
+        t.raw()[0, 0] = 5
+    with pytest.raises(ValueError):
+        decode_value(encode_value(t, BIG), BIG).raw()[0, 0] = 5
+    m = model()
+    with pytest.raises(ContractRuntimeError, match="immutable"):
+        m.params = ()
+    with pytest.raises(TypeError):
+        hash(t)
+    with pytest.raises(TypeError):
+        hash(m)
+    src = np.arange(4)
+    t2 = Tensor((4,), "int", src)
+    src[0] = 99  # the tensor holds its own copy
+    assert t2.raw()[0] == 0
+    assert pickle.loads(pickle.dumps(m)) == m and copy.deepcopy(t) == t
+
+
+def test_constructor_refusals():
+    for args, message in [
+        (((2,), "f32", [1, 2]), "format"), (((), "q16", []), "shape"), (([2], "q16", [1, 2]), "shape"),
+        (((0,), "q16", []), ">= 1"), (((True,), "q16", [1]), ">= 1"), (((1, 1, 1, 1, 1), "int", [1]), "1 to 4"),
+        (((3,), "q16", [1, 2]), "needs 3"), (((2,), "q16", [0.5, 1.0]), "needs 2 int"),
+        (((1,), "int", [2**31]), "int32"), (((1,), "q16", [Q16_MAX + 1]), "outside"),
+        (((1,), "q16", [-Q16_MAX - 1]), "outside"), (((2048, 2049), "int", np.zeros(1)), "more than 4194304"),
+    ]:
+        with pytest.raises(InvalidValue, match=message):
+            Tensor(*args)
+    good = model()
+    shapes = param_shapes((3, 4, 2))
+    for args, message in [
+        (("cnn", (3, 2), good.params), "kind"), (("softmax", (3, 4, 2), good.params), "2 layer sizes"),
+        (("mlp", (3, 2), good.params), "3 to 5"), (("mlp", (3, 0, 2), good.params), r"\[1, 16384\]"),
+        (("mlp", (3, 16385, 2), good.params), r"\[1, 16384\]"), (("mlp", (3, 4, 2), good.params[:3]), "has 4 params"),
+        (("mlp", (3, 4, 2), good.params, good.velocity[::-1]), r"velocity\[0\] must be a q16 tensor of shape \(3, 4\)"),
+        (("mlp", (3, 4, 2), [Tensor(s, "int", np.zeros(s, int)) for s in shapes]), r"params\[0\]"),
+        (("mlp", (2048, 2048, 2048), good.params), "at most 4194304 parameters"),
+    ]:
+        with pytest.raises(InvalidValue, match=message):
+            Model(*args)
+    assert Model("mlp", [3, 4, 2], list(good.params)).velocity == tuple(Tensor(s, "q16", np.zeros(s, int))
+                                                                         for s in shapes)
+    assert good.size == 3 * 4 + 4 + 4 * 2 + 2
+
+
+Q = bytes.fromhex  # shorthand for the payloads below
+DATA6 = np.arange(6, dtype="<i4").tobytes()
+
+
+@pytest.mark.parametrize("raw, message", [
+    (tensor_bytes(2, [6], DATA6), "unknown tensor format code 2"),
+    (tensor_bytes(0, [], b""), "1 to 4 dimensions, not 0"),
+    (tensor_bytes(0, [1, 1, 1, 1, 6], DATA6), "1 to 4 dimensions, not 5"),
+    (tensor_bytes(0, [0], b""), "dimensions must be ints >= 1"),
+    (tensor_bytes(0, [-1], b""), "not an int >= 0"),
+    (tensor_bytes(0, [6], DATA6[:-4]), "has 24 bytes of elements, not 20"),
+    (tensor_bytes(0, [5], DATA6), "has 20 bytes of elements, not 24"),
+    (tensor_bytes(0, [2**32 - 1, 2**32 - 1], b""), "more than 4194304 elements"),
+    (tensor_bytes(0, [2048, 2049], b""), "more than 4194304 elements"),
+    (tensor_bytes(0, [1], np.array([Q16_MAX + 1], "<i4").tobytes()), "outside"),
+    (tensor_bytes(0, [6], DATA6, dims_packed=Q("dc000106")), "canonical"),      # dims as array16
+    (tensor_bytes(0, [6], DATA6, dims_packed=Q("91cc06")), "canonical"),        # 6 as uint8
+    (ext(4, b"\x93\x00\x91\x06\xc5\x00\x18" + DATA6), "canonical"),             # elements as bin16
+    (ext(4, b"\x93\xcc\x00\x91\x06\xc4\x18" + DATA6), "canonical"),             # format code as uint8
+    (b"\xc9\x00\x00\x00\x1e\x04" + b"\x93\x00\x91\x06\xc4\x18" + DATA6, "canonical"),  # ext32 header
+    (ext(4, b"\x92\x00\x91\x06"), r"not \[format, shape, elements\]"),
+    (ext(4, b"\x93\x00\x06\xc4\x18" + DATA6), "shape is not an array"),
+    (ext(4, b"\x93\x00\x91\x06\xa4abcd"), "elements are not bytes"),
+    (ext(4, b"\x93\x00\x91\x06\xc4\x18" + DATA6 + b"\x00"), "trailing bytes inside a tensor"),
+    (ext(4, b"\x93\x00\x91\x06\xc4\x18" + DATA6[:8]), "truncated"),
+    (ext(4, b""), "truncated"),
+])
+def test_tensor_decode_refuses(raw, message):
+    assert raw[:1] in (b"\xc7", b"\xc9", b"\xd4", b"\xd5", b"\xd6", b"\xd7", b"\xd8")
+    with pytest.raises(InvalidValue, match=message):
+        decode_value(raw, BIG)
+
+
+def model_bytes(kind, layers, params, velocity) -> bytes:
+    def t(x):
+        return msgpack.ExtType(4, encode_value(x, BIG)[3:] if len(encode_value(x, BIG)) > 3 else b"")
+    parts = [kind, list(layers), [msgpack.ExtType(4, _payload(p)) for p in params],
+             [msgpack.ExtType(4, _payload(p)) for p in velocity]]
+    return ext(5, msgpack.packb(parts, use_bin_type=True))
+
+
+def _payload(t: Tensor) -> bytes:
+    return msgpack.unpackb(encode_value(t, BIG)).data
+
+
+def test_model_bytes_are_the_documented_array():
+    m = model("softmax", (2, 3))
+    assert model_bytes("softmax", (2, 3), m.params, m.velocity) == encode_value(m, BIG)
+    e = msgpack.unpackb(encode_value(m, BIG))
+    kind, layers, params, velocity = msgpack.unpackb(e.data)
+    assert (e.code, kind, layers, [p.code for p in params + velocity]) == (5, "softmax", [2, 3], [4] * 4)
+
+
+def _zeros(shapes, fmt="q16"):
+    return [Tensor(s, fmt, np.zeros(s, int)) for s in shapes]
+
+
+@pytest.mark.parametrize("raw, message", [
+    (model_bytes("cnn", (2, 3), _zeros(param_shapes((2, 3))), _zeros(param_shapes((2, 3)))), "unknown model kind 'cnn'"),
+    (model_bytes("softmax", (2, 3, 4), _zeros(param_shapes((2, 3, 4))), _zeros(param_shapes((2, 3, 4)))),
+     "at most 2 layer sizes"),
+    (model_bytes("mlp", (2, 3), _zeros(param_shapes((2, 3))), _zeros(param_shapes((2, 3)))), "3 to 5 layer sizes"),
+    (model_bytes("softmax", (2, 0), [], []), r"\[1, 16384\]"),
+    (model_bytes("softmax", (16385, 2), [], []), r"\[1, 16384\]"),
+    (model_bytes("mlp", (16384, 16384, 16384), [], []), "at most 4194304 parameters"),
+    (model_bytes("softmax", (2, 3), _zeros(param_shapes((2, 3)))[:1], []), "has 2 params tensors"),
+    (model_bytes("softmax", (2, 3), _zeros(param_shapes((2, 3))), _zeros([(3, 2), (3,)])),
+     r"velocity\[0\] must be a q16 tensor of shape \(2, 3\)"),
+    (model_bytes("softmax", (2, 3), _zeros([(2, 3), (2,)]), _zeros(param_shapes((2, 3)))),
+     r"params\[1\] must be a q16 tensor of shape \(3,\)"),
+    (model_bytes("softmax", (2, 3), _zeros(param_shapes((2, 3)), "int"), _zeros(param_shapes((2, 3)))),
+     r"params\[0\] must be a q16"),
+    (ext(5, msgpack.packb(["softmax", [2, 3], [1, 2], []])), r"params\[0\] is not a tensor"),
+    (ext(5, msgpack.packb(["softmax", [2, 3], []])), r"not \[kind, layers, params, velocity\]"),
+    (ext(5, msgpack.packb([1, [2, 3], [], []])), "kind is not a short str"),
+])
+def test_model_decode_refuses(raw, message):
+    with pytest.raises(InvalidValue, match=message):
+        decode_value(raw, BIG)
+
+
+def test_hostile_payloads_are_refused_before_allocating():
+    """Claimed sizes are checked against the limits before anything of that size is made."""
+    import tracemalloc
+    huge = [
+        tensor_bytes(0, [2**32 - 1] * 4, b""),
+        model_bytes("mlp", (16384, 16384, 16384, 16384), [], []),
+        ext(4, b"\x93\x00\x91\xce\x00\x40\x00\x00\xc6\xff\xff\xff\xff"),  # 4 Mi elements, a 4 GiB bin claimed
+    ]
+    tracemalloc.start()
+    try:
+        for raw in huge:
+            with pytest.raises(InvalidValue):
+                decode_value(raw, BIG)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+def test_tensor_map_keys_are_refused():
+    raw = b"\x81" + encode_value(tensor((1,)), BIG) + b"\x00"
+    with pytest.raises(InvalidValue, match="hashable"):
+        decode_value(raw, BIG)
+
+
+def test_tensor_and_model_size_limits():
+    big = Tensor((40000,), "int", np.zeros(40000, int))  # 160 KB of elements
+    with pytest.raises(LimitExceeded, match="131072"):
+        encode_value(big, MAX_STORAGE_VALUE_BYTES)
+    with pytest.raises(LimitExceeded):
+        encode_value([1, big], MAX_STORAGE_VALUE_BYTES)
+    fits = Tensor((32000,), "int", np.zeros(32000, int))
+    assert len(encode_value(fits, MAX_STORAGE_VALUE_BYTES)) == 128_000 + 17  # ext32, array, dims, bin32 headers
+    with pytest.raises(LimitExceeded):
+        decode_value(encode_value(big, BIG), MAX_STORAGE_VALUE_BYTES)
+    with pytest.raises(LimitExceeded):
+        encode_value(model("mlp", (100, 100, 10)), 64 * 1024)
+
+
+def test_measure_counts_tensors_by_the_kib():
+    assert measure(tensor((10,)), 100) == 1
+    assert measure(Tensor((1024,), "int", np.zeros(1024, int)), 100) == 5
+    assert measure([model("softmax", (64, 8))], 100) == 1 + 1 + 2 * 4 * (64 * 8 + 8) // 1024
+    with pytest.raises(LimitExceeded):
+        measure(Tensor((100_000,), "int", np.zeros(100_000, int)), 100)
+
+
+def test_from_numpy_quantises_like_mlcore():
+    from mlcore.fixed import WEIGHTS, quantize
+    x = np.array([[0.0, 1.5, -1.5, 2.0 ** -17, -(2.0 ** -17), 3 * 2.0 ** -17, 1e9, -1e9, 127.49, -0.49999999999999994]])
+    t = Tensor.from_numpy(x)
+    assert (t.shape, t.fmt) == ((1, 10), "q16")
+    assert np.array_equal(t.raw(), quantize(x, WEIGHTS))
+    assert t.raw().tolist()[0][:6] == [0, 98304, -98304, 1, 0, 2]  # ties go up
+    assert t.raw()[0, 6] == Q16_MAX and t.raw()[0, 7] == -Q16_MAX  # saturated
+    assert np.array_equal(Tensor.from_numpy([1, 2, 3]).to_numpy(), [1.0, 2.0, 3.0])
+    assert Tensor.from_numpy(np.array([3, -4]), "int").raw().tolist() == [3, -4]
+    assert Tensor.from_numpy([[1, 2]], "int").to_numpy().dtype == np.int32
+    for bad, fmt in (([0.5], "int"), ([2**31], "int"), (["a"], "q16"), ([np.nan], "q16")):
+        with pytest.raises((InvalidValue, ValueError)):
+            Tensor.from_numpy(np.array(bad), fmt)
+    f = np.array([0.25, -3.0])
+    assert np.array_equal(Tensor.from_numpy(f).to_numpy(), f)
+
+
+def test_model_from_float_and_back():
+    rng = np.random.default_rng(1)
+    arrays = [rng.normal(size=s) for s in param_shapes((4, 8, 3))]
+    m = Model.from_float("mlp", [4, 8, 3], arrays)
+    assert (m.kind, m.layers, m.size) == ("mlp", (4, 8, 3), 4 * 8 + 8 + 8 * 3 + 3)
+    for a, b in zip(m.to_float(), arrays):
+        assert np.max(np.abs(a - b)) <= 2.0 ** -17
+    assert all(not v.raw().any() for v in m.velocity)
+    with pytest.raises(InvalidValue):
+        Model.from_float("mlp", (4, 8, 3), arrays[:-1])
+
+
+def test_tensor_and_model_json():
+    t = Tensor((2, 2), "q16", [[65536, -1], [0, 3]])
+    assert to_json(t) == {"tensor": {"format": "q16", "shape": [2, 2], "data": [65536, -1, 0, 3]}}
+    assert from_json_arg(to_json(t)) == t
+    m = model("softmax", (2, 3))
+    j = to_json({"m": m, "xs": [t]})
+    assert j["m"]["model"]["kind"] == "softmax" and j["m"]["model"]["layers"] == [2, 3]
+    assert from_json_arg(j) == {"m": m, "xs": [t]}
+    no_velocity = {"model": {k: v for k, v in to_json(m)["model"].items() if k != "velocity"}}
+    assert from_json_arg(no_velocity) == Model(m.kind, m.layers, m.params)
+    for bad in ({"tensor": [1]}, {"tensor": {"format": "q16", "shape": [2], "data": [1]}},
+                {"tensor": {"format": "q16", "shape": [1], "data": [1.5]}},
+                {"tensor": {"format": "f", "shape": [1], "data": [1]}},
+                {"tensor": {"format": "int", "shape": [1], "data": [2**31]}},
+                {"tensor": {"format": "q16", "shape": [1], "data": [Q16_MAX + 1]}},
+                {"tensor": {"format": "q16", "shape": [1], "data": [1], "x": 0}},
+                {"model": {"kind": "mlp", "layers": [2, 2], "params": []}},
+                {"model": {"kind": "softmax", "layers": [2, 2], "params": [1]}}):
+        with pytest.raises(InvalidValue):
+            from_json_arg(bad)
+    assert from_json_arg({"dict": [["tensor", 1]]}) == {"tensor": 1}
+
+
+tensors = st.builds(
+    lambda shape, fmt, seed: Tensor(shape, fmt, np.random.default_rng(seed).integers(
+        -Q16_MAX if fmt == "q16" else -2**31, (Q16_MAX if fmt == "q16" else 2**31 - 1) + 1, shape)),
+    st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple), st.sampled_from(["q16", "int"]),
+    st.integers(0, 2**32))
+
+
+@FAST
+@given(tensors, st.data())
+def test_tensor_mutations_never_crash(t, data):
+    raw = bytearray(encode_value([t, model("softmax", (2, 2))], BIG))
+    assert decode_value(bytes(raw), BIG) == [t, model("softmax", (2, 2))]
+    i = data.draw(st.integers(0, len(raw)))
+    op = data.draw(st.sampled_from(["flip", "insert", "delete"]))
+    byte = data.draw(st.integers(0, 255))
+    if op == "insert":
+        raw[i:i] = bytes([byte])
+    elif i < len(raw):
+        if op == "flip":
+            raw[i] ^= byte or 1
+        else:
+            del raw[i]
+    try:
+        back = decode_value(bytes(raw), BIG)
+    except (InvalidValue, LimitExceeded):
+        return
+    assert encode_value(back, BIG) == bytes(raw)

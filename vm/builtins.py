@@ -9,7 +9,8 @@ from typing import Any, Callable
 
 from vm import gas as G
 from vm.limits import MAX_INT_BITS, MAX_LEN, MAX_PRINT_BYTES
-from vm.values import Decimal, int_to_str, str_to_int
+from vm.values import Decimal, Model, Tensor, int_to_str, str_to_int
+from vm import ml
 from vm import meter
 from vm.meter import _bigint, allocate, charge
 from vm.sizes import Storage, _a, _check_len, _err, _isint, _key, _len_cost, _mem_of, _size_cost, type_name
@@ -61,6 +62,8 @@ def _text(v: Any, top: bool = True) -> str:
         return "(" + inner + ("," if len(v) == 1 else "") + ")"
     if t is dict:
         return "{" + ", ".join(_text(k, False) + ": " + _text(x, False) for k, x in v.items()) + "}"
+    if t is Tensor or t is Model:
+        return ml.text(v)
     if t is range:
         step = "" if v.step == 1 else ", " + int_to_str(v.step)
         return f"range({int_to_str(v.start)}, {int_to_str(v.stop)}{step})"
@@ -230,6 +233,8 @@ def b_isinstance(x: Any, types_: Any) -> bool:
 
 
 def b_len(x: Any) -> int:
+    if type(x) is Tensor:  # its rows
+        return x.shape[0]
     if type(x) not in _ITERABLE:
         raise _err(f"{_a(x)} has no len()")
     try:

@@ -8,8 +8,9 @@ from typing import Any
 from vm import errors as E
 from vm import gas as G
 from vm.limits import MAX_INT_BITS, MAX_MEMORY
-from vm.validate import CTX_FIELDS, METHODS
-from vm.values import Decimal
+from vm.validate import CTX_FIELDS, METHODS, ML_METHODS
+from vm.values import Decimal, Model, Tensor
+from vm import ml
 from vm.meter import _bigint, _ck, allocate, charge
 from vm.sizes import (Ctx, Storage, _SEQ, _a, _check_len, _err, _isint, _key, _len_cost, _mem_of, _size_cost,
                       type_name)
@@ -247,7 +248,9 @@ def _inv(a: Any) -> Any:
 
 def _compare_cost(a: Any, b: Any) -> None:
     ta, tb = type(a), type(b)
-    if ta is str or ta is bytes or tb is str or tb is bytes:
+    if ta is Tensor or ta is Model:  # compared in C, element bytes
+        charge(G.BUILTIN + (a.nbytes >> 5) * G.PER_32_BYTES)
+    elif ta is str or ta is bytes or tb is str or tb is bytes:
         charge(G.BUILTIN + ((len(a) if ta in (str, bytes) else 0) >> 5) * G.PER_32_BYTES)
     elif ta in (list, tuple, dict) or tb in (list, tuple, dict):
         charge(G.BUILTIN)
@@ -347,6 +350,8 @@ def _getitem(x: Any, k: Any) -> Any:
             raise _err("key not found in dict") from None
     if t is Storage:
         return _sload(k)
+    if t is Tensor:
+        return ml.item(x, k)
     raise _err(f"{_a(x)} cannot be indexed")
 
 
@@ -361,6 +366,8 @@ def _slice_len(x: Any, lo: Any, hi: Any, st: Any) -> int:
 
 def _getslice(x: Any, lo: Any, hi: Any, st: Any) -> Any:
     t = type(x)
+    if t is Tensor:
+        return ml.rows(x, lo, hi, st)
     if t not in _SEQ and t is not range:
         raise _err(f"{_a(x)} cannot be sliced")
     n = _slice_len(x, lo, hi, st)
@@ -467,7 +474,11 @@ def _unpack(v: Any, n: int) -> tuple:
 def _attr(x: Any, name: str) -> Any:
     if type(x) is Ctx and name in CTX_FIELDS:
         return x.field(name)
-    if name in METHODS:
+    f = ml.FIELDS.get((type(x), name))
+    if f is not None:
+        charge(G.BUILTIN)
+        return f(x)
+    if name in METHODS or name in ML_METHODS:
         raise _err(f".{name} is a method: call it, as in x.{name}(...)")
     raise _err(f"{_a(x)} has no attribute {name}")
 

@@ -19,11 +19,12 @@ from typing import Any, Callable, Protocol
 from vm import errors as E
 from vm.compiler import FILENAME_PREFIX, Compiled, compile_contract
 from vm.limits import MAX_CALL_DEPTH, MAX_MEMORY, MAX_OUTPUT_BYTES
-from vm.validate import METHODS, ContractInvalid
+from vm.validate import METHODS, ML_FIELDS, ML_METHODS, ContractInvalid
 from vm.values import Decimal, encode_value
 from vm import meter
 from vm.meter import _DEPTH, _GAS, _MEM, _bigint, _ck, _deep, _oog, _oom
-from vm.sizes import _CTX, _STORAGE, _key
+from vm.sizes import _CTX, _ML, _STORAGE, _key
+from vm import ml
 from vm.world import _sdel, _sload, _sstore, b_call, b_emit, b_require, b_transfer
 from vm.ops import (_add, _and, _argtype, _attr, _delitem, _delslice, _eq, _floordiv, _ge, _getitem,
                     _getslice, _gt, _iadd, _imul, _in, _inv, _iter, _le, _lshift, _lt, _mod, _mul, _ne, _neg,
@@ -85,9 +86,12 @@ class Outcome:
 class Execution:
     """One transaction's (or one read-only call's) contract work."""
 
-    def __init__(self, host: Host, env: Env):
+    def __init__(self, host: Host, env: Env, compile_fees: bool = True):
         self.host = host
         self.env = env
+        # False for free read-only calls: a program's first use on chain (vm/ml.py) is then
+        # not charged ML_COMPILE, since nothing of the call is kept
+        self.compile_fees = compile_fees
         self.frames: list[Frame] = []
         self.events: list[tuple[bytes, str, bytes]] = []
         self.logs: list[str] = []
@@ -146,7 +150,7 @@ BUILTIN_FUNCTIONS: dict[str, Callable] = {
 }
 INJECTED: dict[str, Any] = {
     "storage": _STORAGE, "ctx": _CTX, "emit": b_emit, "require": b_require, "transfer": b_transfer,
-    "call": b_call, "Decimal": b_Decimal,
+    "call": b_call, "Decimal": b_Decimal, "ml": _ML,
 }
 _ISINSTANCE_TYPES.update({b_int: (int,), b_str: (str,), b_bytes: (bytes,), b_bool: (bool,), b_list: (list,),
                           b_dict: (dict,), b_tuple: (tuple,), b_Decimal: (Decimal,)})
@@ -156,7 +160,8 @@ _HELPERS = {f.__name__: f for f in (
     _getitem, _getslice, _setitem, _setslice, _delitem, _delslice, _iter, _unpack, _attr, _argtype,
     _sload, _sstore, _sdel, _sget_or)}
 _NAMESPACE: dict[str, Any] = {"__builtins__": {}, **BUILTIN_FUNCTIONS, **INJECTED, **_HELPERS,
-                              **{"_m_" + m: _method(m) for m in METHODS}}
+                              **{"_m_" + m: _method(m) for m in METHODS},
+                              **{"_m_" + m: ml.method(m) for m in ML_METHODS | ML_FIELDS}}
 
 
 # ---- running contract code -------------------------------------------------------------------
@@ -236,10 +241,11 @@ def _locate_error(e: E.VMError, contract: bytes, compiled: Compiled, tb: Any) ->
         tb = tb.tb_next
 
 
-def execute(host: Host, env: Env, gas_limit: int, run: Callable[[Execution], Any]) -> Outcome:
+def execute(host: Host, env: Env, gas_limit: int, run: Callable[[Execution], Any],
+            compile_fees: bool = True) -> Outcome:
     """Run `run(execution)` with `gas_limit` gas; never raises for a contract's fault."""
     with _LOCK:
-        rt = Execution(host, env)
+        rt = Execution(host, env, compile_fees)
         prev = meter.RT, _GAS.cell_contents, _DEPTH.cell_contents, _MEM.cell_contents
         meter.RT = rt
         _GAS.cell_contents, _DEPTH.cell_contents, _MEM.cell_contents = gas_limit, 0, MAX_MEMORY

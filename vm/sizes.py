@@ -7,7 +7,7 @@ from typing import Any
 from vm import errors as E
 from vm import gas as G
 from vm.limits import MAX_LEN, MAX_SAME_HASH, MAX_VALUE_DEPTH
-from vm.values import Decimal, hash_group, int_to_str
+from vm.values import Decimal, Model, Tensor, hash_group, int_to_str
 from vm import meter
 from vm.meter import _GAS, _MEM, _oom, charge
 
@@ -19,7 +19,8 @@ _SCALAR = (int, bool, str, bytes, _NoneType, Decimal)
 _SEQ = (list, tuple, str, bytes)
 _FLAT_KEY_TYPES = frozenset((int, bool, str, bytes, _NoneType))
 _TYPE_NAMES = {int: "int", bool: "bool", str: "str", bytes: "bytes", _NoneType: "None", list: "list",
-               tuple: "tuple", dict: "dict", Decimal: "Decimal", range: "range"}
+               tuple: "tuple", dict: "dict", Decimal: "Decimal", range: "range", Tensor: "Tensor",
+               Model: "Model"}
 
 
 def type_name(v: Any) -> str:
@@ -30,6 +31,8 @@ def type_name(v: Any) -> str:
         return "storage"
     if t is Ctx:
         return "ctx"
+    if t is ML:
+        return "ml"
     return "function"
 
 
@@ -74,6 +77,8 @@ def _size_cost(v: Any) -> int:
                 stack.extend((y, depth + 1) for y in x.values())
             else:
                 stack.extend((y, depth + 1) for y in x)
+        elif t is Tensor or t is Model:  # copied in C: by the 256 bytes
+            n += x.nbytes >> 8
         if n > budget:
             break
     charge(n * G.WALK_PER_ELEMENT)
@@ -146,7 +151,7 @@ def _check_key(k: Any) -> None:
                    "or tuples of them")
 
 
-# ---- the two objects that are not values: ctx and storage --------------------------------
+# ---- the objects that are not values: ctx, storage and ml ---------------------------------
 
 class Ctx:
     """`ctx`: read-only facts about the current call (DESIGN 3)."""
@@ -185,5 +190,15 @@ class Storage:
         raise _err("cannot iterate over storage: keep an index of keys in storage")
 
 
+class ML:
+    """`ml`: the injected object whose methods (vm/ml.py) make and train models."""
+
+    __slots__ = ()
+
+    def __iter__(self):
+        raise _err("cannot iterate over ml")
+
+
 _CTX = Ctx()
 _STORAGE = Storage()
+_ML = ML()

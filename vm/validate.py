@@ -30,7 +30,7 @@ BUILTINS = frozenset({
     "tuple", "zip",
 })
 # Names the VM injects into every contract (DESIGN 3).
-INJECTED = frozenset({"storage", "ctx", "emit", "require", "transfer", "call", "Decimal"})
+INJECTED = frozenset({"storage", "ctx", "emit", "require", "transfer", "call", "Decimal", "ml"})
 DECORATORS = frozenset({"export", "constructor"})
 # The only attribute names a contract may write, as methods of the value types
 # (list, dict, str, bytes, int) and fields of `ctx`. The runtime dispatches each on the
@@ -49,7 +49,12 @@ METHODS = frozenset({
 # str.isalpha/isdigit are left out: their answers follow each CPython's Unicode tables.
 CTX_FIELDS = frozenset({"sender", "caller", "this", "block_height", "block_time", "chain_id", "value",
                         "balance"})
-ATTRIBUTES = METHODS | CTX_FIELDS
+# The ML API (vm/ml.py): the methods of `ml` and of tensors, and the fields of tensors and
+# models.  Dispatched like the others, on the exact type, to priced implementations.
+ML_METHODS = frozenset({"model", "tensor", "concat", "train", "predict", "probabilities", "evaluate", "average",
+                        "tolist"})
+ML_FIELDS = frozenset({"shape", "format", "size", "kind", "layers", "params"})
+ATTRIBUTES = METHODS | CTX_FIELDS | ML_METHODS | ML_FIELDS
 # Names a type annotation may use (annotations are documentation; the compiler drops them).
 TYPE_NAMES = frozenset({"int", "str", "bytes", "bool", "list", "dict", "tuple", "None", "Decimal"})
 
@@ -486,6 +491,11 @@ class _Checker:
     def visit_Call(self, node: ast.Call) -> None:
         if not isinstance(node.func, (ast.Name, ast.Attribute)):
             self.err(node.func, "only functions and methods can be called, by name")
+        elif isinstance(node.func, ast.Attribute) and node.func.attr in ML_FIELDS:
+            # fields are read, never called: this also keeps str.format out of every contract
+            self.err(node.func, f"the attribute .{node.func.attr} is a field of tensors and models, not a method: "
+                     f"read it as x.{node.func.attr}" + (" (str.format is not allowed: build text with str() and +)"
+                                                         if node.func.attr == "format" else ""))
         self.visit(node.func)
         for a in node.args:
             self.visit(a)
@@ -509,7 +519,7 @@ class _Checker:
     def visit_Attribute(self, node: ast.Attribute) -> None:
         if node.attr.startswith("_") or node.attr not in ATTRIBUTES:
             self.err(node, f"the attribute .{node.attr} is not allowed: contracts may use the methods of "
-                     "list, dict, str, bytes and int listed in docs/contracts.md, and the fields of ctx")
+                     "list, dict, str, bytes and int listed in docs/contracts.md, the fields of ctx, and the ml API")
         self.visit(node.value)
 
     def visit_Subscript(self, node: ast.Subscript) -> None:

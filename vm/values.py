@@ -1,7 +1,8 @@
 """Contract values and their one canonical byte form.
 
 A contract keeps, stores, emits, passes and returns only these values: None, bool, int,
-str, bytes, list, tuple, dict and this module's fixed-point `Decimal`.  Every node must
+str, bytes, list, tuple, dict, this module's fixed-point `Decimal`, and its immutable ML
+values `Tensor` and `Model` (the `ml` API of vm/ml.py computes with them).  Every node must
 agree on each value's bytes, on every result of Decimal arithmetic, and on every error
 (class and message), so nothing here depends on PYTHONHASHSEED, on the host's
 int <-> str digit limit or on the CPython version (3.11, 3.12, 3.13), and no host
@@ -25,6 +26,9 @@ Wire format (valid msgpack with use_bin_type; `msgpack.unpackb` reads it, exts a
   dict               map, in the dict's insertion order
   Decimal            ext 3: its scaled int (value * 10**18), signed two's-complement
                      big-endian, minimal length
+  Tensor             ext 4: [format code (0 = q16, 1 = int), [dims...], bin of the elements
+                     as little-endian int32, row-major]
+  Model              ext 5: [kind, [layers...], [params as ext 4...], [velocity as ext 4...]]
 Ext headers are msgpack's minimal ones: fixext 1/2/4/8/16 when the data has that length,
 else ext8/ext16/ext32.
 """
@@ -33,20 +37,25 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+import sys
+
 import msgpack
 
 from vm.errors import ContractRuntimeError, InvalidValue, LimitExceeded
-from vm.limits import MAX_SAME_HASH, DECIMAL_PLACES, MAX_INT_BITS, MAX_INT_DIGITS, MAX_VALUE_DEPTH
+from vm.limits import (MAX_SAME_HASH, DECIMAL_PLACES, MAX_INT_BITS, MAX_INT_DIGITS, MAX_MODEL_DIM,
+                       MAX_TENSOR_ELEMENTS, MAX_TENSOR_RANK, MAX_VALUE_DEPTH)
 
 __all__ = [
-    "Decimal", "decimal_scaled", "int_to_str", "str_to_int",
+    "Decimal", "decimal_scaled", "int_to_str", "str_to_int", "Tensor", "Model",
     "encode_value", "decode_value", "measure", "to_json", "from_json_arg",
-    "EXT_BIGINT", "EXT_TUPLE", "EXT_DECIMAL",
+    "EXT_BIGINT", "EXT_TUPLE", "EXT_DECIMAL", "EXT_TENSOR", "EXT_MODEL",
 ]
 
 EXT_BIGINT = 1
 EXT_TUPLE = 2
 EXT_DECIMAL = 3
+EXT_TENSOR = 4
+EXT_MODEL = 5
 
 _SCALE = 10 ** DECIMAL_PLACES
 _CHUNK = 600                      # digits per conversion step: under CPython's minimum limit of 640
@@ -331,6 +340,261 @@ def _mod(a: int, b: int) -> Decimal:
 
 
 # ---------------------------------------------------------------------------
+# Tensor and Model
+
+
+class _LazyNumpy:
+    """numpy, imported on first use: the VM itself runs without it (contracts that never touch
+    a tensor never need it, and tests/test_vm_determinism.py runs the VM under interpreters that
+    lack it).  The first attribute read imports numpy and puts the module itself in the place of
+    this stand-in in the modules that use it."""
+
+    def __getattr__(self, name: str) -> Any:
+        import numpy
+        for mod in ("vm.values", "vm.ml"):
+            module = sys.modules.get(mod)
+            if module is not None and getattr(module, "np", None) is self:
+                module.np = numpy  # type: ignore[attr-defined]
+        return getattr(numpy, name)
+
+
+np: Any = _LazyNumpy()
+
+
+Q16_FRAC_BITS = 16
+# The bound of every q16 element: mlcore.fixed.WEIGHTS.max_abs (digit_bound(3), about +-127.5),
+# so any q16 tensor is a valid input, target or weight of mlcore's kernels.
+Q16_MAX = 8355711
+_INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
+FORMATS = ("q16", "int")  # index = the format's code in the byte form
+# kind -> (least, most) number of layer sizes (features, hidden..., outputs)
+MODEL_KINDS = {"linear": (2, 2), "softmax": (2, 2), "mlp": (3, 5)}
+_I32 = "<i4"  # little-endian int32: the elements' dtype on every host
+
+
+def _shape_size(shape: Any, what: str) -> int:
+    """Elements of a shape (a tuple of 1 to MAX_TENSOR_RANK ints >= 1), at most
+    MAX_TENSOR_ELEMENTS: checked before anything of that size is allocated."""
+    if type(shape) is not tuple or not 1 <= len(shape) <= MAX_TENSOR_RANK:
+        raise InvalidValue(f"{what}'s shape must be a tuple of 1 to {MAX_TENSOR_RANK} dimensions")
+    n = 1
+    for d in shape:
+        if type(d) is not int or d < 1:
+            raise InvalidValue(f"{what}'s dimensions must be ints >= 1")
+        n *= d
+        if n > MAX_TENSOR_ELEMENTS:
+            raise InvalidValue(f"{what} has more than {MAX_TENSOR_ELEMENTS} elements")
+    return n
+
+
+def _check_range(data: np.ndarray, fmt: str, what: str) -> None:
+    if fmt == "q16" and data.size and (int(data.min()) < -Q16_MAX or int(data.max()) > Q16_MAX):
+        raise InvalidValue(f"{what} holds a q16 element outside [-{Q16_MAX}, {Q16_MAX}] (about +-127.5)")
+
+
+class Tensor:
+    """An immutable array of int32 elements: `shape` (a tuple of 1 to 4 dims >= 1), `fmt`
+    ("q16": Q.16 fixed point, value = element / 2**16, each within +-Q16_MAX; "int": plain
+    int32, e.g. class labels) and the elements, row-major, as a read-only numpy array.
+
+    Contracts reach it only through the VM's wrappers (vm/ml.py); clients make one with
+    `Tensor.from_numpy` and read it with `to_numpy()` / `raw()`.
+    """
+
+    __slots__ = ("shape", "fmt", "_data")
+    shape: tuple[int, ...]
+    fmt: str
+    _data: np.ndarray
+
+    def __init__(self, shape: tuple[int, ...], fmt: str, data: Any):
+        """A tensor of exactly these int32 elements (any int array-like of that shape)."""
+        if fmt not in FORMATS:
+            raise InvalidValue(f"a tensor's format is \"q16\" or \"int\", not {fmt!r}")
+        n = _shape_size(shape, "a tensor")
+        arr = np.asarray(data)
+        if arr.dtype.kind not in "iub" or arr.size != n:
+            raise InvalidValue(f"a tensor of shape {shape} needs {n} int elements")
+        if arr.size and (int(arr.min()) < _INT32_MIN or int(arr.max()) > _INT32_MAX):
+            raise InvalidValue("a tensor's elements are int32")
+        arr = np.ascontiguousarray(arr, dtype=_I32).reshape(shape)
+        _check_range(arr, fmt, "a tensor")
+        _init_tensor(self, shape, fmt, arr)
+
+    @classmethod
+    def _trusted(cls, shape: tuple[int, ...], fmt: str, arr: np.ndarray) -> "Tensor":
+        """A tensor of an int32 array the VM made and checked (no copy when it is
+        contiguous little-endian int32 already)."""
+        t = object.__new__(cls)
+        _init_tensor(t, shape, fmt, np.ascontiguousarray(arr, dtype=_I32).reshape(shape))
+        return t
+
+    @classmethod
+    def from_numpy(cls, arr: Any, fmt: str = "q16") -> "Tensor":
+        """Host side (clients): q16 quantises real values with mlcore.fixed.quantize's rule
+        (round half up, saturated to +-Q16_MAX); "int" takes integer values exactly."""
+        a = np.asarray(arr)
+        if fmt == "q16":
+            from mlcore.fixed import WEIGHTS, quantize  # imports jax: clients only
+            if a.dtype.kind not in "iubf":
+                raise InvalidValue(f"a q16 tensor is made from numbers, not {a.dtype}")
+            return cls(a.shape, fmt, quantize(a, WEIGHTS))
+        if fmt == "int" and a.dtype.kind not in "iub":
+            raise InvalidValue(f"an int tensor is made from integers, not {a.dtype}")
+        return cls(a.shape, fmt, a)
+
+    def to_numpy(self) -> np.ndarray:
+        """Host side: q16 as float64 (mlcore.fixed.dequantize, exact), int as int32."""
+        if self.fmt == "q16":
+            return self._data.astype(np.float64) / float(1 << Q16_FRAC_BITS)
+        return self._data.copy()
+
+    def raw(self) -> np.ndarray:
+        """The int32 elements (read-only, shape `shape`)."""
+        return self._data
+
+    @property
+    def format(self) -> str:
+        """`fmt`, under the name contracts read it by (t.format)."""
+        return self.fmt
+
+    @property
+    def size(self) -> int:
+        return self._data.size
+
+    @property
+    def nbytes(self) -> int:
+        return self._data.nbytes
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise ContractRuntimeError("tensors are immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise ContractRuntimeError("tensors are immutable")
+
+    def __eq__(self, other: Any) -> bool:
+        if type(other) is not Tensor:
+            return NotImplemented
+        return self.shape == other.shape and self.fmt == other.fmt and bool(np.array_equal(self._data, other._data))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking and big: never a key
+
+    def __reduce__(self) -> tuple:
+        return (Tensor, (self.shape, self.fmt, self._data))
+
+    def __repr__(self) -> str:
+        return f"Tensor(shape={self.shape}, format={self.fmt!r})"
+
+
+def _init_tensor(t: Tensor, shape: tuple[int, ...], fmt: str, arr: np.ndarray) -> None:
+    arr.flags.writeable = False
+    object.__setattr__(t, "shape", tuple(shape))
+    object.__setattr__(t, "fmt", fmt)
+    object.__setattr__(t, "_data", arr)
+
+
+def a_kind(kind: str) -> str:
+    """'a linear', 'a softmax', 'a mlp': a model kind with its article, for messages."""
+    return "a " + kind
+
+
+def param_shapes(layers: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """Shapes of a model's parameters in order: (w0, b0, w1, b1, ...), w_l of shape
+    (layers[l], layers[l + 1]) and b_l of shape (layers[l + 1],)."""
+    out: list[tuple[int, ...]] = []
+    for a, b in zip(layers, layers[1:]):
+        out += [(a, b), (b,)]
+    return out
+
+
+def check_arch(kind: Any, layers: Any) -> tuple[str, tuple[int, ...]]:
+    """The structural rules of a model (mlcore.models.Arch.check adds its overflow bounds
+    when the model is used): a known kind, its number of layer sizes, each in
+    [1, MAX_MODEL_DIM], and at most MAX_TENSOR_ELEMENTS parameters in all."""
+    if type(kind) is not str or kind not in MODEL_KINDS:
+        raise InvalidValue(f"a model's kind is one of {', '.join(map(repr, MODEL_KINDS))}, not "
+                           f"{ascii(kind) if type(kind) is str else _type_name(kind)}")
+    lo, hi = MODEL_KINDS[kind]
+    if type(layers) not in (tuple, list) or not lo <= len(layers) <= hi:
+        counts = f"{lo}" if lo == hi else f"{lo} to {hi}"
+        raise InvalidValue(f"{a_kind(kind)} model has {counts} layer sizes (features, {'hidden..., ' if hi > 2 else ''}"
+                           f"{'outputs' if kind == 'linear' else 'classes'})")
+    if not all(type(d) is int and 1 <= d <= MAX_MODEL_DIM for d in layers):
+        raise InvalidValue(f"a model's layer sizes are ints in [1, {MAX_MODEL_DIM}]")
+    layers = tuple(layers)
+    if sum(a * b + b for a, b in zip(layers, layers[1:])) > MAX_TENSOR_ELEMENTS:
+        raise InvalidValue(f"a model may have at most {MAX_TENSOR_ELEMENTS} parameters")
+    return kind, layers
+
+
+class Model:
+    """An immutable model: `kind` ("linear", "softmax" or "mlp"), `layers` (features,
+    hidden sizes..., outputs or classes), `params` (w0, b0, w1, b1, ... as q16 tensors of
+    param_shapes(layers)) and `velocity` (SGD momentum, the same shapes)."""
+
+    __slots__ = ("kind", "layers", "params", "velocity")
+    kind: str
+    layers: tuple[int, ...]
+    params: tuple[Tensor, ...]
+    velocity: tuple[Tensor, ...]
+
+    def __init__(self, kind: str, layers: tuple[int, ...], params: Any, velocity: Any = None):
+        kind, layers = check_arch(kind, layers)
+        shapes = param_shapes(layers)
+        if velocity is None:
+            velocity = [Tensor._trusted(s, "q16", np.zeros(s, _I32)) for s in shapes]
+        for name, ts in (("params", params), ("velocity", velocity)):
+            if type(ts) not in (tuple, list) or len(ts) != len(shapes):
+                raise InvalidValue(f"{a_kind(kind)} model of {len(layers)} layer sizes has {len(shapes)} {name} tensors")
+            for i, (t, s) in enumerate(zip(ts, shapes)):
+                if type(t) is not Tensor or t.fmt != "q16" or t.shape != s:
+                    raise InvalidValue(f"a model's {name}[{i}] must be a q16 tensor of shape {s}")
+        for name, ts in (("kind", kind), ("layers", layers), ("params", tuple(params)),
+                         ("velocity", tuple(velocity))):
+            object.__setattr__(self, name, ts)
+
+    @classmethod
+    def from_float(cls, kind: str, layers: tuple[int, ...], arrays: Any, velocity: Any = None) -> "Model":
+        """Host side: a model whose parameters are real numbers (e.g. trained with JAX or
+        Keras: [w0, b0, w1, b1, ...]), quantised to q16 (Tensor.from_numpy)."""
+        params = [Tensor.from_numpy(a) for a in arrays]
+        vel = None if velocity is None else [Tensor.from_numpy(a) for a in velocity]
+        return cls(kind, tuple(layers), params, vel)
+
+    def to_float(self) -> list[np.ndarray]:
+        """Host side: the parameters as float64 arrays [w0, b0, w1, b1, ...]."""
+        return [t.to_numpy() for t in self.params]
+
+    @property
+    def size(self) -> int:
+        """The number of parameters."""
+        return sum(t.size for t in self.params)
+
+    @property
+    def nbytes(self) -> int:
+        return 2 * sum(t.nbytes for t in self.params)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise ContractRuntimeError("models are immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise ContractRuntimeError("models are immutable")
+
+    def __eq__(self, other: Any) -> bool:
+        if type(other) is not Model:
+            return NotImplemented
+        return (self.kind == other.kind and self.layers == other.layers and self.params == other.params
+                and self.velocity == other.velocity)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple:
+        return (Model, (self.kind, self.layers, self.params, self.velocity))
+
+    def __repr__(self) -> str:
+        return f"Model(kind={self.kind!r}, layers={self.layers})"
+
+
+# ---------------------------------------------------------------------------
 # encoding
 
 
@@ -415,7 +679,7 @@ def _too_big(max_bytes: int) -> LimitExceeded:
 def _not_a_value(v: Any) -> InvalidValue:
     return InvalidValue(
         f"a value of type {_type_name(v)} cannot be stored, emitted, passed or returned "
-        "(only None, bool, int, str, bytes, list, tuple, dict and Decimal can)")
+        "(only None, bool, int, str, bytes, list, tuple, dict, Decimal, Tensor and Model can)")
 
 
 def _encode(out: bytearray, v: Any, depth: int, max_bytes: int) -> None:
@@ -443,6 +707,13 @@ def _encode(out: bytearray, v: Any, depth: int, max_bytes: int) -> None:
         out += v
     elif t is Decimal:
         _encode_ext(out, EXT_DECIMAL, _signed_bytes(v._q))
+    elif t is Tensor or t is Model:
+        if v.nbytes > max_bytes:  # before copying the elements
+            raise _too_big(max_bytes)
+        if t is Tensor:
+            _encode_ext(out, EXT_TENSOR, _tensor_payload(v))
+        else:
+            _encode_ext(out, EXT_MODEL, _model_payload(v))
     elif t is list or t is tuple or t is dict:
         depth += 1
         if depth > MAX_VALUE_DEPTH:
@@ -465,6 +736,31 @@ def _encode(out: bytearray, v: Any, depth: int, max_bytes: int) -> None:
         raise _not_a_value(v)
     if len(out) > max_bytes:
         raise _too_big(max_bytes)
+
+
+def _tensor_payload(t: Tensor) -> bytearray:
+    out = bytearray((0x93, FORMATS.index(t.fmt)))
+    _header(out, _ARRAY, len(t.shape))
+    for d in t.shape:
+        _encode_int(out, d)
+    _header(out, _BIN, t._data.nbytes)
+    out += t._data.tobytes()  # '<i4': little-endian on every host
+    return out
+
+
+def _model_payload(m: Model) -> bytearray:
+    out = bytearray((0x94,))
+    kind = m.kind.encode("ascii")
+    _header(out, _STR, len(kind))
+    out += kind
+    _header(out, _ARRAY, len(m.layers))
+    for d in m.layers:
+        _encode_int(out, d)
+    for ts in (m.params, m.velocity):
+        _header(out, _ARRAY, len(ts))
+        for t in ts:
+            _encode_ext(out, EXT_TENSOR, _tensor_payload(t))
+    return out
 
 
 def encode_value(v: Any, max_bytes: int) -> bytes:
@@ -610,11 +906,11 @@ def _hashed_bytes(s: str) -> bytes:
 
 
 def _is_key(k: Any) -> bool:
-    """Whether k may be a dict key: a scalar value or a tuple of keys."""
+    """Whether k may be a dict key: a scalar value (not a Tensor or Model) or a tuple of keys."""
     t = type(k)
     if t is tuple:
         return all(_is_key(x) for x in k)
-    return t is not list and t is not dict
+    return t is not list and t is not dict and t is not Tensor and t is not Model
 
 
 class _Reader:
@@ -740,7 +1036,104 @@ def _decode_ext(r: _Reader, n: int, end: int, depth: int) -> Any:
         if q.bit_length() > MAX_INT_BITS:
             raise InvalidValue(f"an int may have at most {MAX_INT_BITS} bits")
         return q if code == EXT_BIGINT else Decimal.from_scaled(q)
+    if code == EXT_TENSOR or code == EXT_MODEL:
+        ext_end = r.pos + n
+        v = _decode_tensor(r, ext_end) if code == EXT_TENSOR else _decode_model(r, ext_end)
+        if r.pos != ext_end:
+            raise InvalidValue(f"trailing bytes inside a {'tensor' if code == EXT_TENSOR else 'model'}")
+        return v
     raise InvalidValue(f"unknown msgpack ext type {code}")
+
+
+# The parts of a tensor's and a model's data are read by these strict readers (never by
+# _decode): every count and size is checked against the limits before anything of that
+# size is allocated, and decode_value's final re-encoding rejects non-minimal forms.
+
+def _array_len(r: _Reader, end: int, what: str) -> int:
+    b = r.take(1, end)[0]
+    if 0x90 <= b <= 0x9F:
+        return b & 0x0F
+    if b == 0xDC or b == 0xDD:
+        return r.uint(2 if b == 0xDC else 4, end)
+    raise InvalidValue(f"{what} is not an array")
+
+
+def _small_uint(r: _Reader, end: int, what: str) -> int:
+    b = r.take(1, end)[0]
+    if b <= 0x7F:
+        return b
+    if 0xCC <= b <= 0xCF:
+        return r.uint(1 << (b - 0xCC), end)
+    raise InvalidValue(f"{what} is not an int >= 0")
+
+
+def _decode_tensor(r: _Reader, end: int) -> Tensor:
+    if r.take(1, end)[0] != 0x93:
+        raise InvalidValue("a tensor's data is not [format, shape, elements]")
+    code = _small_uint(r, end, "a tensor's format")
+    if code >= len(FORMATS):
+        raise InvalidValue(f"unknown tensor format code {code}")
+    rank = _array_len(r, end, "a tensor's shape")
+    if not 1 <= rank <= MAX_TENSOR_RANK:
+        raise InvalidValue(f"a tensor has 1 to {MAX_TENSOR_RANK} dimensions, not {rank}")
+    shape = tuple(_small_uint(r, end, "a tensor's dimension") for _ in range(rank))
+    count = _shape_size(shape, "a tensor")
+    b = r.take(1, end)[0]
+    if not 0xC4 <= b <= 0xC6:
+        raise InvalidValue("a tensor's elements are not bytes")
+    nbytes = r.uint(1 << (b - 0xC4), end)
+    if nbytes != 4 * count:
+        raise InvalidValue(f"a tensor of shape {shape} has {4 * count} bytes of elements, not {nbytes}")
+    arr = np.frombuffer(r.take(nbytes, end), dtype=_I32).reshape(shape)  # read-only, no copy
+    fmt = FORMATS[code]
+    _check_range(arr, fmt, "a tensor")
+    t = object.__new__(Tensor)
+    _init_tensor(t, shape, fmt, arr)
+    return t
+
+
+def _decode_model(r: _Reader, end: int) -> Model:
+    if r.take(1, end)[0] != 0x94:
+        raise InvalidValue("a model's data is not [kind, layers, params, velocity]")
+    b = r.take(1, end)[0]
+    if not 0xA0 <= b <= 0xBF:  # kinds are short
+        raise InvalidValue("a model's kind is not a short str")
+    kind = _decode_str(r, b & 0x1F, end)
+    if kind not in MODEL_KINDS:
+        raise InvalidValue(f"unknown model kind {ascii(kind)}")
+    n = _array_len(r, end, "a model's layers")
+    if n > MODEL_KINDS[kind][1]:
+        raise InvalidValue(f"{a_kind(kind)} model has at most {MODEL_KINDS[kind][1]} layer sizes")
+    layers = tuple(_small_uint(r, end, "a model's layer size") for _ in range(n))
+    kind, layers = check_arch(kind, layers)  # bounds the parameters before any is read
+    shapes = param_shapes(layers)
+    parts = []
+    for name in ("params", "velocity"):
+        if _array_len(r, end, f"a model's {name}") != len(shapes):
+            raise InvalidValue(f"{a_kind(kind)} model of {len(layers)} layer sizes has {len(shapes)} {name} tensors")
+        ts = []
+        for i, s in enumerate(shapes):
+            b = r.take(1, end)[0]
+            if b == 0xC7 or b == 0xC8 or b == 0xC9:
+                size = r.uint(1 << (b - 0xC7), end)
+            elif 0xD4 <= b <= 0xD8:
+                size = 1 << (b - 0xD4)
+            else:
+                raise InvalidValue(f"a model's {name}[{i}] is not a tensor")
+            if int.from_bytes(r.take(1, end), "big", signed=True) != EXT_TENSOR or size > end - r.pos:
+                raise InvalidValue(f"a model's {name}[{i}] is not a tensor")
+            t_end = r.pos + size
+            t = _decode_tensor(r, t_end)
+            if r.pos != t_end:
+                raise InvalidValue("trailing bytes inside a tensor")
+            if t.fmt != "q16" or t.shape != s:
+                raise InvalidValue(f"a model's {name}[{i}] must be a q16 tensor of shape {s}")
+            ts.append(t)
+        parts.append(tuple(ts))
+    m = object.__new__(Model)
+    for name, v in (("kind", kind), ("layers", layers), ("params", parts[0]), ("velocity", parts[1])):
+        object.__setattr__(m, name, v)
+    return m
 
 
 def _no_ext(code: int, data: bytes) -> Any:
@@ -796,6 +1189,8 @@ def _measure(v: Any, depth: int, left: int, limit: int) -> int:
         left -= 1 + len(v) // 32
     elif t is Decimal:
         left -= 1 + v._q.bit_length() // 64
+    elif t is Tensor or t is Model:  # read in C (np.frombuffer, a range check): by the KiB
+        left -= 1 + v.nbytes // 1024
     elif t is list or t is tuple or t is dict:
         depth += 1
         if depth > MAX_VALUE_DEPTH:
@@ -820,7 +1215,8 @@ def measure(v: Any, limit: int) -> int:
     """A deterministic size of v in units, at most `limit` (else LimitExceeded).
 
     Each value counts 1 unit, plus: an int bit_length // 64, a Decimal its scaled int's
-    bit_length // 64, a str len(s) // 32 (characters), a bytes len(b) // 32; a list or tuple
+    bit_length // 64, a str len(s) // 32 (characters), a bytes len(b) // 32, a Tensor or
+    Model its element bytes // 1024 (params and velocity for a model); a list or tuple
     counts 1 plus its items, a dict 1 plus its keys and values.  A shared or cyclic
     sub-value counts each time it is reached; nesting over MAX_VALUE_DEPTH raises
     LimitExceeded, a type that is not a value raises InvalidValue.  Work is O(limit).
@@ -837,7 +1233,8 @@ def to_json(v: Any) -> Any:
 
     None, bool, int and str stay as they are; bytes become "0x" + hex, lists and tuples
     lists, a Decimal its str, a dict an object when every key is a str and otherwise a
-    list of [key, value] pairs.
+    list of [key, value] pairs; a Tensor and a Model their tagged forms of from_json_arg
+    (so from_json_arg(to_json(t)) == t for them).
     """
     return _to_json(v, 0)
 
@@ -850,6 +1247,11 @@ def _to_json(v: Any, depth: int) -> Any:
         return "0x" + v.hex()
     if t is Decimal:
         return str(v)
+    if t is Tensor:
+        return {"tensor": _tensor_json(v)}
+    if t is Model:
+        return {"model": {"kind": v.kind, "layers": list(v.layers), "params": [_tensor_json(p) for p in v.params],
+                          "velocity": [_tensor_json(p) for p in v.velocity]}}
     if t is list or t is tuple or t is dict:
         depth = _enter_json(depth)
         if t is not dict:
@@ -858,6 +1260,10 @@ def _to_json(v: Any, depth: int) -> Any:
             return {k: _to_json(x, depth) for k, x in v.items()}
         return [[_to_json(k, depth), _to_json(x, depth)] for k, x in v.items()]
     raise _not_a_value(v)
+
+
+def _tensor_json(t: Tensor) -> dict:
+    return {"format": t.fmt, "shape": list(t.shape), "data": t._data.ravel().tolist()}
 
 
 def _enter_json(depth: int) -> int:
@@ -877,7 +1283,13 @@ def from_json_arg(x: Any) -> Any:
       {"decimal": "1.5"}               Decimal (the syntax of Decimal(str))
       {"tuple": [...]}                 tuple
       {"dict": [[key, value], ...]}    dict, for keys that are not all str
-    (so a dict whose only key is one of these four must be given in the "dict" form).
+      {"tensor": {"format": "q16", "shape": [2, 3], "data": [...]}}
+                                       Tensor: its int32 elements, row-major (q16: the Q.16
+                                       integers, value * 65536)
+      {"model": {"kind": "mlp", "layers": [4, 8, 3], "params": [...], "velocity": [...]}}
+                                       Model: params and velocity as lists of the inner
+                                       tensor objects above ("velocity" may be left out: zero)
+    (so a dict whose only key is one of these six must be given in the "dict" form).
     Floats are refused: give {"decimal": "..."}.  Errors are InvalidValue, or
     LimitExceeded for an int over MAX_INT_BITS or nesting over MAX_VALUE_DEPTH.
     """
@@ -901,6 +1313,10 @@ def _from_json(x: Any, depth: int) -> Any:
                 return _json_bytes(arg)
             if tag == "decimal":
                 return _json_decimal(arg)
+            if tag == "tensor":
+                return _json_tensor(arg)
+            if tag == "model":
+                return _json_model(arg)
             if tag in ("tuple", "dict"):
                 if type(arg) is not list:
                     raise InvalidValue(f'a {{"{tag}": ...}} argument takes a JSON array')
@@ -943,3 +1359,30 @@ def _json_dict(pairs: list, depth: int) -> dict:
             raise InvalidValue("duplicate dict key")
         d[k] = _from_json(p[1], depth)
     return d
+
+
+def _json_tensor(arg: Any) -> Tensor:
+    if type(arg) is not dict or set(arg) != {"format", "shape", "data"} or type(arg["shape"]) is not list \
+            or type(arg["data"]) is not list:
+        raise InvalidValue('a {"tensor": ...} argument takes {"format": "q16" or "int", "shape": [dims...], '
+                           '"data": [ints...]}')
+    shape = tuple(arg["shape"])
+    n = _shape_size(shape, "a tensor")
+    data = arg["data"]
+    if len(data) != n or not all(type(x) is int for x in data):
+        raise InvalidValue(f"a tensor of shape {shape} needs {n} ints in \"data\"")
+    if not all(_INT32_MIN <= x <= _INT32_MAX for x in data):
+        raise InvalidValue("a tensor's elements are int32")
+    return Tensor(shape, arg["format"], np.array(data, dtype=np.int64))
+
+
+def _json_model(arg: Any) -> Model:
+    if type(arg) is not dict or not {"kind", "layers", "params"} <= set(arg) <= {"kind", "layers", "params",
+                                                                                 "velocity"} \
+            or type(arg["params"]) is not list or type(arg.get("velocity", [])) is not list:
+        raise InvalidValue('a {"model": ...} argument takes {"kind": ..., "layers": [...], "params": [tensors...], '
+                           '"velocity": [tensors...]}')
+    kind, layers = check_arch(arg["kind"], arg["layers"])
+    params = [_json_tensor(t) for t in arg["params"]]
+    velocity = [_json_tensor(t) for t in arg["velocity"]] if "velocity" in arg else None
+    return Model(kind, layers, params, velocity)
