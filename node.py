@@ -31,6 +31,7 @@ from ledger.sigverify import SignatureVerifier
 from ledger.store import Store, StoreError
 from ledger.tx import Transaction, TxKind, contract_address, decode_transaction, validate_transaction
 from net.rpc import make_app
+from vm import ml as vm_ml
 from vm.limits import MAX_OUTPUT_BYTES
 from vm.values import decode_value, to_json
 
@@ -136,6 +137,7 @@ class Node:
         except StoreError as e:
             raise NodeError(str(e)) from None
         self.genesis, self.devnet = _open_genesis(cfg, self.store)
+        vm_ml.use_compilation_cache(cfg.data_dir / "xla-cache")
         self.validators = self.genesis.validators
         if cfg.key is not None:
             try:

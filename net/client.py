@@ -27,7 +27,7 @@ from ledger.keys import PrivateKey, address_hex, parse_address
 from ledger.state import account_key, decode_account, storage_key
 from ledger.tx import Transaction, call as call_tx, deploy as deploy_tx, transfer
 from vm.limits import MAX_EVENT_BYTES, MAX_OUTPUT_BYTES, MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES
-from vm.values import Decimal, decode_value, encode_value
+from vm.values import Decimal, Model, Tensor, decode_value, encode_value, to_json
 
 DEFAULT_URL = "http://127.0.0.1:8545"
 GAS_MARGIN_PERCENT = 25  # send/deploy without gas_limit: the simulated gas plus this much
@@ -474,11 +474,13 @@ def json_arg(v: Any) -> Any:
         return v
     if type(v) is Decimal:
         return {"decimal": str(v)}
+    if type(v) is Tensor or type(v) is Model:
+        return to_json(v)
     raise TypeError(f"a {type(v).__name__} is not a contract value (int, str, bytes, bool, None, list, "
-                    "tuple, dict, vm.values.Decimal)")
+                    "tuple, dict, vm.values.Decimal, Tensor, Model)")
 
 
-_TAGS = ("bytes", "decimal", "tuple", "dict")
+_TAGS = ("bytes", "decimal", "tuple", "dict", "tensor", "model")
 
 
 def _json_args(args: Sequence[Any]) -> list:

@@ -31,6 +31,7 @@ from ledger.keys import address_hex, parse_address, parse_hex
 from ledger.state import State, account_key, code_key, decode_account, decode_code, storage_key
 from ledger.tx import (MAX_FUNCTION_NAME, U64_MAX, Call, Deploy, Transaction, TxKind, contract_address,
                        decode_transaction, encode_args, intrinsic_gas, tx_to_json, validate_transaction)
+from vm import ml as vm_ml
 from vm import runtime
 from vm.errors import InvalidContract, VMError
 from vm.limits import MAX_EVENT_BYTES, MAX_OUTPUT_BYTES, MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES
@@ -63,7 +64,7 @@ log = logging.getLogger("gradchain.rpc")
 
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32601, -32602, -32603
 TX_REJECTED, NOT_FOUND, COMMIT_TIMEOUT, CONTRACT_FAILED = -32000, -32001, -32002, -32003
-CALL_GAS = 50_000_000       # default and most gas of `call` and `estimate_gas` (geth's rpc gas cap;
+CALL_GAS = 50_000_000       # default and most gas of `call` (geth's rpc gas cap;
                             # about 50 ms of contract work: calls run on the node's event loop)
 MAX_EVENT_BLOCKS = 10_000   # blocks one `events` query may scan
 MAX_EVENT_LIMIT = 10_000    # events one `events` answer may hold
@@ -286,7 +287,7 @@ async def m_status(node: Node) -> dict:
     return {"chain_id": node.chain.chain_id, "height": tip.height, "latest_block_hash": tip.hash.hex(),
             "latest_block_time_ms": tip.time_ms, "genesis_hash": node.genesis.hash.hex(),
             "node_version": NODE_VERSION, "validator": address_hex(node.key.address),
-            "mempool_size": len(node.mempool)}
+            "mempool_size": len(node.mempool), "ml": vm_ml.stats()}
 
 
 @method
@@ -452,8 +453,9 @@ async def m_estimate_gas(node: Node, from_: Any, contract: Any = None, function:
     frm = p_address(from_, "from")
     argv = p_args(args)
     val = p_range(value, "value", 0, U64_MAX)
-    gas_limit = _gas(node, gas)
     chain = node.chain
+    # up to a whole block: the first use of an ML program costs ML_COMPILE, more than CALL_GAS
+    gas_limit = p_range(gas, "gas", 1, chain.params.max_block_gas) if gas is not None else chain.params.max_block_gas
     if source is not None:
         if contract is not None or function is not None:
             raise RpcError(INVALID_PARAMS, "invalid params: give source (a deploy) or contract and function "
@@ -471,7 +473,7 @@ async def m_estimate_gas(node: Node, from_: Any, contract: Any = None, function:
         intrinsic = intrinsic_gas(TxKind.CALL, Call(target, fn, encode_args(argv), val))
         with _state_at(node, chain.tip.height) as (state, tip):
             out = read_only_call(state, chain.chain_id, tip.height + 1, tip.time_ms + 1, frm, target, fn, argv,
-                                 gas_limit, val)
+                                 gas_limit, val, free=False)
     if out.error is not None:
         raise contract_failed(out, intrinsic)
     return {"gas": intrinsic + out.gas_used, "intrinsic_gas": intrinsic}
