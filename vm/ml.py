@@ -22,6 +22,7 @@ contracts that never use it never pay for it.
 from __future__ import annotations
 
 import inspect
+from functools import lru_cache
 from itertools import chain
 from typing import Any, Callable
 
@@ -106,11 +107,15 @@ def stats() -> dict | None:
 
 def _arch(fn: str, kind: str, layers: tuple[int, ...]) -> Any:
     """mlcore's Arch of a structurally valid model, with its overflow bounds checked."""
-    arch = _mlcore().Arch(kind, tuple(layers))
     try:
-        return arch.check()
+        return _checked_arch(kind, tuple(layers))
     except ValueError as e:  # mlcore's own words about widths (ints only: the kind was checked)
         raise _err(f"ml.{fn}: {e}") from None
+
+
+@lru_cache(maxsize=1024)
+def _checked_arch(kind: str, layers: tuple[int, ...]) -> Any:
+    return _mlcore().Arch(kind, layers).check()
 
 
 def _run_program(fn: str, op: str, arch: Any, **dims: int) -> None:
@@ -553,7 +558,7 @@ def _signature_text(name: str, f: Callable) -> str:
     return f"ml.{name}({', '.join(params)})"
 
 
-_SIGNATURES = {name: (inspect.signature(f), _signature_text(name, f)) for name, f in ML_FUNCTIONS.items()}
+_SIGNATURES = {name: _signature_text(name, f) for name, f in ML_FUNCTIONS.items()}
 
 
 def method(name: str) -> Callable:
@@ -566,12 +571,12 @@ def method(name: str) -> Callable:
         t = type(obj)
         if fn is not None and t is ML:
             charge(G.BUILTIN)
-            sig, shown = _SIGNATURES[name]
             try:
-                sig.bind(*args, **kwargs)
-            except TypeError:
-                raise _err(f"{shown} was called with the wrong arguments") from None
-            return fn(*args, **kwargs)
+                return fn(*args, **kwargs)
+            except TypeError as e:
+                if e.__traceback__ is not None and e.__traceback__.tb_next is None:  # the call's own binding
+                    raise _err(f"{_SIGNATURES[name]} was called with the wrong arguments") from None
+                raise
         if tm is not None and t is Tensor:
             charge(G.BUILTIN)
             if args or kwargs:
