@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,7 +138,10 @@ class Node:
         except StoreError as e:
             raise NodeError(str(e)) from None
         self.genesis, self.devnet = _open_genesis(cfg, self.store)
-        vm_ml.use_compilation_cache(cfg.data_dir / "xla-cache")
+        cache = cfg.data_dir / "xla-cache"
+        vm_ml.use_compilation_cache(cache)
+        if cache.is_dir() and any(cache.iterdir()):  # this node ran ML before: load jax meanwhile
+            threading.Thread(target=vm_ml.preload, name="ml-preload", daemon=True).start()
         self.validators = self.genesis.validators
         if cfg.key is not None:
             try:

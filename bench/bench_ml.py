@@ -149,29 +149,44 @@ def call_overhead(runs: int, n: int = 2000) -> None:
           f"{raw * 1e6:.1f} us; mlcore.programs.predict from Python: {host * 1e6:.1f} us")
 
 
+RESTART = '''
+@constructor
+def init():
+    storage["model"] = ml.model("mlp", [64, 64, 32, 10], 7)
+
+
+@export
+def fit(x, y) -> list:
+    model, losses = ml.train(storage["model"], x, y, Decimal("0.1"), Decimal("0.9"), 50, 2)
+    storage["model"] = model
+    return losses
+'''
+
+
 def warm_restart() -> None:
     from consensus.genesis import devnet_keys
     from tests.nodeproc import NodeProcess
-    from tests.test_ml_node import GAS as NODE_GAS, SOURCE, data
 
     key = devnet_keys()[0]
+    rng = np.random.default_rng(3)
+    x = Tensor.from_numpy(rng.random((200, 64)))
+    y = Tensor.from_numpy(rng.integers(0, 10, 200).astype(np.int32), "int")
     times = {}
     with tempfile.TemporaryDirectory() as tmp:
         node = NodeProcess(Path(tmp) / "node").start()
         try:
-            for label in ("new node, empty cache", "restarted, warm cache"):
+            contract = node.client().deploy(key, RESTART, [], gas_limit=GAS)["address"]
+            for label in ("new node, empty cache", "restarted, warm cache", "same process, hot"):
                 c = node.client()
-                if label.startswith("new"):
-                    contract = c.deploy(key, SOURCE, [], gas_limit=NODE_GAS)["address"]
-                x, y = data(len(times))
                 t = time.perf_counter()
-                c.send(key, contract, "fit", x, y, gas_limit=NODE_GAS)
+                c.send(key, contract, "fit", x, y, gas_limit=GAS)
                 times[label] = (time.perf_counter() - t, c.status()["ml"])
-                node.stop()
-                node.start()
+                if label.startswith("new"):
+                    node.stop()
+                    node.start()
         finally:
             node.kill()
-    print("3. first training transaction of a node process (MLP 4-8-3, 12 rows, 6 steps)")
+    print("3. first training transaction of a node process (MLP 64-64-32-10, 200 rows, 8 steps)")
     for label, (t, st) in times.items():
         print(f"   {label:22s}: {t * 1e3:7.1f} ms to commit; XLA compiles {st['xla_compiles']}, "
               f"loaded from the cache {st['persistent_cache_hits']}")

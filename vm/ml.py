@@ -99,6 +99,16 @@ def use_compilation_cache(path: Any) -> None:
         _Lazy.programs.enable_persistent_cache(path)
 
 
+def preload() -> None:
+    """Import mlcore (and jax, and start its CPU backend) now rather than in the first contract
+    that uses `ml`: a node that ran ML before calls it in a background thread at start, so its
+    first ML transaction after a restart does not wait for the import."""
+    import jax
+
+    _mlcore()
+    jax.devices()
+
+
 def stats() -> dict | None:
     """mlcore.programs.stats() (compiles, persistent-cache hits), or None while no contract of
     this process has used `ml`."""
