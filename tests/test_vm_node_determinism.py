@@ -69,3 +69,71 @@ def test_two_nodes_with_other_hash_seeds_agree_bit_for_bit(tmp_path):
     assert [r["status"] for r in receipts_a] == ["success"] * 4 + ["failed"]
     assert receipts_a == receipts_b  # gas, events, outputs, errors, failure places, logs
     assert root_a == root_b
+
+
+ML_SOURCE = '''
+@constructor
+def init():
+    storage["model"] = ml.model("mlp", [6, 16, 12, 3], 11)
+
+
+@export
+def fit(x, y) -> list:
+    model, losses = ml.train(storage["model"], x, y, Decimal("0.25"), Decimal("0.9"), 16, 3)
+    storage["model"] = model
+    return losses
+
+
+@export
+def score(x, y) -> tuple:
+    m = storage["model"]
+    return ml.evaluate(m, x, y), ml.predict(m, x)
+
+
+@export
+def blend(x):
+    other = ml.model("mlp", [6, 16, 12, 3], 12)
+    storage["avg"] = ml.average([storage["model"], other], [3, 1])
+    return ml.probabilities(storage["avg"], x)
+'''
+
+
+def _run_ml(node: NodeProcess) -> tuple[list, str]:
+    import numpy as np
+    from vm.values import Tensor
+
+    key = devnet_keys()[0]
+    rng = np.random.default_rng(20)
+    x = rng.normal(size=(40, 6))
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.int32) + (x[:, 2] > 1)
+    xt, yt = Tensor.from_numpy(x), Tensor.from_numpy(y.astype(np.int32), "int")
+    with node.client() as c:
+        d = c.deploy(key, ML_SOURCE, [], gas_limit=900_000_000)
+        receipts = [d["receipt"]]
+        for _ in range(3):  # 3 transactions of 3 epochs of 3 batches: 27 steps with momentum
+            receipts.append(c.send(key, d["address"], "fit", xt, yt, gas_limit=900_000_000)["receipt"])
+        receipts.append(c.send(key, d["address"], "score", xt, yt, gas_limit=900_000_000)["receipt"])
+        last = c.send(key, d["address"], "blend", xt, gas_limit=900_000_000)
+        receipts.append(last["receipt"])
+        root = c.block(height=last["height"])["header"]["state_root"]
+    return receipts, root
+
+
+def test_two_nodes_with_other_xla_settings_train_to_the_same_bits(tmp_path):
+    """The same ML transactions on a node with default XLA and on one with fast math, SSE4.2
+    code and 8 host devices: every receipt (losses, predictions, probabilities, gas) and the
+    state root (the trained and averaged models) are bit-identical."""
+    odd = "--xla_cpu_enable_fast_math=true --xla_cpu_max_isa=SSE4_2 --xla_force_host_platform_device_count=8"
+    # no empty blocks (block time 1 h): each transaction lands at the same height on both nodes,
+    # and heights are state here (the program registry records the height of a program's first use)
+    nodes = [NodeProcess(tmp_path / "a", block_time=3600),
+             NodeProcess(tmp_path / "b", block_time=3600, env={"XLA_FLAGS": odd})]
+    try:
+        results = [_run_ml(n.start()) for n in nodes]
+    finally:
+        for n in nodes:
+            n.kill()
+    (receipts_a, root_a), (receipts_b, root_b) = results
+    assert [r["status"] for r in receipts_a] == ["success"] * 6
+    assert receipts_a == receipts_b
+    assert root_a == root_b
