@@ -42,17 +42,27 @@ def loss(kind: str, params, x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
     return -jnp.mean(jnp.take_along_axis(logp, y[:, None].astype(jnp.int32), axis=-1))
 
 
+def _step(kind: str, params, velocity, x, y, lr, momentum):
+    value, g = jax.value_and_grad(partial(loss, kind))(params, x, y)
+    velocity = tuple(momentum * vi + lr * gi for vi, gi in zip(velocity, g))
+    return tuple(pi - vi for pi, vi in zip(params, velocity)), velocity, value
+
+
+@partial(jax.jit, static_argnums=0)
+def step(kind: str, params, velocity, x: jnp.ndarray, y: jnp.ndarray, lr: float, momentum: float):
+    """One step on one batch (any batch size): (params, velocity, loss before the step)."""
+    return _step(kind, tuple(params), tuple(velocity), x, y, lr, momentum)
+
+
 @partial(jax.jit, static_argnums=0)
 def train(kind: str, params, xs: jnp.ndarray, ys: jnp.ndarray, lr: float, momentum: float):
     """Steps over batches stacked on axis 0, fused in one lax.scan: (params, velocity, losses)."""
-    def step(carry, batch):
-        p, v = carry
-        value, g = jax.value_and_grad(partial(loss, kind))(p, *batch)
-        v = tuple(momentum * vi + lr * gi for vi, gi in zip(v, g))
-        return (tuple(pi - vi for pi, vi in zip(p, v)), v), value
+    def body(carry, batch):
+        p, v, value = _step(kind, *carry, *batch, lr, momentum)
+        return (p, v), value
 
     velocity = tuple(jnp.zeros_like(p) for p in params)
-    (params, velocity), losses = jax.lax.scan(step, (tuple(params), velocity), (xs, ys))
+    (params, velocity), losses = jax.lax.scan(body, (tuple(params), velocity), (xs, ys))
     return params, velocity, losses
 
 

@@ -10,7 +10,7 @@ uploaded in transactions of at most CHUNK rows (a transaction is at most 64 KiB)
 mini-batches of BATCH (the last one short), with the contract's learning rate and momentum.
 The held-out accuracy is read back through the contract too (`evaluate`, read-only calls).
 
-The float32 twin is plain jax.numpy, written here: the same initial weights (the contract's
+The float32 twin is mlcore/float32.py (plain jax.numpy): the same initial weights (the contract's
 initial model, dequantised), the same dequantised inputs, the same batches in the same order,
 the same learning rate and momentum, the mean cross-entropy gradient (jax.grad) and heavy-ball
 SGD: v = mu * v + lr * g; p -= v.  The issue asks the two to end within one accuracy point.
@@ -20,12 +20,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+from mlcore import float32 as F
 from vm.testing import TestChain
 from vm.values import Decimal, Model, Tensor
 
@@ -52,40 +52,17 @@ def digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return x[~test], y[~test], x[test], y[test]
 
 
-# ---- float32 JAX ---------------------------------------------------------------------------------
+# ---- float32 JAX (mlcore/float32.py) -------------------------------------------------------------
 
-def f32_logits(params: list, x: jnp.ndarray) -> jnp.ndarray:
-    h = x
-    for i in range(0, len(params) - 2, 2):
-        h = jax.nn.relu(h @ params[i] + params[i + 1])
-    return h @ params[-2] + params[-1]
-
-
-@jax.jit
-def f32_step(params: list, velocity: list, x: jnp.ndarray, y: jnp.ndarray, lr: float, mu: float):
-    def loss(p):
-        logp = jax.nn.log_softmax(f32_logits(p, x), axis=-1)
-        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=-1))
-
-    g = jax.grad(loss)(params)
-    velocity = [mu * v + lr * gi for v, gi in zip(velocity, g)]
-    return [p - v for p, v in zip(params, velocity)], velocity
-
-
-def f32_train(params: list, x: np.ndarray, y: np.ndarray, lr: float, mu: float) -> list:
+def f32_train(kind: str, params: list, x: np.ndarray, y: np.ndarray, lr: float, mu: float) -> tuple:
     """EPOCHS passes over the rows in order, mini-batches of BATCH (the last one short)."""
-    p = [jnp.asarray(a, jnp.float32) for a in params]
-    v = [jnp.zeros_like(a) for a in p]
+    p = tuple(jnp.asarray(a, jnp.float32) for a in params)
+    v = tuple(jnp.zeros_like(a) for a in p)
     x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y)
-    lr, mu = jnp.float32(lr), jnp.float32(mu)
     for _ in range(EPOCHS):
         for s in range(0, len(y), BATCH):
-            p, v = f32_step(p, v, x[s:s + BATCH], y[s:s + BATCH], lr, mu)
+            p, v, _ = F.step(kind, p, v, x[s:s + BATCH], y[s:s + BATCH], lr, mu)
     return p
-
-
-def f32_accuracy(params: list, x: np.ndarray, y: np.ndarray) -> float:
-    return float(jnp.mean(jnp.argmax(f32_logits(params, jnp.asarray(x, jnp.float32)), -1) == y))
 
 
 # ---- through the contract ------------------------------------------------------------------------
@@ -139,8 +116,8 @@ def test_contract_training_matches_float32(name):
 
     t0 = time.perf_counter()
     # the float twin starts from the contract's own initial weights, and sees the same inputs
-    floats = f32_train(start.to_float(), xq.to_numpy(), y_train, float(str(lr)), float(str(mu)))
-    ref = f32_accuracy(floats, xq_test.to_numpy(), y_test)
+    floats = f32_train(kind, start.to_float(), xq.to_numpy(), y_train, float(str(lr)), float(str(mu)))
+    ref = F.accuracy(floats, xq_test.to_numpy(), y_test)
     t_float = time.perf_counter() - t0
     trained = c.view.model()
     drift = max(float(np.max(np.abs(a - np.asarray(f)))) for a, f in zip(trained.to_float(), floats))
