@@ -3,8 +3,9 @@ the same run.
 
 1. training step: softmax regression, batch 1024 x 64 features x 10 classes, momentum 0.9,
    run through a contract transaction (examples/ml_training.py `train_stored`: 1024 stored
-   rows, E epochs of one full batch = E steps fused in one call) vs mlcore/float32.py's
-   scan of E steps (same shapes, same heavy-ball rule).  Goal: at most 1.5x per step.
+   rows, E epochs of one full batch = E steps fused in one call; E = 32 and 100, the example's
+   most) vs mlcore/float32.py's scan of E steps (same shapes, same heavy-ball rule).  Goal: at
+   most 1.5x per step.
    Also the bare kernel (mlcore.programs.train, no VM) for the breakdown.
 2. the overhead of one `ml` call from a contract over the raw jitted call: a contract loop
    of ml.predict on a small model, minus the same loop doing nothing, minus the jitted
@@ -13,7 +14,7 @@ the same run.
    program as before the restart) compiles nothing (status().ml.xla_compiles == 0), and
    the latency of that transaction beside the cold node's first one.
 
-    python bench/bench_ml.py [--runs 7] [--epochs 32]
+    python bench/bench_ml.py [--runs 7] [--epochs 32,100]
 """
 from __future__ import annotations
 
@@ -195,10 +196,11 @@ def warm_restart() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=7)
-    ap.add_argument("--epochs", type=int, default=32)
+    ap.add_argument("--epochs", default="32,100", help="steps fused per transaction, comma-separated")
     a = ap.parse_args()
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {jax.device_count()} device(s)")
-    training_step(a.runs, a.epochs)
+    for epochs in (int(e) for e in a.epochs.split(",")):
+        training_step(a.runs, epochs)
     call_overhead(a.runs)
     warm_restart()
 

@@ -617,17 +617,18 @@ def _run_rows(op: str, arch: Arch, params, x, y=None) -> tuple[np.ndarray, int]:
 
 def predict(arch: Arch, params: Sequence[np.ndarray], x: np.ndarray) -> np.ndarray:
     """Labels (rows,) int32 (argmax, first on ties) for classifiers, outputs (rows, outputs) Q.16
-    int32 for linear."""
+    int32 for linear (read-only)."""
     out, rows = _run_rows("predict", arch, params, x)
-    return out[:rows].copy() if arch.classifier else out[:rows, :arch.outputs].copy()
+    # read-only views of the program's result (a new buffer of each call, shared with nothing)
+    return out[:rows] if arch.classifier else out[:rows, :arch.outputs]
 
 
 def probabilities(arch: Arch, params: Sequence[np.ndarray], x: np.ndarray) -> np.ndarray:
-    """Class probabilities (rows, classes) in PROBS (Q.16 int32); classifiers only."""
+    """Class probabilities (rows, classes) in PROBS (Q.16 int32, read-only); classifiers only."""
     if not arch.classifier:
         raise ValueError("probabilities need a classifier (softmax or mlp)")
     out, rows = _run_rows("probabilities", arch, params, x)
-    return out[:rows, :arch.outputs].copy()
+    return out[:rows, :arch.outputs]
 
 
 def evaluate(arch: Arch, params: Sequence[np.ndarray], x: np.ndarray, y: np.ndarray) -> tuple[int, int]:

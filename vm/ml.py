@@ -24,7 +24,7 @@ from __future__ import annotations
 import inspect
 from functools import lru_cache
 from itertools import chain
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from vm import errors as E
 from vm import gas as G
@@ -128,25 +128,94 @@ def _checked_arch(kind: str, layers: tuple[int, ...]) -> Any:
     return _mlcore().Arch(kind, layers).check()
 
 
+class _Program(NamedTuple):
+    """What running one program costs, a function of (op, arch, dims) alone, so worked out once:
+    its gas (mlcore.programs.cost), its registry key (the encoded program id; None for host ops)
+    and the gas of looking that key up."""
+
+    op: str
+    gas: int
+    key: bytes | None
+    read: int
+
+
+_PROGRAM_CACHE: dict[tuple, _Program] = {}
+_CACHE_MAX = 4096  # entries of each cache below (cleared when full: a cache, never state)
+
+
+def _program_of(fn: str, op: str, arch: Any, **dims: int) -> _Program:
+    """The _Program of op on arch and dims; ValueErrors (shapes mlcore refuses) as fn's error."""
+    k = (op, arch, *dims.items())
+    p = _PROGRAM_CACHE.get(k)
+    if p is None:
+        P = _mlcore().programs
+        gas = _call(fn, P.cost, op, arch, **dims)
+        if op in P.HOST_OPS:
+            p = _Program(op, gas, None, 0)
+        else:  # program_id refuses exactly what cost refuses (both check the same key)
+            key = encode_value(_call(fn, P.program_id, op, arch, **dims), 64)
+            p = _Program(op, gas, key, G.STORAGE_READ + len(key) * G.STORAGE_PER_BYTE)
+        if len(_PROGRAM_CACHE) >= _CACHE_MAX:
+            _PROGRAM_CACHE.clear()
+        _PROGRAM_CACHE[k] = p
+    return p
+
+
 def _run_program(fn: str, op: str, arch: Any, **dims: int) -> None:
     """Charge a program's gas, and ML_COMPILE on its first use on chain (recorded in state).
     `init` (ml.model) runs on the host in numpy: it has a price but no program to compile."""
-    m = _mlcore()
-    P = m.programs
-    charge(_call(fn, P.cost, op, arch, **dims))
-    if op in P.HOST_OPS:
+    _charge_program(fn, arch, _program_of(fn, op, arch, **dims))
+
+
+def _charge_program(fn: str, arch: Any, p: _Program) -> None:
+    charge(p.gas)
+    if p.key is None:
         return
-    key = encode_value(_call(fn, P.program_id, op, arch, **dims), 64)
-    charge(G.STORAGE_READ + len(key) * G.STORAGE_PER_BYTE)
+    charge(p.read)
     rt = meter.RT
-    if rt.compile_fees and rt.host.storage_get(SYSTEM_ADDRESS, key) is None:
-        fee = m.gas.ML_COMPILE
+    if rt.compile_fees and rt.host.storage_get(SYSTEM_ADDRESS, p.key) is None:
+        fee = _Lazy.gas.ML_COMPILE
         if _GAS.cell_contents < fee:
             _GAS.cell_contents = -1
-            raise E.OutOfGas(f"out of gas: ml.{fn} runs a program ({op} of {a_kind(arch.kind)} model {arch.layers}) "
+            raise E.OutOfGas(f"out of gas: ml.{fn} runs a program ({p.op} of {a_kind(arch.kind)} model {arch.layers}) "
                              f"not yet used on chain, whose first use costs ML_COMPILE = {fee} gas more")
         charge(fee)
-        rt.host.storage_set(SYSTEM_ADDRESS, key, encode_value(rt.env.block_height, 16))
+        rt.host.storage_set(SYSTEM_ADDRESS, p.key, encode_value(rt.env.block_height, 16))
+
+
+class _RowsCall(NamedTuple):
+    """predict, probabilities, evaluate of one architecture on x of one shape: the checked arch,
+    the program, and the result's shape, format and memory (nbytes None: nothing counted)."""
+
+    arch: Any
+    program: _Program
+    shape: tuple[int, ...]
+    fmt: str
+    nbytes: int | None
+
+
+_ROWS_CALLS: dict[tuple, _RowsCall] = {}
+
+
+def _rows_call(fn: str, m: Model, xs: np.ndarray, shape: tuple[int, ...] = (), fmt: str = "",
+               nbytes: int | None = None) -> _RowsCall:
+    """Check the arch, count the result's memory and charge the program of ml.<fn>(m, xs), xs a
+    checked x, in that order.  Cached per (fn, kind, layers, x's shape): the first call's checks
+    raise where they would; a cached call passed them all, and every later step is the same."""
+    k = (fn, m.kind, m.layers, xs.shape)
+    c = _ROWS_CALLS.get(k)
+    if c is None:
+        arch = _arch(fn, m.kind, m.layers)
+        if nbytes is not None:
+            allocate(nbytes)
+        c = _RowsCall(arch, _program_of(fn, fn, arch, rows=xs.shape[0]), shape, fmt, nbytes)
+        if len(_ROWS_CALLS) >= _CACHE_MAX:
+            _ROWS_CALLS.clear()
+        _ROWS_CALLS[k] = c
+    elif c.nbytes is not None:
+        allocate(c.nbytes)
+    _charge_program(fn, c.arch, c.program)
+    return c
 
 
 def _call(fn: str, f: Callable, *args: Any, **kwargs: Any) -> Any:
@@ -250,7 +319,7 @@ def _model_bytes(layers: tuple[int, ...]) -> int:
 
 
 def _params(m: Model) -> tuple[np.ndarray, ...]:
-    return tuple(t.raw() for t in m.params)
+    return tuple([t.raw() for t in m.params])
 
 
 # ---- the functions of `ml` ----------------------------------------------------------------------
@@ -402,15 +471,25 @@ def ml_train(model: Any, x: Any, y: Any, lr: Any, momentum: Any = 0, batch: Any 
 def ml_predict(model: Any, x: Any) -> Tensor:
     """ml.predict(model, x): a classifier's labels (an int tensor (rows,)); a linear model's
     outputs (a q16 tensor (rows, outputs))."""
-    m = _model_arg("predict", model)
-    xs = _x_arg("predict", m, x)
-    rows = xs.shape[0]
-    arch = _arch("predict", m.kind, m.layers)
-    shape, fmt = ((rows, m.layers[-1]), "q16") if m.kind == "linear" else ((rows,), "int")
-    allocate(4 * rows * (m.layers[-1] if m.kind == "linear" else 1))
-    _run_program("predict", "predict", arch, rows=rows)
-    out = _call("predict", _mlcore().programs.predict, arch, _params(m), xs)
-    return Tensor._trusted(shape, fmt, np.asarray(out))
+    # the common small call is dominated by overheads: a model and x seen before (same kind,
+    # layers and x shape, x in q16, so every check of _x_arg passed) go straight to the cached call
+    if type(model) is Model and type(x) is Tensor and x.fmt == "q16" and \
+            (c := _ROWS_CALLS.get(("predict", model.kind, model.layers, x.shape))) is not None:
+        allocate(c.nbytes)
+        _charge_program("predict", c.arch, c.program)
+    else:
+        m = _model_arg("predict", model)
+        xs = _x_arg("predict", m, x)
+        rows = xs.shape[0]
+        if m.kind == "linear":
+            c = _rows_call("predict", m, xs, (rows, m.layers[-1]), "q16", 4 * rows * m.layers[-1])
+        else:
+            c = _rows_call("predict", m, xs, (rows,), "int", 4 * rows)
+    try:  # _call, inlined
+        out = _Lazy.programs.predict(c.arch, _params(model), x.raw())
+    except ValueError as e:
+        raise _err(f"ml.predict: {e}") from None
+    return Tensor._trusted(c.shape, c.fmt, out)
 
 
 def ml_probabilities(model: Any, x: Any) -> Tensor:
@@ -421,11 +500,9 @@ def ml_probabilities(model: Any, x: Any) -> Tensor:
         raise _err("ml.probabilities: a linear model has no class probabilities: use ml.predict")
     xs = _x_arg("probabilities", m, x)
     rows = xs.shape[0]
-    arch = _arch("probabilities", m.kind, m.layers)
-    allocate(4 * rows * m.layers[-1])
-    _run_program("probabilities", "probabilities", arch, rows=rows)
-    out = _call("probabilities", _mlcore().programs.probabilities, arch, _params(m), xs)
-    return Tensor._trusted((rows, m.layers[-1]), "q16", np.asarray(out))
+    c = _rows_call("probabilities", m, xs, (rows, m.layers[-1]), "q16", 4 * rows * m.layers[-1])
+    out = _call("probabilities", _Lazy.programs.probabilities, c.arch, _params(m), xs)
+    return Tensor._trusted(c.shape, c.fmt, out)
 
 
 def ml_evaluate(model: Any, x: Any, y: Any) -> tuple[Decimal, int]:
@@ -435,9 +512,8 @@ def ml_evaluate(model: Any, x: Any, y: Any) -> tuple[Decimal, int]:
     xs = _x_arg("evaluate", m, x)
     rows = xs.shape[0]
     ys = _y_arg("evaluate", m, y, rows)
-    arch = _arch("evaluate", m.kind, m.layers)
-    _run_program("evaluate", "evaluate", arch, rows=rows)
-    loss, correct = _call("evaluate", _mlcore().programs.evaluate, arch, _params(m), xs, ys)
+    c = _rows_call("evaluate", m, xs)
+    loss, correct = _call("evaluate", _Lazy.programs.evaluate, c.arch, _params(m), xs, ys)
     return q16_to_decimal(loss), int(correct)
 
 
