@@ -1,0 +1,291 @@
+"""The BFT engine: drives the pure Tendermint machine (consensus/machine.py) for one validator.
+
+It is the machine's caller, as the machine's docstring asks:
+
+- getValue(): at StartHeight the engine builds a block from the mempool (`chain.build_block`)
+  and hands the machine its hash; blocks are kept by hash, so a proposal names a hash and
+  carries the full block beside it;
+- Broadcast: the message is signed with the `Signer` (which persists before it signs, so a
+  crash never permits a double signature) and handed to the `Transport` (send to all others;
+  the machine has already delivered it to this node);
+- inbound messages are checked before they become events: the signer is a validator (for a
+  proposal: a validator; the machine checks it is the round's proposer), the signature holds,
+  the height is the current one (a later height is held back and replayed after StartHeight,
+  an earlier one dropped); a proposal's block must hash to the proposed value and be valid
+  (`valid(v)`: its last commit verifies and `chain.execute_block` accepts it), else the
+  proposal is not fed and the node prevotes nil when timeoutPropose fires;
+- ScheduleTimeout goes to the `Timer` (virtual in tests, the event loop in a node);
+- Decide: the precommit signatures become the block's `Commit` (checked with
+  `verify_commit`), `chain.commit_block` writes it, the mempool is updated, `on_commit` is
+  told, and the next height starts after `commit_delay_ms` (CometBFT's timeout_commit);
+- Equivocation: kept in `self.evidence` for the evidence pool.
+
+One writer: every entry point (a message, a timeout) goes through one queue that is drained
+in order, so a transport or timer that calls back synchronously cannot re-enter `step`.
+"""
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from ledger import errors
+from ledger.block import Block, Commit, CommitSig
+from ledger.chain import Chain
+from ledger.chain import Proposal as BuiltBlock
+from ledger.keys import VOTE_DOMAIN, verify
+from ledger.mempool import Mempool
+from ledger.transition import BlockOutput
+from ledger.tx import Transaction
+
+from consensus.machine import (Broadcast, Decide, Equivocation, Event, Proposal, ScheduleTimeout,
+                               StartHeight, State, Timeout, TimeoutParams, Vote, new_state, step)
+from consensus.signer import NIL, Signer, SignerError, proposal_payload
+from consensus.validators import ValidatorSet
+from consensus.votes import PRECOMMIT, verify_commit, vote_payload
+
+log = logging.getLogger("gradchain.consensus.bft")
+
+MAX_FUTURE_MESSAGES = 10_000  # held-back messages of the next height, per node
+DEFAULT_TIMEOUTS = TimeoutParams()
+
+
+# ---- signed messages (what travels) ---------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class SignedProposal:
+    """A proposal, the block it names (value == block.hash) and the proposer's signature."""
+
+    proposal: Proposal
+    block: Block
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SignedVote:
+    """A prevote or precommit and its signature (a nil vote signs NIL, the empty hash)."""
+
+    vote: Vote
+    signature: bytes
+
+
+Message = SignedProposal | SignedVote
+
+
+class Transport(Protocol):
+    """Sends a signed message to every other validator (never back to the sender)."""
+
+    def broadcast(self, sender: bytes, message: Message) -> None: ...
+
+
+class Timer(Protocol):
+    """The clock: `now_ms` (block timestamps) and `schedule` (timeouts), virtual in tests."""
+
+    def now_ms(self) -> int: ...
+
+    def schedule(self, delay_ms: int, callback: Callable[[], None]) -> None: ...
+
+
+OnCommit = Callable[[Block, BuiltBlock, list[Transaction]], None]
+
+
+def vote_signature_ok(vset: ValidatorSet, chain_id: str, sv: SignedVote) -> bool:
+    v = sv.vote
+    val = vset.get(v.validator) if type(v.validator) is bytes else None
+    if val is None or type(sv.signature) is not bytes:
+        return False
+    try:
+        payload = vote_payload(v.type, v.height, v.round, NIL if v.value is None else v.value)
+        return verify(val.public_key, sv.signature, VOTE_DOMAIN, chain_id, payload)
+    except (TypeError, ValueError):        # a malformed field: not a message we can check
+        return False
+
+
+def proposal_signature_ok(vset: ValidatorSet, chain_id: str, sp: SignedProposal) -> bool:
+    p = sp.proposal
+    val = vset.get(p.proposer) if type(p.proposer) is bytes else None
+    if val is None or type(sp.signature) is not bytes:
+        return False
+    try:
+        payload = proposal_payload(p.height, p.round, p.valid_round, p.value)
+        return verify(val.public_key, sp.signature, VOTE_DOMAIN, chain_id, payload)
+    except (TypeError, ValueError):
+        return False
+
+
+class BftEngine:
+    """One validator (or follower) running Tendermint over `transport`, committing to `chain`."""
+
+    def __init__(self, chain: Chain, mempool: Mempool, signer: Signer, validators: ValidatorSet,
+                 transport: Transport, timer: Timer, on_commit: OnCommit,
+                 timeouts: TimeoutParams = DEFAULT_TIMEOUTS, max_block_txs: int = 1000,
+                 commit_delay_ms: int = 1000):
+        if chain.validators_hash != validators.hash:
+            raise ValueError("the validator set is not the one the chain was started with")
+        self.chain, self.mempool, self.signer = chain, mempool, signer
+        self.validators, self.transport, self.timer = validators, transport, timer
+        self.on_commit = on_commit
+        self.max_block_txs = max_block_txs
+        self.commit_delay_ms = commit_delay_ms
+        self.address = signer.key.address
+        self.state: State = new_state(self.address, validators, timeouts)
+        self.evidence: list[Equivocation] = []
+        self.last_commit: Commit | None = chain.store.commit(chain.tip.height) if chain.tip.height else None
+        # block hash -> (block, its execution output, rejected txs if this node built it)
+        self._blocks: dict[bytes, tuple[Block, BlockOutput, list]] = {}
+        self._invalid: set[bytes] = set()
+        # precommit signatures of this height: (round, validator, value) -> signature
+        self._precommit_sigs: dict[tuple[int, bytes, bytes | None], bytes] = {}
+        self._future: list[Message] = []
+        self._queue: deque[Callable[[], None]] = deque()
+        self._busy = False
+        self.stopped = False
+
+    # ---- entry points -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin consensus at the height after the chain's tip."""
+        self._submit(self._start_next_height)
+
+    def stop(self) -> None:
+        """Ignore everything from now on (pending timeouts and messages included)."""
+        self.stopped = True
+
+    def receive(self, message: Message) -> None:
+        """A signed message from the transport."""
+        self._submit(lambda: self._on_message(message))
+
+    @property
+    def height(self) -> int:
+        return self.state.height
+
+    def _submit(self, work: Callable[[], None]) -> None:
+        """Queue work and drain the queue unless already draining: one writer, no re-entry."""
+        if self.stopped:
+            return
+        self._queue.append(work)
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            while self._queue and not self.stopped:
+                self._queue.popleft()()
+        finally:
+            self._busy = False
+
+    # ---- heights -------------------------------------------------------------------------
+
+    def _start_next_height(self) -> None:
+        """enterNewHeight: build this node's block (getValue()) and start round 0."""
+        height = self.chain.tip.height + 1
+        built = self.chain.build_block(self.mempool.reap(self.max_block_txs), self.address,
+                                       self.timer.now_ms(), self.last_commit)
+        self._blocks = {built.block.hash: (built.block, built.output, built.rejected)}
+        self._invalid = set()
+        self._precommit_sigs = {}
+        self._feed(StartHeight(height, built.block.hash))
+        held, self._future = self._future, []
+        for m in held:
+            self._on_message(m)
+
+    def _commit(self, d: Decide) -> None:
+        """Write the decided block with its commit certificate, then schedule the next height."""
+        block, output, rejected = self._blocks[d.value]
+        found = ((v.validator, self._precommit_sigs.get((d.round, v.validator, v.value))) for v in d.precommits)
+        sigs = tuple(sorted((CommitSig(a, sig) for a, sig in found if sig is not None),
+                            key=lambda s: s.validator))
+        commit = Commit(d.height, d.round, d.value, sigs)
+        verify_commit(self.validators, self.chain.chain_id, commit, d.height, d.value)
+        self.chain.commit_block(block, commit, output)
+        self.last_commit = commit
+        evicted = self.mempool.update(block.txs, [t for t, _ in rejected])
+        self.on_commit(block, BuiltBlock(block, output, rejected), evicted)
+        log.info("committed height %d round %d block %s", d.height, d.round, d.value.hex()[:16])
+        self.timer.schedule(self.commit_delay_ms, lambda: self._submit(self._start_next_height))
+
+    # ---- the machine and its actions -----------------------------------------------------
+
+    def _feed(self, event: Event) -> None:
+        self.state, actions = step(self.state, event)
+        for a in actions:
+            if isinstance(a, Broadcast):
+                self._broadcast(a.message)
+            elif isinstance(a, ScheduleTimeout):
+                t = Timeout(a.kind, a.height, a.round)
+                self.timer.schedule(a.duration_ms, lambda t=t: self._submit(lambda: self._feed(t)))
+            elif isinstance(a, Decide):
+                self._commit(a)
+            elif isinstance(a, Equivocation):
+                log.warning("equivocation: %r / %r", a.first, a.second)
+                self.evidence.append(a)
+
+    def _broadcast(self, msg: Proposal | Vote) -> None:
+        """Sign (the signer persists first), then send.  A refusal sends nothing: the machine
+        already counted the message locally, which only matters if the signer state and the
+        machine disagree (a restart mid-height), and then silence is the safe choice."""
+        try:
+            if isinstance(msg, Proposal):
+                sig = self.signer.sign_proposal(msg.height, msg.round, msg.valid_round, msg.value)
+                out: Message = SignedProposal(msg, self._blocks[msg.value][0], sig)
+            else:
+                sig = self.signer.sign_vote(msg.type, msg.height, msg.round, msg.value)
+                if msg.type == PRECOMMIT:
+                    self._precommit_sigs[(msg.round, msg.validator, msg.value)] = sig
+                out = SignedVote(msg, sig)
+        except SignerError as e:
+            log.error("signer refused %r: %s", msg, e)
+            return
+        self.transport.broadcast(self.address, out)
+
+    # ---- inbound -----------------------------------------------------------------------
+
+    def _on_message(self, m: Message) -> None:
+        """Check a signed message, then feed it (or hold it for the next height)."""
+        inner = m.proposal if isinstance(m, SignedProposal) else m.vote
+        if type(inner.height) is not int or inner.height < self.state.height:
+            return
+        if inner.height > self.state.height:
+            # the next height (others decided first): replay it after StartHeight
+            if inner.height == max(self.state.height, self.chain.tip.height) + 1 \
+                    and len(self._future) < MAX_FUTURE_MESSAGES:
+                self._future.append(m)
+            return
+        if isinstance(m, SignedVote):
+            if not vote_signature_ok(self.validators, self.chain.chain_id, m):
+                return
+            if m.vote.type == PRECOMMIT:
+                self._precommit_sigs[(m.vote.round, m.vote.validator, m.vote.value)] = m.signature
+            self._feed(m.vote)
+        else:
+            if not proposal_signature_ok(self.validators, self.chain.chain_id, m):
+                return
+            if not self._valid(m.proposal.value, m.block):
+                return
+            self._feed(m.proposal)
+
+    def _valid(self, value: bytes, block: Block) -> bool:
+        """valid(v) of the paper: the block hashes to v, extends our tip, its last commit
+        finalises the tip, and it re-executes to the roots its header claims."""
+        if value in self._blocks:
+            return True
+        if value in self._invalid or type(block) is not Block:
+            return False
+        try:
+            if block.hash != value:
+                raise errors.InvalidBlock("block does not hash to the proposed value")
+            tip = self.chain.tip
+            if block.header.height != tip.height + 1:
+                raise errors.InvalidBlock("block is not for this height")
+            if tip.height >= 1:
+                if block.last_commit is None:
+                    raise errors.InvalidBlock("block lacks the commit of its parent")
+                verify_commit(self.validators, self.chain.chain_id, block.last_commit, tip.height, tip.hash)
+            output = self.chain.execute_block(block)
+        except (errors.LedgerError, ValueError, TypeError) as e:
+            log.info("invalid proposed block %s: %s", value.hex()[:16], e)
+            self._invalid.add(value)
+            return False
+        self._blocks[value] = (block, output, [])
+        return True
