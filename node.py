@@ -21,7 +21,9 @@ from typing import Any, Coroutine
 
 from aiohttp import web
 
+from consensus.bft import BftEngine
 from consensus.genesis import COIN, Genesis, devnet_genesis, devnet_keys, devnet_validator_key, load_genesis
+from consensus.signer import Signer, SignerError
 from consensus.solo import SoloEngine
 from ledger import errors
 from ledger.block import Block, Receipt, failure_text
@@ -31,6 +33,8 @@ from ledger.mempool import AlreadyKnown, Mempool
 from ledger.sigverify import SignatureVerifier
 from ledger.store import Store, StoreError
 from ledger.tx import Transaction, TxKind, contract_address, decode_transaction, validate_transaction
+from net.consensus_reactor import LoopTimer, P2PTransport, attach
+from net.p2p import P2P, BadMessage, parse_peer
 from net.rpc import make_app
 from vm import ml as vm_ml
 from vm.limits import MAX_OUTPUT_BYTES
@@ -40,6 +44,8 @@ log = logging.getLogger("gradchain.node")
 
 DEFAULT_DATA_DIR = ".gradchain"
 DEFAULT_RPC_PORT = 8545
+SIGNER_STATE = "priv_validator_state"  # double-sign protection (consensus/signer.py)
+PEER_WAIT_S = 30.0  # a BFT node waits this long for its peers before it starts consensus
 TX_LOG_LINES = 20  # blocks with more transactions get only their summary line
 
 
@@ -93,6 +99,9 @@ class NodeConfig:
     min_gas_price: int = 1
     max_body_bytes: int = 16 << 20
     quiet: bool = False
+    p2p_host: str = "127.0.0.1"
+    p2p_port: int = 0           # 0: any free port (used only when the chain has several validators)
+    peers: tuple[str, ...] = ()  # KEYHEX@host:port of the other validators
 
 
 class NodeError(Exception):
@@ -158,9 +167,23 @@ class Node:
         self.chain = Chain(self.store, self.genesis.chain_id, params, self.validators.hash)
         self.mempool = Mempool(self.genesis.chain_id, params.max_block_gas, self.chain.account,
                                max_txs=cfg.mempool_size, min_gas_price=cfg.min_gas_price)
+        try:
+            self.peers = [parse_peer(p) for p in cfg.peers]
+        except ValueError as e:
+            raise NodeError(f"--peers: {e}") from None
+        # one validator: the solo engine (the devnet); several: BFT over p2p, built in run()
+        self.bft = len(self.validators.validators) > 1
+        self.signer: Signer | None = None
+        self.p2p: P2P | None = None
+        if self.bft:
+            try:
+                self.signer = Signer(self.key, self.genesis.chain_id, cfg.data_dir / SIGNER_STATE)
+            except SignerError as e:
+                raise NodeError(str(e)) from None
         self.verifier = SignatureVerifier(cfg.verify_workers)
-        self.engine = SoloEngine(self.chain, self.mempool, self.key, self.validators, cfg.block_time,
-                                 cfg.max_block_txs, self._on_commit)
+        self.engine: Any = None if self.bft else SoloEngine(
+            self.chain, self.mempool, self.key, self.validators, cfg.block_time, cfg.max_block_txs,
+            self._on_commit)
         self._waiters: dict[bytes, list[asyncio.Future]] = {}
         self._admit_tail: asyncio.Future | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -201,9 +224,11 @@ class Node:
                     self.mempool.add(tx)
                     results[i] = tx.hash
                     added = True
+                    if self.p2p is not None:  # a no-op for a tx that came in by gossip
+                        self.p2p.gossip("tx", tx.raw)
                 except errors.InvalidTransaction as e:
                     results[i] = e
-            if added:
+            if added and not self.bft:
                 self.engine.poke()
         finally:
             done.set_result(None)
@@ -271,11 +296,51 @@ class Node:
         if ready is not None:
             ready.set()
         try:
-            await self.engine.run()
+            if self.bft:
+                await self._run_bft()
+            else:
+                await self.engine.run()
         finally:
             await runner.cleanup()
 
+    async def _run_bft(self) -> None:
+        """p2p (the validator key is the node key), then BftEngine once the peers are linked."""
+        assert self.signer is not None
+        g = self.genesis
+        self.p2p = P2P(self.key, g.chain_id, g.hash, self.cfg.p2p_host, self.cfg.p2p_port, peers=self.peers)
+        self.p2p.on("tx", self._on_gossip_tx)
+        timer = LoopTimer()
+        self.engine = BftEngine(self.chain, self.mempool, self.signer, self.validators, P2PTransport(self.p2p),
+                                timer, self._on_commit, max_block_txs=self.cfg.max_block_txs,
+                                commit_delay_ms=int(self.cfg.block_time * 1000))
+        attach(self.p2p, self.engine, g.params)
+        try:
+            await self.p2p.start()
+        except OSError as e:
+            raise NodeError(f"cannot listen on {self.cfg.p2p_host}:{self.cfg.p2p_port}: {e.strerror}") from None
+        try:
+            if self.peers:  # messages sent before the links are up are lost: wait (bounded)
+                try:
+                    await self.p2p.wait_peers(len(self.peers), PEER_WAIT_S)
+                except asyncio.TimeoutError:
+                    log.warning("only %d of %d peers after %.0f s; starting consensus anyway",
+                                len(self.p2p.peers), len(self.peers), PEER_WAIT_S)
+            self.engine.start()
+            await asyncio.Event().wait()  # until cancelled
+        finally:
+            self.engine.stop()
+            timer.cancel_all()
+            await self.p2p.stop()
+
+    async def _on_gossip_tx(self, _peer: bytes, body: Any) -> bool:
+        """A gossiped transaction: admit it like an RPC one; relay it only if it was new and valid."""
+        if type(body) is not bytes:
+            raise BadMessage("a tx body is the transaction's bytes")
+        return isinstance((await self.submit([body]))[0], bytes)
+
     def close(self) -> None:
+        if self.signer is not None:
+            self.signer.close()
         self.verifier.close()
         self.store.close()
         self._lockfile.close()
@@ -322,11 +387,19 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
     p.add_argument("--mempool-size", type=int, default=d.mempool_size)
     p.add_argument("--min-gas-price", type=int, default=d.min_gas_price)
     p.add_argument("--quiet", action="store_true", help="no banner and no per-block log lines")
+    p.add_argument("--p2p-host", default=d.p2p_host, help="p2p listen address (default 127.0.0.1)")
+    p.add_argument("--p2p-port", type=int, default=d.p2p_port,
+                   help="p2p port, used when the genesis has several validators (default: any free port)")
+    p.add_argument("--peers", default="", help="the other validators: KEYHEX@host:port,... (comma-separated)")
     a = p.parse_args(argv)
     if a.block_time <= 0:
         p.error("--block-time must be positive")
+    if not 0 <= a.p2p_port < 65536:
+        p.error("--p2p-port must be in [0, 65535]")
+    peers = tuple(x.strip() for x in a.peers.split(",") if x.strip())
     return NodeConfig(a.data_dir, a.rpc_host, a.rpc_port, a.genesis, a.key, a.block_time, a.verify_workers,
-                      a.max_block_txs, a.mempool_size, a.min_gas_price, quiet=a.quiet)
+                      a.max_block_txs, a.mempool_size, a.min_gas_price, quiet=a.quiet,
+                      p2p_host=a.p2p_host, p2p_port=a.p2p_port, peers=peers)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,136 @@
+"""Four validators as separate node.py processes over real TCP on loopback (issue 5).
+
+The files come from net/testnet.py (what `gradchain testnet` writes); ports are free
+loopback ports.  The nodes finalise a transfer, agree on the block hash at every height,
+and keep finalising with one of them killed (3 of 4 equal stakes is over 2/3)."""
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from consensus.genesis import devnet_keys
+from ledger.keys import PrivateKey
+from net.testnet import make_testnet
+from tests.nodeproc import NodeProcess
+
+N = 4
+KEYS = [PrivateKey.from_label(f"testnet test validator {i}") for i in range(N)]
+USERS = devnet_keys(2)
+
+
+def wait_until(pred, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def distinct_ports(n: int) -> list[int]:
+    """n free loopback ports, all different (each socket is held until all are chosen)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def heights(nodes) -> list[int]:
+    out = []
+    for n in nodes:
+        with n.client() as c:
+            out.append(c.status()["height"])
+    return out
+
+
+def check_agreement(nodes) -> int:
+    """Same block hash at every height every node has; the highest height checked."""
+    clients = [n.client() for n in nodes]
+    try:
+        top = max(c.status()["height"] for c in clients)
+        for h in range(1, top + 1):
+            hashes = set()
+            for c in clients:
+                if c.status()["height"] >= h:
+                    hashes.add(c.block(h)["header"]["hash"])
+            assert len(hashes) == 1, f"nodes disagree at height {h}: {hashes}"
+        return top
+    finally:
+        for c in clients:
+            c.close()
+
+
+@pytest.fixture
+def testnet(tmp_path):
+    gpath, tn = make_testnet(N, tmp_path / "tn", int(time.time() * 1000), keys=KEYS)
+    ports = distinct_ports(2 * N)
+    p2p, rpc = ports[:N], ports[N:]
+    nodes = []
+    for nd in tn:
+        peers = ",".join(f"{KEYS[j].public_key.hex()}@127.0.0.1:{p2p[j]}" for j in range(N) if j != nd.index)
+        nodes.append(NodeProcess(nd.data_dir, "--genesis", str(gpath), "--key", str(nd.key_file),
+                                 "--p2p-port", str(p2p[nd.index]), "--peers", peers, "--verify-workers", "0",
+                                 block_time=0.2))
+        nodes[-1].port = rpc[nd.index]
+    try:
+        for n in nodes:
+            n.start()
+        yield nodes
+    finally:
+        for n in nodes:
+            n.kill()
+
+
+def test_four_processes_finalise_and_survive_one_crash(testnet):
+    nodes = testnet
+    wait_until(lambda: min(heights(nodes)) >= 2, 25, "height 2 on every node")
+    with nodes[1].client() as c:
+        r = c.transfer(USERS[0], USERS[1].address, 12345, timeout=20)
+    tx_height = r["height"]
+    wait_until(lambda: min(heights(nodes)) >= tx_height, 15, "the transfer's block on every node")
+    block_hashes = set()
+    for n in nodes:  # every node executed the transfer in the same block
+        with n.client() as c:
+            assert c.tx(r["hash"])["height"] == tx_height
+            assert r["hash"] in c.block(tx_height)["tx_hashes"]
+            block_hashes.add(c.block(tx_height)["header"]["hash"])
+            assert c.balance(USERS[1].address) == c.balance(USERS[1].address, height=tx_height - 1) + 12345
+    assert len(block_hashes) == 1
+    check_agreement(nodes)
+
+    nodes[3].kill()
+    live = nodes[:3]
+    before = max(heights(live))
+    wait_until(lambda: min(heights(live)) >= before + 2, 25, "two more blocks with one node down")
+    check_agreement(live)
+
+
+def test_testnet_command_writes_genesis_keys_and_commands(tmp_path, capsys):
+    from consensus.genesis import load_genesis
+    from ledger.keys import load_key
+    from net.cli import main
+    from node import parse_args
+    out = tmp_path / "net"
+    assert main(["testnet", "-n", "4", "--out", str(out), "--rpc-port", "9000", "--p2p-port", "9100"]) == 0
+    text = capsys.readouterr().out
+    g = load_genesis(out / "genesis.json")
+    assert len(g.validators.validators) == 4 and len({v.stake for v in g.validators.validators}) == 1
+    keys = [load_key(out / f"node{i}" / "key.json") for i in range(4)]
+    assert {k.public_key for k in keys} == {v.public_key for v in g.validators.validators}
+    cmds = [line.split("python node.py ", 1)[1].split() for line in text.splitlines() if "python node.py" in line]
+    assert len(cmds) == 4
+    for i, argv in enumerate(cmds):
+        cfg = parse_args(argv)
+        assert (cfg.rpc_port, cfg.p2p_port, cfg.key) == (9000 + i, 9100 + i, out / f"node{i}" / "key.json")
+        assert sorted(cfg.peers) == sorted(f"{k.public_key.hex()}@127.0.0.1:{9100 + j}"
+                                           for j, k in enumerate(keys) if j != i)
+    assert (out / "start.sh").stat().st_mode & 0o100
+    assert main(["testnet", "-n", "4", "--out", str(out)]) == 1  # never overwrites keys
+    assert "already holds a testnet" in capsys.readouterr().err
