@@ -2,7 +2,8 @@
 
 The files come from net/testnet.py (what `gradchain testnet` writes); ports are free
 loopback ports.  The nodes finalise a transfer, agree on the block hash at every height,
-and keep finalising with one of them killed (3 of 4 equal stakes is over 2/3)."""
+and keep finalising with one of them killed (3 of 4 equal stakes is over 2/3), and finalise
+nothing more with two of them killed."""
 from __future__ import annotations
 
 import socket
@@ -88,7 +89,7 @@ def testnet(tmp_path):
             n.kill()
 
 
-def test_four_processes_finalise_and_survive_one_crash(testnet):
+def test_four_processes_finalise_survive_one_crash_and_stop_at_two(testnet):
     nodes = testnet
     wait_until(lambda: min(heights(nodes)) >= 2, 25, "height 2 on every node")
     with nodes[1].client() as c:
@@ -109,6 +110,14 @@ def test_four_processes_finalise_and_survive_one_crash(testnet):
     live = nodes[:3]
     before = max(heights(live))
     wait_until(lambda: min(heights(live)) >= before + 2, 25, "two more blocks with one node down")
+    check_agreement(live)
+
+    nodes[2].kill()  # 2 of 4 equal stakes is not over 2/3: nothing may be finalised any more
+    live = nodes[:2]
+    time.sleep(1.0)  # a block decided just before the kill may still be committing
+    stalled = heights(live)
+    time.sleep(4.0)  # 20 block times; rounds keep timing out and moving on without a quorum
+    assert heights(live) == stalled, "a block was finalised by half of the stake"
     check_agreement(live)
 
 
