@@ -7,6 +7,7 @@ import numpy as np
 
 from consensus.genesis import devnet_keys
 from tests.nodeproc import NodeProcess
+from mlcore import gas as mgas
 from vm.values import Tensor
 
 SOURCE = '''
@@ -44,7 +45,12 @@ def test_a_restarted_node_serves_ml_from_its_warm_compilation_cache(tmp_path):
         assert c.status()["ml"] is None  # jax is not even imported before a contract uses ml
         contract = c.deploy(key, SOURCE, [], gas_limit=GAS)["address"]
         x, y = data(1)
-        first = c.send(key, contract, "fit", x, y, gas_limit=GAS)
+        # no gas_limit: estimate_gas runs with a whole block's gas and charges ML_COMPILE (the
+        # program is new to the chain), as the transaction will be
+        estimate = c.estimate_gas(key.address, contract, "fit", [x, y])
+        assert estimate > mgas.ML_COMPILE
+        first = c.send(key, contract, "fit", x, y)
+        assert mgas.ML_COMPILE < first["receipt"]["gas_used"] <= estimate
         cold = c.status()["ml"]
         assert cold["xla_compiles"] > 0 and cold["persistent_cache_writes"] > 0
         assert (node.data_dir / "xla-cache").is_dir()
