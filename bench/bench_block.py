@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import lmdb  # noqa: E402
 
 from bench.common import bench_genesis, bench_keys, median, open_chain, random_transfers  # noqa: E402
-from consensus.votes import make_commit  # noqa: E402
+from ledger.votes import make_commit  # noqa: E402
 from ledger.keys import PrivateKey, TX_DOMAIN, verify  # noqa: E402
 from ledger.tx import signed_body  # noqa: E402
 

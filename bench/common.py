@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from consensus.genesis import Genesis
-from consensus.validators import Validator, ValidatorSet
+from ledger.validators import Validator, ValidatorSet
 from ledger.chain import Chain
 from ledger.keys import PrivateKey
 from ledger.params import ChainParams

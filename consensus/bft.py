@@ -43,8 +43,8 @@ from ledger.tx import Transaction
 from consensus.machine import (Broadcast, Decide, Equivocation, Event, Proposal, ScheduleTimeout,
                                StartHeight, State, Timeout, TimeoutParams, Vote, new_state, step)
 from consensus.signer import NIL, Signer, SignerError, proposal_payload
-from consensus.validators import ValidatorSet
-from consensus.votes import PRECOMMIT, verify_commit, vote_payload
+from ledger.validators import ValidatorSet
+from ledger.votes import PRECOMMIT, verify_commit, vote_payload
 
 log = logging.getLogger("gradchain.consensus.bft")
 

@@ -20,7 +20,7 @@ from ledger.state import Account, account_key, encode_account
 from ledger.trie import EMPTY_ROOT, update as trie_update
 from ledger.tx import MAX_CHAIN_ID_LEN, U64_MAX
 
-from consensus.validators import Validator, ValidatorSet
+from ledger.validators import Validator, ValidatorSet
 
 GENESIS_VERSION = 1
 COIN = 10**9  # base units in one GRAD

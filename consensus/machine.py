@@ -27,8 +27,8 @@ from enum import IntEnum
 from collections.abc import Mapping
 
 from consensus.proposer import ProposerState, proposer_state, round_proposer
-from consensus.validators import ValidatorSet
-from consensus.votes import PRECOMMIT, PREVOTE
+from ledger.validators import ValidatorSet
+from ledger.votes import PRECOMMIT, PREVOTE
 
 TIMEOUT_PROPOSE = "propose"
 TIMEOUT_PREVOTE = "prevote"

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from consensus.validators import ValidatorSet
+from ledger.validators import ValidatorSet
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)

@@ -31,7 +31,7 @@ from ledger.encoding import DecodeError, decode, encode
 from ledger.hashing import hash_bytes
 from ledger.keys import VOTE_DOMAIN, PrivateKey, signing_bytes
 
-from consensus.votes import PRECOMMIT, PREVOTE, VOTE_VERSION, vote_payload
+from ledger.votes import PRECOMMIT, PREVOTE, VOTE_VERSION, vote_payload
 
 STATE_VERSION = 1
 PROPOSAL = 32  # message type of a proposal (CometBFT SignedMsgType), beside PREVOTE and PRECOMMIT

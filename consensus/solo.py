@@ -18,8 +18,8 @@ from ledger.keys import PrivateKey
 from ledger.mempool import Mempool
 from ledger.tx import Transaction
 
-from consensus.validators import ValidatorSet
-from consensus.votes import make_commit
+from ledger.validators import ValidatorSet
+from ledger.votes import make_commit
 
 log = logging.getLogger("gradchain.consensus")
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from consensus.bft import BftEngine, Message, SignedProposal, SignedVote
 from consensus.machine import Proposal, Vote
-from consensus.votes import PRECOMMIT, PREVOTE
+from ledger.votes import PRECOMMIT, PREVOTE
 from ledger import errors
 from ledger.block import decode_block, encode_block
 from ledger.hashing import HASH_SIZE

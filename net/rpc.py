@@ -41,7 +41,7 @@ from ledger.chain import Chain
 from ledger.keys import PrivateKey
 from ledger.mempool import AlreadyKnown, Mempool
 from consensus.genesis import Genesis
-from consensus.validators import ValidatorSet
+from ledger.validators import ValidatorSet
 
 
 

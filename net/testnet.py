@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from consensus.genesis import DEVNET_BALANCE, Genesis, devnet_keys
-from consensus.validators import Validator, ValidatorSet
+from ledger.validators import Validator, ValidatorSet
 from ledger.keys import PrivateKey, save_key
 from ledger.params import ChainParams
 

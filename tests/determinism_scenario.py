@@ -19,8 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from consensus.genesis import Genesis  # noqa: E402
-from consensus.validators import Validator, ValidatorSet  # noqa: E402
-from consensus.votes import make_commit  # noqa: E402
+from ledger.validators import Validator, ValidatorSet  # noqa: E402
+from ledger.votes import make_commit  # noqa: E402
 from ledger.block import encode_block  # noqa: E402
 from ledger.chain import Chain  # noqa: E402
 from ledger.encoding import encode  # noqa: E402

@@ -10,8 +10,8 @@ import pytest
 from consensus.genesis import (COIN, DEVNET_BALANCE, DEVNET_CHAIN_ID, Genesis, devnet_genesis,
                                devnet_keys, devnet_validator_key, load_genesis)
 from consensus.solo import SoloEngine
-from consensus.validators import Validator, ValidatorSet
-from consensus.votes import PRECOMMIT, PREVOTE, make_commit, sign_vote, verify_commit, vote_payload
+from ledger.validators import Validator, ValidatorSet
+from ledger.votes import PRECOMMIT, PREVOTE, make_commit, sign_vote, verify_commit, vote_payload
 from ledger import errors
 from ledger.block import Commit, CommitSig, commit_from_wire
 from ledger.chain import Chain

@@ -13,8 +13,8 @@ from consensus.bft import BftEngine, SignedProposal, SignedVote
 from consensus.genesis import Genesis
 from consensus.machine import TimeoutParams, Vote
 from consensus.signer import Signer
-from consensus.validators import Validator, ValidatorSet
-from consensus.votes import PREVOTE, verify_commit
+from ledger.validators import Validator, ValidatorSet
+from ledger.votes import PREVOTE, verify_commit
 from ledger.chain import Chain
 from ledger.keys import PrivateKey
 from ledger.mempool import Mempool

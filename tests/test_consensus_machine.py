@@ -15,8 +15,8 @@ from consensus.machine import (TIMEOUT_PRECOMMIT, TIMEOUT_PREVOTE, TIMEOUT_PROPO
                                Equivocation, Proposal, ScheduleTimeout, StartHeight, State, Step,
                                Timeout, TimeoutParams, Vote, new_state, proposer_of, step)
 from consensus.proposer import proposer
-from consensus.validators import Validator, ValidatorSet
-from consensus.votes import PRECOMMIT, PREVOTE
+from ledger.validators import Validator, ValidatorSet
+from ledger.votes import PRECOMMIT, PREVOTE
 from ledger.keys import PrivateKey
 
 KEYS = [PrivateKey.from_label(f"machine validator {i}") for i in range(7)]

@@ -7,7 +7,7 @@ import pytest
 
 from consensus.proposer import (ProposerState, centre_priorities, proposer, proposer_state,
                                 rescale_priorities, round_proposer)
-from consensus.validators import Validator, ValidatorSet
+from ledger.validators import Validator, ValidatorSet
 from ledger.keys import PrivateKey
 
 KEYS = [PrivateKey.from_label(f"proposer validator {i}") for i in range(6)]

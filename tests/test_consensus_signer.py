@@ -27,7 +27,7 @@ from consensus.signer import (
     encode_state,
     proposal_payload,
 )
-from consensus.votes import PRECOMMIT, PREVOTE, sign_vote, vote_payload
+from ledger.votes import PRECOMMIT, PREVOTE, sign_vote, vote_payload
 from ledger.keys import VOTE_DOMAIN, PrivateKey, verify
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -208,7 +208,7 @@ def test_second_signer_on_one_path_is_refused(path):
 CHILD = """
 import sys
 from consensus.signer import Signer
-from consensus.votes import PREVOTE
+from ledger.votes import PREVOTE
 from ledger.keys import PrivateKey
 s = Signer(PrivateKey.from_label("signer-test-validator"), "signer-test", sys.argv[1])
 sig = s.sign_vote(PREVOTE, int(sys.argv[2]), 0, bytes.fromhex(sys.argv[3]))

@@ -9,8 +9,8 @@ import random
 import pytest
 
 from consensus.genesis import Genesis
-from consensus.validators import Validator, ValidatorSet
-from consensus.votes import make_commit, verify_commit
+from ledger.validators import Validator, ValidatorSet
+from ledger.votes import make_commit, verify_commit
 from ledger import errors
 from ledger.block import STATUS_SUCCESS, Block, decode_block, encode_block
 from ledger.chain import Chain

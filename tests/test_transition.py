@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consensus.genesis import Genesis
-from consensus.validators import Validator, ValidatorSet
-from consensus.votes import make_commit
+from ledger.validators import Validator, ValidatorSet
+from ledger.votes import make_commit
 from ledger import errors
 from ledger.block import STATUS_SUCCESS, Block, Header, Receipt, encode_receipt
 from ledger.hashing import EMPTY_HASH

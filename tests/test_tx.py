@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consensus.votes import PRECOMMIT, sign_vote, vote_payload
+from ledger.votes import PRECOMMIT, sign_vote, vote_payload
 from ledger import errors
 from ledger.encoding import decode, encode
 from ledger.hashing import hash_bytes

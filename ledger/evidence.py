@@ -24,8 +24,8 @@ from ledger.hashing import hash_bytes
 from ledger.keys import ADDRESS_SIZE, SIGNATURE_SIZE, VOTE_DOMAIN
 from ledger.keys import verify as verify_signature
 
-from consensus.validators import ValidatorSet
-from consensus.votes import PRECOMMIT, PREVOTE, vote_payload
+from ledger.validators import ValidatorSet
+from ledger.votes import PRECOMMIT, PREVOTE, vote_payload
 
 EVIDENCE_VERSION = 1
 DUPLICATE_VOTE = 1  # evidence kind, the first field after the version

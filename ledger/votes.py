@@ -6,7 +6,7 @@ from ledger.block import Commit, CommitSig
 from ledger.encoding import encode
 from ledger.keys import VOTE_DOMAIN, PrivateKey, verify
 
-from consensus.validators import ValidatorSet
+from ledger.validators import ValidatorSet
 
 VOTE_VERSION = 1
 PREVOTE = 1

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consensus import evidence as ev_mod
-from consensus.evidence import (
+from ledger import evidence as ev_mod
+from ledger.evidence import (
     NIL,
     BadEvidenceSignature,
     DuplicateVoteEvidence,
@@ -29,8 +29,8 @@ from consensus.evidence import (
     verify,
 )
 from consensus.signer import Signer
-from consensus.validators import Validator, ValidatorSet
-from consensus.votes import PRECOMMIT, PREVOTE, sign_vote
+from ledger.validators import Validator, ValidatorSet
+from ledger.votes import PRECOMMIT, PREVOTE, sign_vote
 from ledger import errors
 from ledger.encoding import encode as canonical_encode
 from ledger.keys import PrivateKey
