@@ -33,7 +33,7 @@ def open_chain(path: Path, genesis: Genesis) -> Chain:
     if store.latest_height() < 0:
         changes, root, nodes = genesis.initial_state()
         store.init_genesis(b"{}", genesis.header(root), changes, nodes)
-    return Chain(store, genesis.chain_id, genesis.params, genesis.validators.hash)
+    return Chain(store, genesis.chain_id, genesis.params)
 
 
 def random_transfers(keys: list[PrivateKey], n: int, nonces: dict[bytes, int], seed: int = 1) -> list[Transaction]:

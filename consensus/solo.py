@@ -18,7 +18,6 @@ from ledger.keys import PrivateKey
 from ledger.mempool import Mempool
 from ledger.tx import Transaction
 
-from ledger.validators import ValidatorSet
 from ledger.votes import make_commit
 
 log = logging.getLogger("gradchain.consensus")
@@ -26,11 +25,13 @@ log = logging.getLogger("gradchain.consensus")
 OnCommit = Callable[[Block, Proposal, list[Transaction]], None]
 
 
+class SoloEngineStopped(Exception):
+    """Others bonded so much stake that this validator alone is no longer a quorum."""
+
+
 class SoloEngine:
-    def __init__(self, chain: Chain, mempool: Mempool, key: PrivateKey, validators: ValidatorSet,
+    def __init__(self, chain: Chain, mempool: Mempool, key: PrivateKey,
                  block_time: float, max_block_txs: int, on_commit: OnCommit):
-        if validators.get(key.address) is None or len(validators.validators) != 1:
-            raise ValueError("the solo engine needs a validator set holding exactly this node's key")
         self.chain, self.mempool, self.key = chain, mempool, key
         self.block_time = block_time
         self.max_block_txs = max_block_txs
@@ -45,6 +46,11 @@ class SoloEngine:
     def produce_block(self) -> Block:
         """Build, finalise and commit one block from what the mempool holds."""
         chain = self.chain
+        vset = chain.validator_set(chain.tip.height + 1)
+        me = vset.get(self.key.address)
+        if me is None or not vset.has_quorum(me.stake):
+            raise SoloEngineStopped(f"validator {self.key.address.hex()} no longer holds more than 2/3 of the stake "
+                                    "at this height: one validator alone cannot finalise blocks")
         prop = chain.build_block(self.mempool.reap(self.max_block_txs), self.key.address,
                                  int(time.time() * 1000), self._last_commit)
         block = prop.block

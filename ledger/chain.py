@@ -10,15 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Container, Iterable
 
-from ledger import errors
+from ledger import errors, staking
 from ledger.block import Block, Commit, Header
-from ledger.hashing import EMPTY_HASH
 from ledger.params import ChainParams
 from ledger.state import Account, State, get_account
 from ledger.store import Store
-from ledger.transition import (BlockEnv, BlockOutput, build_body, finish_block,
-                               state_transition)
+from ledger.transition import BlockEnv, BlockOutput, propose_block, state_transition
 from ledger.tx import Transaction
+from ledger.validators import ValidatorSet
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +30,10 @@ class Proposal:
 class Chain:
     """A store opened at its tip.  Single writer: only the validator loop calls commit."""
 
-    def __init__(self, store: Store, chain_id: str, params: ChainParams, validators_hash: bytes):
+    def __init__(self, store: Store, chain_id: str, params: ChainParams):
         self.store = store
         self.chain_id = chain_id
         self.params = params
-        self.validators_hash = validators_hash
         height = store.latest_height()
         if height < 0:
             raise errors.LedgerError("the store holds no genesis")
@@ -48,27 +46,27 @@ class Chain:
         with self.store.read() as r:
             return get_account(State(r.state), address)
 
+    def validator_set(self, height: int) -> ValidatorSet:
+        """The set that signs block `height`, for tip <= height <= tip + 2 (ledger/staking.py):
+        what checks the tip's commit, the next block's, and the one after."""
+        offset = height - self.tip.height
+        if not 0 <= offset <= 2:
+            raise errors.LedgerError(f"the validator set of height {height} is not known at tip {self.tip.height}")
+        with self.store.read() as r:
+            return staking.validator_set(State(r.state), offset)
+
     def build_block(self, candidates: Iterable[Transaction], proposer: bytes, time_ms: int,
                     last_commit: Commit | None) -> Proposal:
         """Execute the valid candidates on top of the tip and wrap them in a block."""
         tip = self.tip
-        time_ms = max(time_ms, tip.time_ms + 1)
-        env = BlockEnv(self.chain_id, tip.height + 1, time_ms, proposer, self.params)
+        env = BlockEnv(self.chain_id, tip.height + 1, max(time_ms, tip.time_ms + 1), proposer, self.params)
         with self.store.read() as r:
-            state = State(r.state)
-            included, receipts, rejected = build_body(state, env, candidates)
-            out = finish_block(state, receipts, included, r.node, tip.state_root)
-        header = Header(self.chain_id, env.height, time_ms, tip.hash, proposer, out.tx_root,
-                        out.receipts_root, out.state_root, self.validators_hash, self.validators_hash,
-                        last_commit.hash if last_commit else EMPTY_HASH)
-        return Proposal(Block(header, tuple(included), last_commit), out, rejected)
+            block, out, rejected = propose_block(State(r.state), r.node, tip, env, candidates, last_commit)
+        return Proposal(block, out, rejected)
 
     def execute_block(self, block: Block, verified: Container[bytes] = ()) -> BlockOutput:
         """Re-execute a proposed block on top of the tip; InvalidBlock if it is wrong.
         `verified`: hashes of txs whose signatures this node already checked."""
-        h = block.header
-        if h.validators_hash != self.validators_hash or h.next_validators_hash != self.validators_hash:
-            raise errors.InvalidBlock("header's validator set hash is not this chain's validator set")
         with self.store.read() as r:
             return state_transition(r.state, r.node, self.tip, block, self.params, verified)
 

@@ -12,6 +12,13 @@ class ChainParams:
     max_tx_bytes: int = 64 * 1024
     max_block_bytes: int = 16 * 1024 * 1024
     max_block_gas: int = 1_000_000_000  # about 47,000 transfers
+    # staking (ledger/staking.py)
+    block_reward: int = 1_000_000_000  # base units minted per block, shared by stake (1 GRAD)
+    unbonding_blocks: int = 100  # unbonded stake is paid back this many blocks later
+    max_validators: int = 100
+    slash_percent: int = 5  # share of a double signer's stake that is burned
+
+    _MAY_BE_ZERO = ("block_reward", "slash_percent")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -25,16 +32,18 @@ class ChainParams:
         if unknown:
             raise ValueError(f"unknown chain parameters: {sorted(unknown)}")
         for k, v in doc.items():
-            if type(v) is not int or v <= 0:
-                raise ValueError(f"chain parameter {k} must be a positive integer")
+            if type(v) is not int or v < (0 if k in cls._MAY_BE_ZERO else 1):
+                raise ValueError(f"chain parameter {k} must be a {'non-negative' if k in cls._MAY_BE_ZERO else 'positive'} integer")
         return cls(**doc)
 
     def __post_init__(self) -> None:
         if self.max_block_bytes < self.max_tx_bytes + BLOCK_OVERHEAD_BYTES:
             raise ValueError(f"max_block_bytes must leave room for one largest transaction plus "
                              f"{BLOCK_OVERHEAD_BYTES} bytes of header and commit")
-        if self.max_tx_bytes > 2**32 or self.max_block_gas >= 2**64:
+        if self.max_tx_bytes > 2**32 or self.max_block_gas >= 2**64 or self.block_reward >= 2**64 \
+                or self.unbonding_blocks >= 2**32 or self.max_validators > 10_000 or self.slash_percent > 100:
             raise ValueError("chain parameter out of range")
 
     def to_wire(self) -> list:
-        return [self.max_tx_bytes, self.max_block_bytes, self.max_block_gas]
+        return [self.max_tx_bytes, self.max_block_bytes, self.max_block_gas, self.block_reward,
+                self.unbonding_blocks, self.max_validators, self.slash_percent]

@@ -2,7 +2,8 @@
 
 State keys are prefixed by what they hold: b"a" + address for an account, b"c" +
 address for a contract's code, b"s" + address + encoded key for a contract's storage
-(the value is the VM's encoding of the stored value, kept as bytes).  A journal
+(the value is the VM's encoding of the stored value, kept as bytes), b"v" + name for
+staking records (ledger/staking.py, canonical msgpack).  A journal
 of previous values gives atomic rollback of one transaction (or of a nested call, later)
 and the written keys become the block's change set for the trie and LMDB.
 """
@@ -16,6 +17,7 @@ from ledger.encoding import decode, encode
 ACCOUNT_PREFIX = b"a"
 CODE_PREFIX = b"c"
 STORAGE_PREFIX = b"s"
+STAKING_PREFIX = b"v"
 ACCOUNT_VERSION = 1
 CODE_VERSION = 1
 
@@ -73,6 +75,7 @@ _ENCODERS: dict[bytes, tuple[Callable[[Any], bytes], Callable[[bytes], Any]]] = 
     ACCOUNT_PREFIX: (encode_account, decode_account),
     CODE_PREFIX: (encode_code, decode_code),
     STORAGE_PREFIX: (_same, _same),
+    STAKING_PREFIX: (encode, decode),
 }
 
 
@@ -129,6 +132,16 @@ def get_storage(state: State, address: bytes, key: bytes) -> bytes | None:
 def set_storage(state: State, address: bytes, key: bytes, value: bytes | None) -> None:
     """Write a contract's storage value (encoded); None deletes it."""
     _store(state, STORAGE_PREFIX + address + key, value)
+
+
+def get_staking(state: State, name: bytes) -> Any:
+    """A staking record (a msgpack value), or None."""
+    return _load(state, STAKING_PREFIX + name)
+
+
+def set_staking(state: State, name: bytes, value: Any) -> None:
+    """Write a staking record; None deletes it."""
+    _store(state, STAKING_PREFIX + name, value)
 
 
 def begin_transaction(state: State) -> None:

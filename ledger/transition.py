@@ -18,13 +18,18 @@ from typing import Callable, Container, Iterable
 
 from ledger import errors
 from ledger.contracts import ContractResult, ExecutionFailure, run_contract_tx
-from ledger.block import (STATUS_FAILED, STATUS_SUCCESS, Block, Header, Receipt,
+from ledger.block import (STATUS_FAILED, STATUS_SUCCESS, Block, Commit, Header, Receipt,
                           encode_receipt)
+from ledger.hashing import EMPTY_HASH
 from ledger.merkle import merkle_root
+from ledger import staking
 from ledger.params import BLOCK_OVERHEAD_BYTES, ChainParams
 from ledger.state import (Account, State, begin_transaction, changes, commit_transaction,
                           get_account, rollback_transaction, set_account)
 from ledger.trie import update as trie_update
+from vm.limits import MAX_OUTPUT_BYTES
+from vm.values import encode_value
+
 from ledger.tx import INTRINSIC_GAS, Transaction, TxKind, validate_transaction, verify_signature
 
 
@@ -81,8 +86,28 @@ def _run_contract(state: State, env: BlockEnv, tx: Transaction) -> ContractResul
     return run_contract_tx(state, env.chain_id, env.height, env.time_ms, tx)
 
 
+def _run_staking(state: State, env: BlockEnv, tx: Transaction) -> ContractResult:
+    """BOND, UNBOND and EVIDENCE (ledger/staking.py); a refusal is a failed receipt."""
+    gas = INTRINSIC_GAS[TxKind(tx.kind)]
+    events: tuple = ()
+    try:
+        if tx.kind == TxKind.BOND:
+            staking.bond(state, env.params, tx.sender, tx.payload.amount)
+        elif tx.kind == TxKind.UNBOND:
+            staking.unbond(state, env.params, env.height, tx.sender_address, tx.payload.amount)
+        else:
+            s = staking.slash(state, env.params, env.height, env.chain_id, tx.payload.evidence)
+            data = encode_value({"validator": s.validator, "burned": s.burned, "unbonding": s.unbonding},
+                                MAX_OUTPUT_BYTES)
+            events = ((bytes(20), "Slashed", data),)
+    except staking.StakingFailure as e:
+        raise ExecutionFailure(str(e), gas) from None
+    return ContractResult(gas, None, events, ())
+
+
 _RUNNERS: dict[int, Callable[[State, BlockEnv, Transaction], ContractResult]] = {
-    TxKind.TRANSFER: _run_transfer, TxKind.DEPLOY: _run_contract, TxKind.CALL: _run_contract}
+    TxKind.TRANSFER: _run_transfer, TxKind.DEPLOY: _run_contract, TxKind.CALL: _run_contract,
+    TxKind.BOND: _run_staking, TxKind.UNBOND: _run_staking, TxKind.EVIDENCE: _run_staking}
 
 
 def process_transaction(state: State, env: BlockEnv, tx: Transaction) -> Receipt:
@@ -161,6 +186,21 @@ def build_body(state: State, env: BlockEnv, candidates: Iterable[Transaction]
     return included, receipts, rejected
 
 
+def propose_block(state: State, get_node: Callable[[bytes], bytes], parent: Header, env: BlockEnv,
+                  candidates: Iterable[Transaction], last_commit: Commit | None
+                  ) -> tuple[Block, BlockOutput, list[tuple[Transaction, errors.LedgerError]]]:
+    """A proposer's block on top of `parent` (whose state `state` reads): the valid candidates
+    in order, the end of the block, and a header naming the roots; plus the rejected txs."""
+    vhash, next_vhash = validator_hashes(state)
+    included, receipts, rejected = build_body(state, env, candidates)
+    staking.end_block(state, env.params, env.height, env.proposer)
+    out = finish_block(state, receipts, included, get_node, parent.state_root)
+    header = Header(env.chain_id, env.height, env.time_ms, parent.hash, env.proposer, out.tx_root,
+                    out.receipts_root, out.state_root, vhash, next_vhash,
+                    last_commit.hash if last_commit else EMPTY_HASH)
+    return Block(header, tuple(included), last_commit), out, rejected
+
+
 def finish_block(state: State, receipts: list[Receipt], txs: list[Transaction] | tuple[Transaction, ...],
                  get_node: Callable[[bytes], bytes], parent_state_root: bytes) -> BlockOutput:
     """Compute the roots that a block's header commits to."""
@@ -185,6 +225,12 @@ def validate_header(parent: Header, header: Header, chain_id: str) -> None:
         raise errors.InvalidBlock("block time does not increase")
 
 
+def validator_hashes(state: State) -> tuple[bytes, bytes]:
+    """(validators_hash, next_validators_hash) of the block built on `state`: set(H) and
+    set(H+1), fixed two and one blocks before (ledger/staking.py)."""
+    return staking.validator_set(state, 1).hash, staking.validator_set(state, 2).hash
+
+
 def state_transition(read: Callable[[bytes], bytes | None], get_node: Callable[[bytes], bytes],
                      parent: Header, block: Block, params: ChainParams,
                      verified: Container[bytes] = ()) -> BlockOutput:
@@ -192,7 +238,8 @@ def state_transition(read: Callable[[bytes], bytes | None], get_node: Callable[[
 
     Signatures are checked here except for the tx hashes in `verified` (those this node
     already checked at mempool admission: each signature is verified once).
-    Commit-certificate and proposer checks belong to consensus, which calls this."""
+    Commit-certificate and proposer checks belong to consensus, which calls this; the sets
+that sign (validators_hash, next_validators_hash) are checked here, from state."""
     h = block.header
     validate_header(parent, h, parent.chain_id)
     for i, tx in enumerate(block.txs):
@@ -206,7 +253,10 @@ def state_transition(read: Callable[[bytes], bytes | None], get_node: Callable[[
         raise errors.InvalidBlock("header's last commit hash does not match the block's commit")
     env = BlockEnv(h.chain_id, h.height, h.time_ms, h.proposer, params)
     state = State(read)
+    if (h.validators_hash, h.next_validators_hash) != validator_hashes(state):
+        raise errors.InvalidBlock("header's validator set hashes are not those the parent state fixes")
     receipts = apply_body(state, env, block.txs)
+    staking.end_block(state, params, h.height, h.proposer)
     out = finish_block(state, receipts, block.txs, get_node, parent.state_root)
     for name in ("tx_root", "receipts_root", "state_root"):
         if getattr(out, name) != getattr(h, name):

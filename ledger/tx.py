@@ -8,6 +8,9 @@ chain id (ledger.keys.signing_bytes).  The transaction hash is SHA-256 of the wi
     TRANSFER [to, amount]
     DEPLOY   [source, args, value]            -> a contract at contract_address(sender, nonce)
     CALL     [contract, function, args, value]
+    BOND     [amount]                         -> the sender's key becomes (or stays) a validator
+    UNBOND   [amount]                         -> stake paid back after the unbonding delay
+    EVIDENCE [evidence]                       -> ledger.evidence bytes: two conflicting votes
 `args` is bin: the contract arguments as a list in the VM's value encoding
 (vm.values), which carries what canonical msgpack does not (big ints, tuples, Decimal).
 """
@@ -38,11 +41,16 @@ class TxKind(IntEnum):
     TRANSFER = 1
     DEPLOY = 2
     CALL = 3
+    BOND = 4
+    UNBOND = 5
+    EVIDENCE = 6
 
 
 # Gas every transaction pays before it does anything (Ethereum's figures, for familiarity);
 # deploys and calls add a price per byte of what they carry (intrinsic_gas).
-INTRINSIC_GAS = {TxKind.TRANSFER: 21_000, TxKind.DEPLOY: vm_gas.DEPLOY_TX, TxKind.CALL: vm_gas.CALL_TX}
+# Staking kinds pay a flat price: a few state records (and two signature checks for evidence).
+INTRINSIC_GAS = {TxKind.TRANSFER: 21_000, TxKind.DEPLOY: vm_gas.DEPLOY_TX, TxKind.CALL: vm_gas.CALL_TX,
+                 TxKind.BOND: 50_000, TxKind.UNBOND: 50_000, TxKind.EVIDENCE: 100_000}
 MAX_FUNCTION_NAME = 64
 
 
@@ -71,6 +79,28 @@ class Call:
     function: str
     args: bytes  # vm.values encoding of a list
     value: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bond:
+    """Payload of a BOND: stake `amount` more; the sender's public key is the validator key."""
+
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unbond:
+    """Payload of an UNBOND: take `amount` out of the sender's stake."""
+
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Payload of an EVIDENCE: a double signature, proven (ledger.evidence)."""
+
+    evidence: Any  # ledger.evidence.DuplicateVoteEvidence
+    raw: bytes
 
 
 def encode_args(args: list | tuple) -> bytes:
@@ -108,7 +138,9 @@ class Transaction:
     @property
     def value(self) -> int:
         """Coins the transaction moves out of the sender besides its fee."""
-        return self.payload.amount if self.kind == TxKind.TRANSFER else self.payload.value
+        if self.kind in (TxKind.TRANSFER, TxKind.BOND):
+            return self.payload.amount
+        return self.payload.value if self.kind in (TxKind.DEPLOY, TxKind.CALL) else 0
 
 
 def intrinsic_gas(kind: int, payload: Any) -> int:
@@ -138,6 +170,10 @@ def _payload_to_wire(kind: int, payload: Any) -> list:
         return [payload.source, payload.args, payload.value]
     if kind == TxKind.CALL:
         return [payload.contract, payload.function, payload.args, payload.value]
+    if kind in (TxKind.BOND, TxKind.UNBOND):
+        return [payload.amount]
+    if kind == TxKind.EVIDENCE:
+        return [payload.raw]
     raise ValueError(f"unknown transaction kind {kind}")
 
 
@@ -187,6 +223,23 @@ def _payload_from_wire(kind: int, wire: Any) -> Any:
         _check_args(args)
         _check_value(value)
         return Call(contract, function, args, value)
+    if kind in (TxKind.BOND, TxKind.UNBOND):
+        if not (isinstance(wire, list) and len(wire) == 1):
+            raise errors.MalformedTransaction("bond and unbond payloads are [amount]")
+        amount = wire[0]
+        if type(amount) is not int or not 0 < amount <= U64_MAX:
+            raise errors.MalformedTransaction("a staked amount must be an integer in (0, 2**64)")
+        return (Bond if kind == TxKind.BOND else Unbond)(amount)
+    if kind == TxKind.EVIDENCE:
+        from ledger import evidence  # evidence -> votes -> block -> this module
+        if not (isinstance(wire, list) and len(wire) == 1 and type(wire[0]) is bytes):
+            raise errors.MalformedTransaction("an evidence payload is [evidence bytes]")
+        try:
+            ev = evidence.decode(wire[0])
+            evidence.validate_basic(ev)
+        except evidence.EvidenceError as e:
+            raise errors.MalformedTransaction(f"evidence: {e}") from None
+        return Evidence(ev, wire[0])
     raise errors.MalformedTransaction(f"unknown transaction kind {kind}")
 
 
@@ -227,6 +280,24 @@ def call(key: PrivateKey, chain_id: str, nonce: int, contract: bytes, function: 
     """A signed call of a contract's exported function."""
     return sign_transaction(key, chain_id, nonce, TxKind.CALL, Call(contract, function, encode_args(args), value),
                             gas_limit, gas_price)
+
+
+def bond(key: PrivateKey, chain_id: str, nonce: int, amount: int, gas_price: int = 1) -> Transaction:
+    """A signed bond: `key` becomes a validator (or adds stake) from the height after next."""
+    return sign_transaction(key, chain_id, nonce, TxKind.BOND, Bond(amount), None, gas_price)
+
+
+def unbond(key: PrivateKey, chain_id: str, nonce: int, amount: int, gas_price: int = 1) -> Transaction:
+    """A signed unbond of `amount` of key's stake."""
+    return sign_transaction(key, chain_id, nonce, TxKind.UNBOND, Unbond(amount), None, gas_price)
+
+
+def submit_evidence(key: PrivateKey, chain_id: str, nonce: int, evidence_bytes: bytes,
+                    gas_price: int = 1) -> Transaction:
+    """A signed EVIDENCE transaction carrying ledger.evidence bytes (anyone may send one)."""
+    from ledger import evidence
+    ev = evidence.decode(evidence_bytes)
+    return sign_transaction(key, chain_id, nonce, TxKind.EVIDENCE, Evidence(ev, evidence_bytes), None, gas_price)
 
 
 def decode_transaction(raw: bytes, max_size: int) -> Transaction:
@@ -296,4 +367,11 @@ def tx_to_json(tx: Transaction) -> dict:
     elif tx.kind == TxKind.CALL:
         out.update(to=address_hex(p.contract), function=p.function, args=to_json(decode_args(p.args)),
                    value=p.value)
+    elif tx.kind in (TxKind.BOND, TxKind.UNBOND):
+        out["amount"] = p.amount
+    elif tx.kind == TxKind.EVIDENCE:
+        ev = p.evidence
+        out["evidence"] = {"validator": address_hex(ev.validator), "height": ev.height, "round": ev.vote_a.round,
+                           "type": ev.vote_a.vote_type, "block_hashes": [ev.vote_a.block_hash.hex(),
+                                                                         ev.vote_b.block_hash.hex()]}
     return out

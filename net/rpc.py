@@ -24,7 +24,7 @@ from typing import Any, Awaitable, Callable, Coroutine, Iterator, Protocol
 
 from aiohttp import web
 
-from ledger import errors, trie
+from ledger import errors, staking, trie
 from ledger.block import Block, Header, Receipt
 from ledger.contracts import read_only_call, read_only_deploy
 from ledger.keys import address_hex, parse_address, parse_hex
@@ -41,7 +41,6 @@ from ledger.chain import Chain
 from ledger.keys import PrivateKey
 from ledger.mempool import AlreadyKnown, Mempool
 from consensus.genesis import Genesis
-from ledger.validators import ValidatorSet
 
 
 
@@ -51,7 +50,6 @@ class Node(Protocol):
     chain: Chain
     mempool: Mempool
     genesis: Genesis
-    validators: ValidatorSet
     key: PrivateKey
 
     async def submit(self, raws: list[bytes]) -> list[bytes | errors.LedgerError]: ...
@@ -353,11 +351,18 @@ async def m_account(node: Node, address: Any, height: Any = None, prove: Any = F
 
 @method
 async def m_validators(node: Node, height: Any = None) -> dict:
+    """The set that signed block `height` (default latest), and the bonded table after it,
+    which signs from height + 2 (ledger/staking.py)."""
     h = _height(node, height)
-    vs = node.validators
-    return {"height": h, "total_stake": vs.total_stake, "hash": vs.hash.hex(),
-            "validators": [{"address": address_hex(v.address), "public_key": v.public_key.hex(),
-                            "stake": v.stake} for v in vs.validators]}
+    with _state_at(node, h) as (state, _):
+        vs = staking.validator_set(state, 0)
+        table = staking.bonded(state)
+
+    def rows(vals: tuple) -> list[dict]:
+        return [{"address": address_hex(v.address), "public_key": v.public_key.hex(), "stake": v.stake}
+                for v in vals]
+    return {"height": h, "total_stake": vs.total_stake, "hash": vs.hash.hex(), "validators": rows(vs.validators),
+            "bonded": rows(table)}
 
 
 @method

@@ -31,7 +31,13 @@ from ledger.state import Account, State, changes, set_account  # noqa: E402
 from ledger.store import Store  # noqa: E402
 from ledger.transition import BlockEnv, process_transaction  # noqa: E402
 from ledger.trie import root_from_items  # noqa: E402
-from ledger.tx import Transaction, call, contract_address, deploy, transfer  # noqa: E402
+from ledger import staking  # noqa: E402
+from ledger.tx import (Transaction, bond, call, contract_address, deploy, submit_evidence,  # noqa: E402
+                       transfer, unbond)
+from ledger.evidence import DuplicateVoteEvidence, SignedVote as EvidenceVote  # noqa: E402
+from ledger.evidence import encode as evidence_encode  # noqa: E402
+from ledger.keys import VOTE_DOMAIN  # noqa: E402
+from ledger.votes import PREVOTE, vote_payload  # noqa: E402
 
 CHAIN = "gradchain-determinism"
 GENESIS_MS = 1_750_000_000_000
@@ -190,13 +196,29 @@ def _deploys(key: PrivateKey, nonce: int) -> list[Transaction]:
             deploy(key, CHAIN, nonce + 2, FAILURES, (), 1000, 2_000_000)]
 
 
+def _staking_txs(height: int, stakers: list[PrivateKey]) -> list[Transaction]:
+    """Two small validators join (the first validator keeps 2/3 and signs every commit
+    alone), one leaves in part, the other double-signs and is slashed, and a refused unbond."""
+    a, b = stakers
+    if height == 2:
+        return [bond(a, CHAIN, 0, 2), bond(b, CHAIN, 0, 2)]
+    if height == 6:
+        return [unbond(a, CHAIN, 1, 1), unbond(a, CHAIN, 2, 5)]  # the second asks for too much
+    if height == 7:
+        votes = [EvidenceVote(b.address, PREVOTE, 5, 0, value, b.sign(VOTE_DOMAIN, CHAIN, vote_payload(PREVOTE, 5, 0, value)))
+                 for value in (bytes(32), b"\x01" * 32)]
+        return [submit_evidence(a, CHAIN, 3, evidence_encode(DuplicateVoteEvidence.of(*votes)))]
+    return []
+
+
 def run() -> str:
     keys = [PrivateKey.from_label(f"det {i}") for i in range(12)]
     vkey = PrivateKey.from_label("det validator")
     author = PrivateKey.from_label("det contract author")
+    stakers = [PrivateKey.from_label(f"det staker {i}") for i in range(2)]
     # unequal balances, two accounts with little money so some txs are unpayable
     accounts = tuple(sorted([(k.address, 10**12 + i * 7919 if i < 10 else 30_000) for i, k in enumerate(keys)]
-                            + [(author.address, 10**13)]))
+                            + [(author.address, 10**13)] + [(k.address, 10**9) for k in stakers]))
     g = Genesis(CHAIN, GENESIS_MS, ChainParams(), ValidatorSet((Validator(vkey.public_key, 10),)), accounts)
     digest = hash_bytes(g.encode())
     books, numbers, failures = (contract_address(author.address, n) for n in range(3))
@@ -206,8 +228,8 @@ def run() -> str:
         initial, root, nodes = g.initial_state()
         for st in (store, replica_store):
             st.init_genesis(b"{}", g.header(root), initial, nodes)
-        chain = Chain(store, CHAIN, g.params, g.validators.hash)
-        replica = Chain(replica_store, CHAIN, g.params, g.validators.hash)
+        chain = Chain(store, CHAIN, g.params)
+        replica = Chain(replica_store, CHAIN, g.params)
         nonces = [0] * len(keys)
         last_commit = None
         for height in range(1, 21):
@@ -228,9 +250,10 @@ def run() -> str:
                     continue
                 cands.append(transfer(keys[s], CHAIN, nonces[s], keys[r].address, amount, gas_price=1 + j % 3))
                 nonces[s] += 1
-            prop = chain.build_block(contract_txs + cands, vkey.address, g.genesis_time_ms + height * 1000,
+            prop = chain.build_block(contract_txs + _staking_txs(height, stakers) + cands, vkey.address, g.genesis_time_ms + height * 1000,
                                      last_commit)
-            assert {t.hash for t in contract_txs} <= {t.hash for t in prop.block.txs}, prop.rejected
+            assert {t.hash for t in contract_txs + _staking_txs(height, stakers)} <= {t.hash for t in prop.block.txs}, \
+                prop.rejected
             commit = make_commit([vkey], CHAIN, height, 0, prop.block.hash)
             chain.commit_block(prop.block, commit, prop.output)
             again = replica.execute_block(prop.block)
@@ -238,6 +261,15 @@ def run() -> str:
             replica.commit_block(prop.block, commit, again)
             last_commit = commit
             nonces = [chain.account(k.address).nonce for k in keys]
+            if height in (2, 6, 7, 20):  # the staking history, in the digest and checked here
+                with store.read() as r:
+                    st = State(r.state)
+                    table = {v.address: v.stake for v in staking.bonded(st)}
+                    digest = hash_bytes(digest + encode([staking.validator_set(st, i).hash for i in range(3)]))
+                want = {2: {vkey.address: 10, stakers[0].address: 2, stakers[1].address: 2},
+                        6: {vkey.address: 10, stakers[0].address: 1, stakers[1].address: 2},
+                        7: {vkey.address: 10, stakers[0].address: 1}, 20: {vkey.address: 10, stakers[0].address: 1}}
+                assert table == want[height], (height, table)
             digest = hash_bytes(digest + encode_block(prop.block) + encode([r.to_wire() for r in prop.output.receipts])
                                 + prop.output.state_root)
         assert not pending

@@ -9,7 +9,7 @@ import pytest
 
 from consensus.genesis import (COIN, DEVNET_BALANCE, DEVNET_CHAIN_ID, Genesis, devnet_genesis,
                                devnet_keys, devnet_validator_key, load_genesis)
-from consensus.solo import SoloEngine
+from consensus.solo import SoloEngine, SoloEngineStopped
 from ledger.validators import Validator, ValidatorSet
 from ledger.votes import PRECOMMIT, PREVOTE, make_commit, sign_vote, verify_commit, vote_payload
 from ledger import errors
@@ -388,10 +388,10 @@ def open_node(path):
     if store.latest_height() < 0:
         changes, root, nodes = g.initial_state()
         store.init_genesis(json.dumps(g.to_json()).encode(), g.header(root), changes, nodes)
-    chain = Chain(store, g.chain_id, g.params, g.validators.hash)
+    chain = Chain(store, g.chain_id, g.params)
     mempool = Mempool(g.chain_id, g.params.max_block_gas, chain.account)
     commits: list = []
-    engine = SoloEngine(chain, mempool, SOLO_KEY, g.validators, block_time=1.0, max_block_txs=1000,
+    engine = SoloEngine(chain, mempool, SOLO_KEY, block_time=1.0, max_block_txs=1000,
                         on_commit=lambda b, p, ev: commits.append((b, p, ev)))
     return g, chain, mempool, engine, commits
 
@@ -421,7 +421,7 @@ def test_solo_engine_commits_mempool_txs(tmp_path):
         with pytest.raises(errors.InvalidBlock):
             verify_commit(g.validators, CHAIN, c1, 1, os.urandom(32))
         fee = sum(21_000 * t.gas_price for t in txs)
-        assert chain.account(SOLO_KEY.address) == Account(fee, 0)
+        assert chain.account(SOLO_KEY.address) == Account(fee + g.params.block_reward, 0)  # the sole validator
         for i, u in enumerate(USERS):
             assert chain.account(u.address).nonce == 3
         assert sum(chain.account(u.address).balance for u in USERS) + fee == 3 * FUNDS
@@ -482,13 +482,13 @@ def test_solo_engine_reports_and_evicts_rejected(tmp_path):
         chain.store.close()
 
 
-def test_solo_engine_needs_exactly_its_own_key(tmp_path):
+def test_solo_engine_refuses_to_finalise_without_two_thirds_of_the_stake(tmp_path):
     _, chain, mempool, _, _ = open_node(tmp_path / "solo")
     try:
         noop = lambda *a: None  # noqa: E731
-        with pytest.raises(ValueError):
-            SoloEngine(chain, mempool, VKEYS[0], vset([SOLO_KEY]), 1.0, 10, noop)
-        with pytest.raises(ValueError):
-            SoloEngine(chain, mempool, SOLO_KEY, vset([SOLO_KEY, VKEYS[0]]), 1.0, 10, noop)
+        engine = SoloEngine(chain, mempool, VKEYS[0], 1.0, 10, noop)  # not the chain's validator
+        with pytest.raises(SoloEngineStopped, match="2/3"):
+            engine.produce_block()
+        assert chain.tip.height == 0
     finally:
         chain.store.close()

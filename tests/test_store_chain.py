@@ -18,7 +18,7 @@ from ledger.encoding import decode, encode
 from ledger.hashing import EMPTY_HASH
 from ledger.keys import PrivateKey
 from ledger.params import ChainParams
-from ledger.state import Account, account_key
+from ledger.state import ACCOUNT_PREFIX, Account, account_key
 from ledger.store import Store
 from ledger.trie import get as trie_get, root_from_items
 from ledger.tx import INTRINSIC_GAS, TxKind, decode_transaction, transfer
@@ -44,7 +44,7 @@ def open_chain(path, genesis: Genesis | None = None) -> Chain:
         changes, root, nodes = g.initial_state()
         doc = json.dumps({"genesis": g.to_json(), "devnet": False}, sort_keys=True).encode()
         store.init_genesis(doc, g.header(root), changes, nodes)
-    return Chain(store, g.chain_id, g.params, g.validators.hash)
+    return Chain(store, g.chain_id, g.params)
 
 
 class Driver:
@@ -100,7 +100,7 @@ def test_chain_refuses_an_empty_store(tmp_path):
     try:
         assert store.latest_height() == -1
         with pytest.raises(errors.LedgerError):
-            Chain(store, CHAIN, ChainParams(), VSET.hash)
+            Chain(store, CHAIN, ChainParams())
     finally:
         store.close()
 
@@ -179,12 +179,14 @@ def test_state_root_from_scratch_after_many_blocks(chain):
             model[to] = Account(r.balance + amount, r.nonce)
             v = model[VALIDATOR.address]
             model[VALIDATOR.address] = Account(v.balance + GAS * price, 0)
+        v = model[VALIDATOR.address]  # the only validator: the whole block reward
+        model[VALIDATOR.address] = Account(v.balance + chain.params.block_reward, 0)
         d.block(txs)
         items = dict(chain.store.state_items())
         assert root_from_items(items) == chain.tip.state_root, f"height {height}"
     assert chain.store.latest_height() == 25
     expected = {addr: a for addr, a in model.items() if a != Account()}
-    stored = {k[1:]: chain.account(k[1:]) for k, _ in chain.store.state_items()}
+    stored = {k[1:]: chain.account(k[1:]) for k, _ in chain.store.state_items() if k.startswith(ACCOUNT_PREFIX)}
     assert stored == expected
     for addr, acct in model.items():
         assert chain.account(addr) == acct
@@ -197,7 +199,7 @@ def test_state_root_from_scratch_after_many_blocks(chain):
                 assert trie_get(r.node, chain.tip.state_root, account_key(addr)) is None
             else:
                 assert trie_get(r.node, chain.tip.state_root, account_key(addr)) == items[account_key(addr)]
-    assert sum(a.balance for a in model.values()) == len(KEYS) * BALANCE
+    assert sum(a.balance for a in model.values()) == len(KEYS) * BALANCE + 25 * chain.params.block_reward
 
 
 def test_proposer_and_verifier_agree(tmp_path):
@@ -320,7 +322,7 @@ def test_store_grows_its_map_when_full(tmp_path):
     try:
         changes, root, nodes = g.initial_state()
         store.init_genesis(b"{}", g.header(root), changes, nodes)
-        chain = Chain(store, CHAIN, g.params, g.validators.hash)
+        chain = Chain(store, CHAIN, g.params)
         d = Driver(chain)
         for _ in range(3):
             d.block([d.next_tx(k, KEYS[0].address, 1) for k in KEYS for _ in range(60)])

@@ -11,15 +11,14 @@ from consensus.genesis import Genesis
 from ledger.validators import Validator, ValidatorSet
 from ledger.votes import make_commit
 from ledger import errors
-from ledger.block import STATUS_SUCCESS, Block, Header, Receipt, encode_receipt
-from ledger.hashing import EMPTY_HASH
+from ledger.block import STATUS_SUCCESS, Block, Receipt, encode_receipt
 from ledger.keys import PrivateKey
 from ledger.merkle import merkle_root
 from ledger.params import ChainParams
-from ledger.state import (Account, State, account_key, begin_transaction, changes,
+from ledger.state import (ACCOUNT_PREFIX, Account, State, account_key, begin_transaction, changes,
                           commit_transaction, decode_account, encode_account, get_account,
                           rollback_transaction, set_account)
-from ledger.transition import (BlockEnv, apply_body, build_body, finish_block,
+from ledger.transition import (BlockEnv, apply_body, build_body, finish_block, propose_block,
                                process_transaction, state_transition)
 from ledger.trie import root_from_items
 from ledger.tx import INTRINSIC_GAS, TxKind, transfer
@@ -34,7 +33,10 @@ PROPOSER = VALIDATOR.address
 FRESH = PrivateKey.from_label("never funded").address
 
 
-def genesis(params: ChainParams = ChainParams(), balance: int = BALANCE) -> Genesis:
+NO_REWARD = ChainParams(block_reward=0)  # balances below are exact: no coins minted per block
+
+
+def genesis(params: ChainParams = NO_REWARD, balance: int = BALANCE) -> Genesis:
     return Genesis(CHAIN, 1_000, params, ValidatorSet((Validator(VALIDATOR.public_key, 1),)),
                    tuple(sorted((k.address, balance) for k in KEYS)))
 
@@ -67,15 +69,7 @@ class Mem:
         return get_account(self.state(), address)
 
     def build(self, candidates, proposer=PROPOSER):
-        env = self.env(proposer)
-        st_ = self.state()
-        included, receipts, rejected = build_body(st_, env, candidates)
-        out = finish_block(st_, receipts, included, self.node, self.tip.state_root)
-        lc = self.last_commit
-        header = Header(CHAIN, env.height, env.time_ms, self.tip.hash, proposer, out.tx_root,
-                        out.receipts_root, out.state_root, self.tip.validators_hash,
-                        self.tip.next_validators_hash, lc.hash if lc else EMPTY_HASH)
-        return Block(header, tuple(included), lc), out, rejected
+        return propose_block(self.state(), self.node, self.tip, self.env(proposer), candidates, self.last_commit)
 
     def execute(self, block):
         return state_transition(self.read, self.node, self.tip, block, self.params)
@@ -91,7 +85,7 @@ class Mem:
         self.last_commit = make_commit([VALIDATOR], CHAIN, block.height, 0, block.hash)
 
     def total_supply(self) -> int:
-        return sum(decode_account(v).balance for v in self.kv.values())
+        return sum(decode_account(v).balance for k, v in self.kv.items() if k.startswith(ACCOUNT_PREFIX))
 
 
 # ---- one transaction ------------------------------------------------------------------
