@@ -328,3 +328,14 @@ def test_evidence_about_the_same_block_twice_is_malformed():
     tx = sign_transaction(USER, CHAIN, 0, TxKind.EVIDENCE, Evidence(None, raw))
     with pytest.raises(errors.MalformedTransaction, match="same block"):
         decode_transaction(tx.raw, 65536)
+
+
+def test_the_node_log_describes_staking_transactions():
+    from ledger.block import Receipt
+    from node import describe_tx
+    ok = Receipt(STATUS_SUCCESS, 50_000)
+    assert "bond 7  from" in describe_tx(bond(SMALL[1], CHAIN, 0, 7), ok, 5)
+    assert "unbond 3  from" in describe_tx(unbond(SMALL[1], CHAIN, 0, 3), ok, 5)
+    line = describe_tx(submit_evidence(USER, CHAIN, 0, double_sign(SMALL[0], 3)),
+                       Receipt(STATUS_FAILED, 100_000, "the double signer is not bonded"), 5)
+    assert "evidence against 0x" in line and "at height 3" in line and "FAILED: the double signer" in line

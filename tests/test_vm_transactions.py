@@ -13,64 +13,35 @@ from ledger import tx as txs
 from ledger.block import STATUS_FAILED, STATUS_SUCCESS, Receipt, failure_text
 from ledger.contracts import read_only_call
 from ledger.keys import PrivateKey
-from ledger.params import ChainParams
-from ledger.state import Account, State, account_key, changes, get_account, get_code, get_storage, set_account
-from ledger.transition import BlockEnv, process_transaction
-from vm.limits import MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES
+from ledger.state import Account, State, account_key, get_account, get_code
 from vm import gas
-from vm.testing import ContractFailed, Reverted, TestChain
-from vm.values import Decimal, decode_value, encode_value
+from vm.testing import CHAIN_ID, FUNDS, ContractFailed, Reverted, TestChain
+from vm.values import Decimal, decode_value
 
-CHAIN = "gradchain-tx-test"
 T0 = 1_750_000_000_000
 GAS = 5_000_000
 
 
-class Ledger:
-    """Transactions applied one per block with ledger.transition.process_transaction."""
+class Ledger(TestChain):
+    """TestChain with a gas price and a proposer of its own, to see who pays what."""
 
     def __init__(self, gas_price: int = 3):
-        self.keys = devnet_keys(3)
-        self.state: dict[bytes, bytes] = {}
-        self.height = 0
+        super().__init__(accounts=3, time_ms=T0)
+        self.keys = self.accounts
         self.gas_price = gas_price
         self.proposer = b"\x42" * 20
-        s = State(self.state.get)
-        for k in self.keys:
-            set_account(s, k.address, Account(10**15, 0))
-        self._apply(s)
-
-    def _apply(self, s: State) -> None:
-        for k, v in changes(s).items():
-            if v is None:
-                self.state.pop(k, None)
-            else:
-                self.state[k] = v
 
     def account(self, address: bytes) -> Account:
-        return get_account(State(self.state.get), address)
+        return get_account(self._view(), address)
 
-    def storage(self, contract: bytes, key: object) -> object:
-        raw = get_storage(State(self.state.get), contract, encode_value(key, MAX_STORAGE_KEY_BYTES))
-        return None if raw is None else decode_value(raw, MAX_STORAGE_VALUE_BYTES)
-
-    def send(self, tx: txs.Transaction) -> Receipt:
-        self.height += 1
-        env = BlockEnv(CHAIN, self.height, T0 + self.height * 1000, self.proposer, ChainParams())
-        txs.validate_transaction(tx, CHAIN, ChainParams().max_block_gas)
-        s = State(self.state.get)
-        receipt = process_transaction(s, env, tx)
-        self._apply(s)
-        return receipt
-
-    def deploy(self, key: PrivateKey, source: str, args: tuple = (), value: int = 0, gas: int = GAS) -> Receipt:
+    def deploy_tx(self, key: PrivateKey, source: str, args: tuple = (), value: int = 0, gas: int = GAS) -> Receipt:
         nonce = self.account(key.address).nonce
-        return self.send(txs.deploy(key, CHAIN, nonce, source, args, value, gas, self.gas_price))
+        return self.send(txs.deploy(key, CHAIN_ID, nonce, source, args, value, gas, self.gas_price))
 
-    def call(self, key: PrivateKey, contract: bytes, fn: str, args: tuple = (), value: int = 0,
-             gas: int = GAS) -> Receipt:
+    def call_tx(self, key: PrivateKey, contract: bytes, fn: str, args: tuple = (), value: int = 0,
+                gas: int = GAS) -> Receipt:
         nonce = self.account(key.address).nonce
-        return self.send(txs.call(key, CHAIN, nonce, contract, fn, args, value, gas, self.gas_price))
+        return self.send(txs.call(key, CHAIN_ID, nonce, contract, fn, args, value, gas, self.gas_price))
 
 
 @pytest.fixture
@@ -237,11 +208,11 @@ def act(kind, bank, to):
 def test_a_failed_call_rolls_back_every_change_but_charges_gas(kind, code):
     led = Ledger(gas_price=3)
     alice, bob = led.keys[:2]
-    bank = decode_value(led.deploy(alice, BANK).output, 64)
-    actor = decode_value(led.deploy(alice, ACTOR, value=100).output, 64)
+    bank = decode_value(led.deploy_tx(alice, BANK).output, 64)
+    actor = decode_value(led.deploy_tx(alice, ACTOR, value=100).output, 64)
     state_before = dict(led.state)
     sender, proposer = led.account(alice.address), led.account(led.proposer)
-    r = led.call(alice, actor, "act", (kind, bank, bob.address), value=11, gas=300_000)
+    r = led.call_tx(alice, actor, "act", (kind, bank, bob.address), value=11, gas=300_000)
     assert r.status == STATUS_FAILED
     assert r.failure[0] == code
     assert failure_text(r).startswith(code + ": ")
@@ -254,7 +225,7 @@ def test_a_failed_call_rolls_back_every_change_but_charges_gas(kind, code):
     assert changed == {account_key(alice.address), account_key(led.proposer)}
     assert led.storage(actor, "mine") is None and led.storage(bank, "k") is None
     assert led.storage(bank, "bank-fail") is None
-    assert led.account(actor).balance == 100 and led.account(bob.address).balance == 10**15
+    assert led.account(actor).balance == 100 and led.account(bob.address).balance == FUNDS
     after = led.account(alice.address)
     assert after.nonce == sender.nonce + 1
     assert after.balance == sender.balance - r.gas_used * 3
@@ -264,15 +235,15 @@ def test_a_failed_call_rolls_back_every_change_but_charges_gas(kind, code):
 def test_the_same_call_succeeds_and_keeps_everything():
     led = Ledger(gas_price=2)
     alice, bob = led.keys[:2]
-    bank = decode_value(led.deploy(alice, BANK).output, 64)
-    actor = decode_value(led.deploy(alice, ACTOR, value=100).output, 64)
+    bank = decode_value(led.deploy_tx(alice, BANK).output, 64)
+    actor = decode_value(led.deploy_tx(alice, ACTOR, value=100).output, 64)
     sender, proposer = led.account(alice.address), led.account(led.proposer)
-    r = led.call(alice, actor, "act", ("fine", bank, bob.address), value=11)
+    r = led.call_tx(alice, actor, "act", ("fine", bank, bob.address), value=11)
     assert r.status == STATUS_SUCCESS, r.error
     assert decode_value(r.output, 64) == 11
     assert led.storage(actor, "mine") == "fine" and led.storage(bank, "k") == "fine"
     assert led.account(actor).balance == 100 + 11 - 7
-    assert led.account(bob.address).balance == 10**15 + 7
+    assert led.account(bob.address).balance == FUNDS + 7
     assert [(c, name, decode_value(d, 1024)) for c, name, d in r.events] == [
         (bank, "Put", {"key": "k"}), (actor, "Did", {"kind": "fine"})]
     assert led.account(alice.address).balance == sender.balance - 11 - r.gas_used * 2
@@ -284,7 +255,7 @@ def test_a_failed_deploy_through_the_transition_charges_gas_and_bumps_the_nonce(
     led = Ledger(gas_price=5)
     alice = led.keys[0]
     sender = led.account(alice.address)
-    r = led.deploy(alice, FAILING_CONSTRUCTOR, (True,), value=1000)
+    r = led.deploy_tx(alice, FAILING_CONSTRUCTOR, (True,), value=1000)
     assert r.status == STATUS_FAILED and r.failure[0] == "revert"
     address = txs.contract_address(alice.address, sender.nonce)
     assert get_code(State(led.state.get), address) is None
