@@ -9,6 +9,10 @@ Contracts: `deploy`, `send` (a CALL transaction), `view` (a free read-only call)
 `storage`, `estimate_gas`, `events`.  Values go in as Python values (int, str, bytes,
 bool, None, list, tuple, dict, vm.values.Decimal) and come back exactly so: the node
 sends their canonical encoding beside the JSON view, and the client decodes that.
+
+Staking (ledger/staking.py): `bond`, `unbond`, `submit_evidence`, and `validators` (the
+set that signs a height and the bonded table that signs two heights later).  A staking
+transaction the chain refuses raises StakingFailed carrying its receipt.
 """
 from __future__ import annotations
 
@@ -19,13 +23,15 @@ import socket
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
+from ledger import evidence as evidence_codec
 from ledger import trie
 from ledger.encoding import DecodeError, decode
 from ledger.keys import PrivateKey, address_hex, parse_address
 from ledger.state import account_key, decode_account, storage_key
-from ledger.tx import Transaction, call as call_tx, deploy as deploy_tx, transfer
+from ledger.tx import U64_MAX, Transaction, bond as bond_tx, call as call_tx, deploy as deploy_tx, transfer
+from ledger.tx import submit_evidence as evidence_tx, unbond as unbond_tx
 from vm.limits import MAX_EVENT_BYTES, MAX_OUTPUT_BYTES, MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES
 from vm.values import Decimal, Model, Tensor, decode_value, encode_value, to_json
 
@@ -92,6 +98,21 @@ class OutOfGas(ContractFailed):
     pass
 
 
+class StakingFailed(Exception):
+    """A committed BOND, UNBOND or EVIDENCE transaction that the chain refused (it paid its
+    fee, nothing else changed): `message` is the chain's reason (ledger/staking.py, e.g.
+    "cannot unbond 5: the stake is 3"); `receipt`, `tx_hash`, `height` and `gas_used` are
+    those of the failed transaction, as in ContractFailed."""
+
+    def __init__(self, message: str, receipt: dict, tx_hash: str, height: int):
+        super().__init__(message)
+        self.message, self.receipt, self.tx_hash, self.height = message, receipt, tx_hash, height
+        self.gas_used = receipt.get("gas_used", 0)
+
+    def __str__(self) -> str:
+        return f"{self.message} (transaction {self.tx_hash} failed in block {self.height})"
+
+
 _FAILURES = {"revert": Reverted, "out_of_gas": OutOfGas}
 CONTRACT_FAILED = -32003
 
@@ -138,6 +159,50 @@ class Event:
     contract: str
     name: str
     data: dict
+
+
+@dataclass(frozen=True)
+class ValidatorInfo:
+    address: str  # "0x..."
+    public_key: str  # hex
+    stake: int  # base units
+
+
+@dataclass(frozen=True)
+class Validators:
+    """Who validates around block `height` (ledger/staking.py): `signing` is the set that
+    signed block `height` (`hash` is its validators_hash, `total_stake` its stake);
+    `next` signs block `height + 1`; `bonded` is the table after that block, which signs from
+    block `height + 2` -- a bond, unbond or slash of block `height` shows there at once and in
+    `signing` two blocks later."""
+
+    height: int
+    hash: str
+    total_stake: int
+    signing: tuple[ValidatorInfo, ...]
+    next: tuple[ValidatorInfo, ...]
+    bonded: tuple[ValidatorInfo, ...]
+
+    @property
+    def bonded_stake(self) -> int:
+        return sum(v.stake for v in self.bonded)
+
+    def signing_stake(self, address: str | bytes) -> int:
+        """The stake of `address` in the signing set (0 if it is not in it)."""
+        return _stake_of(self.signing, address)
+
+    def bonded_stake_of(self, address: str | bytes) -> int:
+        """The stake of `address` in the bonded table (0 if it is not bonded)."""
+        return _stake_of(self.bonded, address)
+
+
+def _stake_of(vals: tuple[ValidatorInfo, ...], address: str | bytes) -> int:
+    a = _addr(address)
+    return next((v.stake for v in vals if v.address == a), 0)
+
+
+def _validator_infos(rows: list[dict]) -> tuple[ValidatorInfo, ...]:
+    return tuple(ValidatorInfo(r["address"], r["public_key"], r["stake"]) for r in rows)
 
 
 @dataclass(frozen=True)
@@ -266,6 +331,13 @@ class Client:
     def balance(self, address: str | bytes, height: int | None = None) -> int:
         return self.account(address, height).balance
 
+    def validators(self, height: int | None = None) -> Validators:
+        """The set that signed block `height` (default latest) and the bonded table after
+        it, which signs from `height + 2` (see Validators)."""
+        r = self.call("validators", {} if height is None else {"height": height})
+        return Validators(r["height"], r["hash"], r["total_stake"], _validator_infos(r["validators"]),
+                          _validator_infos(r["next"]), _validator_infos(r["bonded"]))
+
     def _verified(self, r: dict, key: bytes, what: str) -> bytes | None:
         """The proven value of state key `key` in answer `r`, checked against the state
         root in the header of the block it names (fetched separately); ProofError else."""
@@ -370,16 +442,66 @@ class Client:
     def _call_commit(self, raw: bytes, timeout: float) -> dict:
         return self.call("broadcast_tx_commit", {"tx": raw.hex(), "timeout": timeout}, timeout=timeout + 10)
 
-    def transfer(self, key: PrivateKey, to: str | bytes, amount: int, wait: bool = True,
-                 gas_price: int = 1, nonce: int | None = None, timeout: float = 30) -> dict:
-        """Sign and send a transfer, filling the nonce from the node's pending count."""
-        to_addr = to if isinstance(to, bytes) else parse_address(to)
+    def _sign_and_send(self, key: PrivateKey, make: Callable[[int], Transaction], nonce: int | None,
+                       wait: bool, timeout: float, failed: Callable[[dict], Exception] | None = None) -> dict:
+        """The path of every write: fill the nonce from the node's pending count, sign with
+        make(nonce), send.  With wait: the commit answer {"hash", "height", "index",
+        "receipt"}, and failed(answer) is raised when the receipt says `failed` (None:
+        returned as it is); without: {"hash"} once the mempool admitted it."""
         if nonce is None:
             nonce = self.account(key.address).pending_nonce or 0
-        tx = transfer(key, self.chain_id, nonce, to_addr, amount, gas_price)
+        tx = make(nonce)
+        if not wait:
+            return {"hash": self.broadcast(tx)}
+        r = self._call_commit(tx.raw, timeout)
+        if failed is not None and r["receipt"]["status"] != "success":
+            raise failed(r)
+        return r
+
+    def transfer(self, key: PrivateKey, to: str | bytes, amount: int, wait: bool = True,
+                 gas_price: int = 1, nonce: int | None = None, timeout: float = 30) -> dict:
+        """Sign and send a transfer, filling the nonce from the node's pending count (a
+        failed transfer's receipt is returned, not raised)."""
+        to_addr = to if isinstance(to, bytes) else parse_address(to)
+        return self._sign_and_send(key, lambda n: transfer(key, self.chain_id, n, to_addr, amount, gas_price),
+                                   nonce, wait, timeout)
+
+    # ---- staking ----------------------------------------------------------------------
+
+    def bond(self, key: PrivateKey, amount: int, wait: bool = True, gas_price: int = 1,
+             nonce: int | None = None, timeout: float = 30) -> dict:
+        """Stake `amount` base units of key's balance: key's public key becomes a validator
+        (or adds stake), in the bonded table at once and signing two blocks after the one
+        that holds this transaction.  With wait: the commit answer, or StakingFailed."""
+        _check_stake_amount(amount)
+        return self._sign_and_send(key, lambda n: bond_tx(key, self.chain_id, n, amount, gas_price),
+                                   nonce, wait, timeout, _staking_failed)
+
+    def unbond(self, key: PrivateKey, amount: int, wait: bool = True, gas_price: int = 1,
+               nonce: int | None = None, timeout: float = 30) -> dict:
+        """Take `amount` base units out of key's stake; they are paid back to key's account
+        `unbonding_blocks` (a chain parameter) after the block that holds this transaction.
+        StakingFailed when key is not bonded or holds less stake."""
+        _check_stake_amount(amount)
+        return self._sign_and_send(key, lambda n: unbond_tx(key, self.chain_id, n, amount, gas_price),
+                                   nonce, wait, timeout, _staking_failed)
+
+    def submit_evidence(self, key: PrivateKey, evidence: bytes, wait: bool = True, gas_price: int = 1,
+                        nonce: int | None = None, timeout: float = 30) -> dict:
+        """Send proof of a double signature (ledger.evidence bytes; anyone may, `key` pays the
+        fee).  With wait, the answer has "slashed": {"validator", "burned", "unbonding"};
+        StakingFailed when the chain refuses it (too old, signer not bonded, bad
+        signature); ledger.evidence.EvidenceError before sending when the bytes are not
+        well-formed evidence."""
+        evidence_codec.validate_basic(evidence_codec.decode(evidence))
+        r = self._sign_and_send(key, lambda n: evidence_tx(key, self.chain_id, n, evidence, gas_price),
+                                nonce, wait, timeout, _staking_failed)
         if wait:
-            return self._call_commit(tx.raw, timeout)
-        return {"hash": self.broadcast(tx)}
+            ev = next(e for e in r["receipt"]["events"] if e["name"] == "Slashed")
+            data = _decode(ev["data_raw"], MAX_EVENT_BYTES)
+            r["slashed"] = {"validator": address_hex(data["validator"]), "burned": data["burned"],
+                            "unbonding": data["unbonding"]}
+        return r
 
     def _gas_limit(self, gas_limit: int | None, estimate: Any) -> int:
         """gas_limit, or the simulated gas plus GAS_MARGIN_PERCENT (at most the block gas
@@ -389,19 +511,6 @@ class Client:
         gas = estimate()
         return min(gas + gas * GAS_MARGIN_PERCENT // 100, self.max_block_gas)
 
-    def _submit_contract_tx(self, tx: Transaction, wait: bool, timeout: float) -> dict:
-        if not wait:
-            return {"hash": self.broadcast(tx)}
-        r = self._call_commit(tx.raw, timeout)
-        rc = r["receipt"]
-        if rc["status"] != "success":
-            f = rc.get("failure") or {}
-            code = f.get("code") or "error"
-            raise _FAILURES.get(code, ContractFailed)(
-                _reason(rc["error"], code, f.get("function"), f.get("line")), code, f.get("contract"),
-                f.get("function"), f.get("line"), rc["gas_used"], rc.get("logs") or (), receipt=rc,
-                tx_hash=r["hash"], height=r["height"])
-        return r
 
     def deploy(self, key: PrivateKey, source: str, args: Sequence[Any] = (), value: int = 0,
                gas_limit: int | None = None, gas_price: int = 1, nonce: int | None = None,
@@ -409,12 +518,10 @@ class Client:
         """Deploy a contract and wait for the commit: {"address", "hash", "height",
         "receipt"}.  gas_limit=None: simulated first (see GAS_MARGIN_PERCENT), so a
         constructor that would fail raises ContractFailed before anything is sent."""
-        if nonce is None:
-            nonce = self.account(key.address).pending_nonce or 0
         limit = self._gas_limit(gas_limit, lambda: self.estimate_gas(key.address, args=args, value=value,
                                                                        source=source))
-        tx = deploy_tx(key, self.chain_id, nonce, source, list(args), value, limit, gas_price)
-        r = self._submit_contract_tx(tx, True, timeout)
+        r = self._sign_and_send(key, lambda n: deploy_tx(key, self.chain_id, n, source, list(args), value, limit,
+                                                         gas_price), nonce, True, timeout, _receipt_failed)
         return {"address": r["receipt"]["contract_address"], "hash": r["hash"], "height": r["height"],
                 "receipt": r["receipt"]}
 
@@ -427,11 +534,9 @@ class Client:
         {"hash"} once the mempool admitted it.  gas_limit=None: estimated by simulation
         plus GAS_MARGIN_PERCENT; a call that fails in simulation raises before sending."""
         addr = parse_address(contract) if isinstance(contract, str) else contract
-        if nonce is None:
-            nonce = self.account(key.address).pending_nonce or 0
         limit = self._gas_limit(gas_limit, lambda: self.estimate_gas(key.address, addr, function, args, value))
-        tx = call_tx(key, self.chain_id, nonce, addr, function, list(args), value, limit, gas_price)
-        r = self._submit_contract_tx(tx, wait, timeout)
+        r = self._sign_and_send(key, lambda n: call_tx(key, self.chain_id, n, addr, function, list(args), value,
+                                                       limit, gas_price), nonce, wait, timeout, _receipt_failed)
         if wait:
             out = r["receipt"]["output"]
             r["result"] = None if out is None else _decode(out, MAX_OUTPUT_BYTES)
@@ -450,6 +555,28 @@ class Client:
             if time.monotonic() > deadline:
                 raise CommitTimeout(-32002, f"transaction {tx_hash} not committed within {timeout} s")
             time.sleep(poll)
+
+
+def _receipt_failed(r: dict) -> ContractFailed:
+    """The ContractFailed of a committed contract transaction whose receipt says failed."""
+    rc = r["receipt"]
+    f = rc.get("failure") or {}
+    code = f.get("code") or "error"
+    return _FAILURES.get(code, ContractFailed)(
+        _reason(rc["error"], code, f.get("function"), f.get("line")), code, f.get("contract"),
+        f.get("function"), f.get("line"), rc["gas_used"], rc.get("logs") or (), receipt=rc,
+        tx_hash=r["hash"], height=r["height"])
+
+
+def _staking_failed(r: dict) -> StakingFailed:
+    rc = r["receipt"]
+    return StakingFailed(rc.get("error") or "no reason given", rc, r["hash"], r["height"])
+
+
+def _check_stake_amount(amount: int) -> None:
+    """A staked amount is in (0, 2**64): the node would refuse the transaction as malformed."""
+    if type(amount) is not int or not 0 < amount <= U64_MAX:
+        raise ValueError(f"a staked amount must be an integer in (0, 2**64) base units, got {amount!r}")
 
 
 def _addr(a: str | bytes) -> str:

@@ -351,18 +351,19 @@ async def m_account(node: Node, address: Any, height: Any = None, prove: Any = F
 
 @method
 async def m_validators(node: Node, height: Any = None) -> dict:
-    """The set that signed block `height` (default latest), and the bonded table after it,
-    which signs from height + 2 (ledger/staking.py)."""
+    """The set that signed block `height` (default latest), the set of height + 1 ("next"),
+    and the bonded table after it, which signs from height + 2 (ledger/staking.py)."""
     h = _height(node, height)
     with _state_at(node, h) as (state, _):
         vs = staking.validator_set(state, 0)
+        following = staking.validator_set(state, 1)
         table = staking.bonded(state)
 
     def rows(vals: tuple) -> list[dict]:
         return [{"address": address_hex(v.address), "public_key": v.public_key.hex(), "stake": v.stake}
                 for v in vals]
     return {"height": h, "total_stake": vs.total_stake, "hash": vs.hash.hex(), "validators": rows(vs.validators),
-            "bonded": rows(table)}
+            "next": rows(following.validators), "bonded": rows(table)}
 
 
 @method
