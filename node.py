@@ -32,9 +32,14 @@ from ledger.keys import address_hex, load_key
 from ledger.mempool import AlreadyKnown, Mempool
 from ledger.sigverify import SignatureVerifier
 from ledger.store import Store, StoreError
-from ledger.tx import Transaction, TxKind, contract_address, decode_transaction, validate_transaction
-from net.consensus_reactor import LoopTimer, P2PTransport, attach
-from net.p2p import P2P, BadMessage, parse_peer
+from ledger.evidence import DuplicateVoteEvidence
+from ledger.evidence import encode as evidence_encode
+from ledger.tx import (Transaction, TxKind, contract_address, decode_transaction, submit_evidence,
+                       validate_transaction)
+from net import faults
+from net.consensus_reactor import LoopTimer, P2PTransport, attach, regossip_loop
+from net.p2p import P2P, BadMessage, Limits, frame_limit, parse_peer
+from net.sync import BlockSync
 from net.rpc import make_app
 from vm import ml as vm_ml
 from vm.limits import MAX_OUTPUT_BYTES
@@ -70,9 +75,14 @@ def describe_tx(tx: Transaction, r: Receipt, height: int) -> str:
         what += f" {tx.payload.amount} to {address_hex(tx.payload.to)}"
     elif tx.kind == TxKind.DEPLOY:
         result = f"-> {address_hex(contract_address(tx.sender_address, tx.nonce))}"
-    else:
+    elif tx.kind == TxKind.CALL:
         what += f" {address_hex(tx.payload.contract)}.{tx.payload.function}()"
         result = f"-> {_short_json(r.output)}"
+    elif tx.kind in (TxKind.BOND, TxKind.UNBOND):
+        what += f" {tx.payload.amount}"
+    elif tx.kind == TxKind.EVIDENCE:
+        ev = tx.payload.evidence
+        what += f" against {address_hex(ev.validator)} at height {ev.height}"
     if not r.status:
         result = f"FAILED: {failure_text(r)}"
     return printable(f"tx {tx.hash.hex()[:16]}  {what}  from {address_hex(tx.sender_address)}  "
@@ -102,10 +112,29 @@ class NodeConfig:
     p2p_host: str = "127.0.0.1"
     p2p_port: int = 0           # 0: any free port (used only when the chain has several validators)
     peers: tuple[str, ...] = ()  # KEYHEX@host:port of the other validators
+    test_faults: Path | None = None    # TEST ONLY: a fault schedule for p2p (net/faults.py)
+    test_byzantine: str | None = None  # TEST ONLY: "double-sign" (net/faults.py)
 
 
 class NodeError(Exception):
     """The node cannot start: a clear message for the operator."""
+
+
+def testnet_entry(genesis: Path | None, public_key: bytes) -> tuple[tuple[str, ...], int]:
+    """(peers, p2p port) for flags not given: this key's entry in the testnet.json that
+    `gradchain testnet` wrote beside the genesis file; ((), 0) if there is none."""
+    if genesis is None:
+        return (), 0
+    try:
+        doc = json.loads((Path(genesis).parent / "testnet.json").read_text())
+        for nd in doc["nodes"]:
+            if nd["public_key"] == public_key.hex():
+                port = nd["p2p_port"]
+                return (tuple(p.strip() for p in nd["peers"].split(",") if p.strip()),
+                        port if type(port) is int and 0 < port < 65536 else 0)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return (), 0
 
 
 def _lock(data_dir: Path) -> Any:
@@ -161,18 +190,22 @@ class Node:
             self.key = devnet_validator_key()
         else:
             raise NodeError("this chain is not a devnet: give the validator key with --key")
-        if self.validators.get(self.key.address) is None:
-            raise NodeError(f"key {address_hex(self.key.address)} is not a validator of {self.genesis.chain_id}")
+        # one genesis validator: the solo engine (the devnet); several: BFT over p2p, built in run()
+        self.bft = len(self.validators.validators) > 1
+        if not self.bft and self.validators.get(self.key.address) is None:
+            raise NodeError(f"key {address_hex(self.key.address)} is not the validator of {self.genesis.chain_id}")
         params = self.genesis.params
-        self.chain = Chain(self.store, self.genesis.chain_id, params, self.validators.hash)
+        self.chain = Chain(self.store, self.genesis.chain_id, params)
         self.mempool = Mempool(self.genesis.chain_id, params.max_block_gas, self.chain.account,
                                max_txs=cfg.mempool_size, min_gas_price=cfg.min_gas_price)
+        # flags first; else the testnet.json beside the genesis file (gradchain testnet)
+        listed_peers, listed_port = testnet_entry(cfg.genesis, self.key.public_key)
+        peers = cfg.peers or listed_peers
+        self.p2p_port = cfg.p2p_port or listed_port
         try:
-            self.peers = [parse_peer(p) for p in cfg.peers]
+            self.peers = [parse_peer(p) for p in peers]
         except ValueError as e:
             raise NodeError(f"--peers: {e}") from None
-        # one validator: the solo engine (the devnet); several: BFT over p2p, built in run()
-        self.bft = len(self.validators.validators) > 1
         self.signer: Signer | None = None
         self.p2p: P2P | None = None
         if self.bft:
@@ -182,11 +215,12 @@ class Node:
                 raise NodeError(str(e)) from None
         self.verifier = SignatureVerifier(cfg.verify_workers)
         self.engine: Any = None if self.bft else SoloEngine(
-            self.chain, self.mempool, self.key, self.validators, cfg.block_time, cfg.max_block_txs,
+            self.chain, self.mempool, self.key, cfg.block_time, cfg.max_block_txs,
             self._on_commit)
         self._waiters: dict[bytes, list[asyncio.Future]] = {}
         self._admit_tail: asyncio.Future | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._evidence_sent: set[tuple] = set()
 
     # ---- transactions in --------------------------------------------------------------
 
@@ -307,17 +341,25 @@ class Node:
         """p2p (the validator key is the node key), then BftEngine once the peers are linked."""
         assert self.signer is not None
         g = self.genesis
-        self.p2p = P2P(self.key, g.chain_id, g.hash, self.cfg.p2p_host, self.cfg.p2p_port, peers=self.peers)
+        self.p2p = P2P(self.key, g.chain_id, g.hash, self.cfg.p2p_host, self.p2p_port, peers=self.peers,
+                       limits=Limits(max_frame=frame_limit(g.params.max_block_bytes)))
         self.p2p.on("tx", self._on_gossip_tx)
         timer = LoopTimer()
-        self.engine = BftEngine(self.chain, self.mempool, self.signer, self.validators, P2PTransport(self.p2p),
+        transport = P2PTransport(self.p2p)
+        self.engine = BftEngine(self.chain, self.mempool, self.signer, transport,
                                 timer, self._on_commit, max_block_txs=self.cfg.max_block_txs,
-                                commit_delay_ms=int(self.cfg.block_time * 1000))
-        attach(self.p2p, self.engine, g.params)
+                                commit_delay_ms=int(self.cfg.block_time * 1000), on_evidence=self._on_evidence)
+        # block sync: consensus starts once caught up (net/sync.py); it writes through the engine
+        self.sync = BlockSync(self.p2p, self.chain, g.params, self.chain.validator_set, self.engine.apply_synced)
+        self.sync.attach()
+        attach(self.p2p, self.engine, g.params, transport, self.sync)
+        fresh_since_ms = int(time.time() * 1000) if self.signer.state.height == 0 else None
+        background: list[asyncio.Task] = []
+        faults.install(self.p2p, self.engine, self.key, g.chain_id, self.cfg.test_faults, self.cfg.test_byzantine)
         try:
             await self.p2p.start()
         except OSError as e:
-            raise NodeError(f"cannot listen on {self.cfg.p2p_host}:{self.cfg.p2p_port}: {e.strerror}") from None
+            raise NodeError(f"cannot listen on {self.cfg.p2p_host}:{self.p2p_port}: {e.strerror}") from None
         try:
             if self.peers:  # messages sent before the links are up are lost: wait (bounded)
                 try:
@@ -325,12 +367,35 @@ class Node:
                 except asyncio.TimeoutError:
                     log.warning("only %d of %d peers after %.0f s; starting consensus anyway",
                                 len(self.p2p.peers), len(self.peers), PEER_WAIT_S)
+            background = [asyncio.create_task(self.sync.run()),
+                          asyncio.create_task(regossip_loop(transport, self.engine))]
+            # a fresh signer state past genesis (a wiped data dir): one block more first
+            await self.sync.catch_up(fresh_since_ms)
             self.engine.start()
             await asyncio.Event().wait()  # until cancelled
         finally:
+            for t in background:
+                t.cancel()
             self.engine.stop()
             timer.cancel_all()
             await self.p2p.stop()
+
+    def _on_evidence(self, ev: DuplicateVoteEvidence) -> None:
+        """A validator signed two votes for one step: tell the chain, once per offence, in an
+        EVIDENCE transaction paid by this node's key (its block rewards pay the gas)."""
+        if ev.offence in self._evidence_sent:
+            return
+        self._evidence_sent.add(ev.offence)
+        nonce = self.mempool.pending_nonce(self.key.address)
+        tx = submit_evidence(self.key, self.chain.chain_id, nonce, evidence_encode(ev))
+
+        async def send() -> None:
+            (res,) = await self.submit([tx.raw])
+            if isinstance(res, errors.LedgerError):
+                log.warning("evidence against %s not sent: %s", address_hex(ev.validator), res)
+            else:
+                log.warning("evidence against %s sent in tx %s", address_hex(ev.validator), res.hex()[:16])
+        self.spawn(send())
 
     async def _on_gossip_tx(self, _peer: bytes, body: Any) -> bool:
         """A gossiped transaction: admit it like an RPC one; relay it only if it was new and valid."""
@@ -391,15 +456,25 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
     p.add_argument("--p2p-port", type=int, default=d.p2p_port,
                    help="p2p port, used when the genesis has several validators (default: any free port)")
     p.add_argument("--peers", default="", help="the other validators: KEYHEX@host:port,... (comma-separated)")
+    p.add_argument("--test-faults", type=Path, metavar="FILE",
+                   help="TEST ONLY: drop, delay and partition p2p messages by a JSON schedule (net/faults.py)")
+    p.add_argument("--test-byzantine", choices=faults.BYZANTINE_MODES,
+                   help="TEST ONLY: this validator misbehaves (double-sign: conflicting prevotes)")
     a = p.parse_args(argv)
     if a.block_time <= 0:
         p.error("--block-time must be positive")
     if not 0 <= a.p2p_port < 65536:
         p.error("--p2p-port must be in [0, 65535]")
+    if a.test_faults is not None:
+        try:
+            faults.load_schedule(a.test_faults)
+        except ValueError as e:
+            p.error(f"--test-faults: {e}")
     peers = tuple(x.strip() for x in a.peers.split(",") if x.strip())
     return NodeConfig(a.data_dir, a.rpc_host, a.rpc_port, a.genesis, a.key, a.block_time, a.verify_workers,
                       a.max_block_txs, a.mempool_size, a.min_gas_price, quiet=a.quiet,
-                      p2p_host=a.p2p_host, p2p_port=a.p2p_port, peers=peers)
+                      p2p_host=a.p2p_host, p2p_port=a.p2p_port, peers=peers,
+                      test_faults=a.test_faults, test_byzantine=a.test_byzantine)
 
 
 def main(argv: list[str] | None = None) -> int:

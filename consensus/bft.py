@@ -18,7 +18,13 @@ It is the machine's caller, as the machine's docstring asks:
 - Decide: the precommit signatures become the block's `Commit` (checked with
   `verify_commit`), `chain.commit_block` writes it, the mempool is updated, `on_commit` is
   told, and the next height starts after `commit_delay_ms` (CometBFT's timeout_commit);
-- Equivocation: kept in `self.evidence` for the evidence pool.
+- Equivocation: two signed votes of one validator for one step become DuplicateVoteEvidence
+  (ledger/evidence.py), kept in `self.evidence` and handed to `on_evidence` (the node sends
+  it to the chain in an EVIDENCE transaction, which slashes the signer).
+
+The validator set of each height comes from the chain (`chain.validator_set`, fixed by the
+state two heights before), so bonding, unbonding and slashing change who signs without any
+message between nodes.
 
 One writer: every entry point (a message, a timeout) goes through one queue that is drained
 in order, so a transport or timer that calls back synchronously cannot re-enter `step`.
@@ -43,6 +49,8 @@ from ledger.tx import Transaction
 from consensus.machine import (Broadcast, Decide, Equivocation, Event, Proposal, ScheduleTimeout,
                                StartHeight, State, Timeout, TimeoutParams, Vote, new_state, step)
 from consensus.signer import NIL, Signer, SignerError, proposal_payload
+from ledger.evidence import DuplicateVoteEvidence
+from ledger.evidence import SignedVote as EvidenceVote
 from ledger.validators import ValidatorSet
 from ledger.votes import PRECOMMIT, verify_commit, vote_payload
 
@@ -89,6 +97,7 @@ class Timer(Protocol):
 
 
 OnCommit = Callable[[Block, BuiltBlock, list[Transaction]], None]
+OnEvidence = Callable[[DuplicateVoteEvidence], None]
 
 
 def vote_signature_ok(vset: ValidatorSet, chain_id: str, sv: SignedVote) -> bool:
@@ -118,26 +127,25 @@ def proposal_signature_ok(vset: ValidatorSet, chain_id: str, sp: SignedProposal)
 class BftEngine:
     """One validator (or follower) running Tendermint over `transport`, committing to `chain`."""
 
-    def __init__(self, chain: Chain, mempool: Mempool, signer: Signer, validators: ValidatorSet,
+    def __init__(self, chain: Chain, mempool: Mempool, signer: Signer,
                  transport: Transport, timer: Timer, on_commit: OnCommit,
                  timeouts: TimeoutParams = DEFAULT_TIMEOUTS, max_block_txs: int = 1000,
-                 commit_delay_ms: int = 1000):
-        if chain.validators_hash != validators.hash:
-            raise ValueError("the validator set is not the one the chain was started with")
+                 commit_delay_ms: int = 1000, on_evidence: OnEvidence | None = None):
         self.chain, self.mempool, self.signer = chain, mempool, signer
-        self.validators, self.transport, self.timer = validators, transport, timer
+        self.transport, self.timer = transport, timer
         self.on_commit = on_commit
+        self.on_evidence = on_evidence
         self.max_block_txs = max_block_txs
         self.commit_delay_ms = commit_delay_ms
         self.address = signer.key.address
-        self.state: State = new_state(self.address, validators, timeouts)
-        self.evidence: list[Equivocation] = []
+        self.state: State = new_state(self.address, chain.validator_set(chain.tip.height + 1), timeouts)
+        self.evidence: list[DuplicateVoteEvidence] = []
         self.last_commit: Commit | None = chain.store.commit(chain.tip.height) if chain.tip.height else None
         # block hash -> (block, its execution output, rejected txs if this node built it)
         self._blocks: dict[bytes, tuple[Block, BlockOutput, list]] = {}
         self._invalid: set[bytes] = set()
-        # precommit signatures of this height: (round, validator, value) -> signature
-        self._precommit_sigs: dict[tuple[int, bytes, bytes | None], bytes] = {}
+        # vote signatures of this height: (type, round, validator, value) -> signature
+        self._vote_sigs: dict[tuple[int, int, bytes, bytes | None], bytes] = {}
         self._future: list[Message] = []
         self._queue: deque[Callable[[], None]] = deque()
         self._busy = False
@@ -184,8 +192,10 @@ class BftEngine:
                                        self.timer.now_ms(), self.last_commit)
         self._blocks = {built.block.hash: (built.block, built.output, built.rejected)}
         self._invalid = set()
-        self._precommit_sigs = {}
-        self._feed(StartHeight(height, built.block.hash))
+        self._vote_sigs = {}
+        vset = self.chain.validator_set(height)
+        # a new set: the machine derives its proposer priorities (consensus/proposer.py)
+        self._feed(StartHeight(height, built.block.hash, vset if vset != self.state.validators else None))
         held, self._future = self._future, []
         for m in held:
             self._on_message(m)
@@ -193,17 +203,18 @@ class BftEngine:
     def _commit(self, d: Decide) -> None:
         """Write the decided block with its commit certificate, then schedule the next height."""
         block, output, rejected = self._blocks[d.value]
-        found = ((v.validator, self._precommit_sigs.get((d.round, v.validator, v.value))) for v in d.precommits)
+        found = ((v.validator, self._vote_sigs.get((PRECOMMIT, d.round, v.validator, v.value))) for v in d.precommits)
         sigs = tuple(sorted((CommitSig(a, sig) for a, sig in found if sig is not None),
                             key=lambda s: s.validator))
         commit = Commit(d.height, d.round, d.value, sigs)
-        verify_commit(self.validators, self.chain.chain_id, commit, d.height, d.value)
+        verify_commit(self.state.validators, self.chain.chain_id, commit, d.height, d.value)
         self.chain.commit_block(block, commit, output)
         self.last_commit = commit
         evicted = self.mempool.update(block.txs, [t for t, _ in rejected])
         self.on_commit(block, BuiltBlock(block, output, rejected), evicted)
         log.info("committed height %d round %d block %s", d.height, d.round, d.value.hex()[:16])
-        self.timer.schedule(self.commit_delay_ms, lambda: self._submit(self._start_next_height))
+        self.timer.schedule(self.commit_delay_ms,
+                            lambda h=d.height + 1: self._submit(lambda: self._start_height(h)))
 
     # ---- the machine and its actions -----------------------------------------------------
 
@@ -218,8 +229,25 @@ class BftEngine:
             elif isinstance(a, Decide):
                 self._commit(a)
             elif isinstance(a, Equivocation):
-                log.warning("equivocation: %r / %r", a.first, a.second)
-                self.evidence.append(a)
+                self._on_equivocation(a)
+
+    def _on_equivocation(self, e: Equivocation) -> None:
+        """Two votes of one validator for one step: evidence, if both signatures are at hand
+        (a conflicting proposal is not punished: only votes finalise blocks)."""
+        if not isinstance(e.first, Vote) or not isinstance(e.second, Vote):
+            log.warning("conflicting proposals from %s at height %d", e.first.proposer.hex()[:16], e.first.height)
+            return
+        votes = []
+        for v in (e.first, e.second):
+            sig = self._vote_sigs.get((v.type, v.round, v.validator, v.value))
+            if sig is None:
+                return
+            votes.append(EvidenceVote(v.validator, v.type, v.height, v.round, NIL if v.value is None else v.value, sig))
+        ev = DuplicateVoteEvidence.of(*votes)
+        log.warning("double signing by %s at height %d round %d", ev.validator.hex()[:16], ev.height, e.first.round)
+        self.evidence.append(ev)
+        if self.on_evidence is not None:
+            self.on_evidence(ev)
 
     def _broadcast(self, msg: Proposal | Vote) -> None:
         """Sign (the signer persists first), then send.  A refusal sends nothing: the machine
@@ -231,8 +259,7 @@ class BftEngine:
                 out: Message = SignedProposal(msg, self._blocks[msg.value][0], sig)
             else:
                 sig = self.signer.sign_vote(msg.type, msg.height, msg.round, msg.value)
-                if msg.type == PRECOMMIT:
-                    self._precommit_sigs[(msg.round, msg.validator, msg.value)] = sig
+                self._vote_sigs[(msg.type, msg.round, msg.validator, msg.value)] = sig
                 out = SignedVote(msg, sig)
         except SignerError as e:
             log.error("signer refused %r: %s", msg, e)
@@ -253,13 +280,13 @@ class BftEngine:
                 self._future.append(m)
             return
         if isinstance(m, SignedVote):
-            if not vote_signature_ok(self.validators, self.chain.chain_id, m):
+            if not vote_signature_ok(self.state.validators, self.chain.chain_id, m):
                 return
-            if m.vote.type == PRECOMMIT:
-                self._precommit_sigs[(m.vote.round, m.vote.validator, m.vote.value)] = m.signature
+            v = m.vote
+            self._vote_sigs.setdefault((v.type, v.round, v.validator, v.value), m.signature)
             self._feed(m.vote)
         else:
-            if not proposal_signature_ok(self.validators, self.chain.chain_id, m):
+            if not proposal_signature_ok(self.state.validators, self.chain.chain_id, m):
                 return
             if not self._valid(m.proposal.value, m.block):
                 return
@@ -281,7 +308,8 @@ class BftEngine:
             if tip.height >= 1:
                 if block.last_commit is None:
                     raise errors.InvalidBlock("block lacks the commit of its parent")
-                verify_commit(self.validators, self.chain.chain_id, block.last_commit, tip.height, tip.hash)
+                verify_commit(self.chain.validator_set(tip.height), self.chain.chain_id, block.last_commit,
+                              tip.height, tip.hash)
             output = self.chain.execute_block(block)
         except (errors.LedgerError, ValueError, TypeError) as e:
             log.info("invalid proposed block %s: %s", value.hex()[:16], e)
@@ -289,3 +317,38 @@ class BftEngine:
             return False
         self._blocks[value] = (block, output, [])
         return True
+
+    # ---- block sync (net/sync.py): blocks finalised without us ---------------------------
+
+    def apply_synced(self, block: Block, commit: Commit, output: BlockOutput) -> None:
+        """A block the others finalised, handed over by block sync, which has checked its
+        commit certificate and executed it on our tip (`output`).  Write it like a decision;
+        if consensus is running, leave the height we were in and start the next one at once.
+        A block that no longer extends our tip (we decided it ourselves meanwhile) is ignored."""
+        self._submit(lambda: self._apply_synced(block, commit, output))
+
+    def _apply_synced(self, block: Block, commit: Commit, output: BlockOutput) -> None:
+        tip = self.chain.tip
+        if block.header.height != tip.height + 1 or block.header.parent_hash != tip.hash:
+            return
+        self.chain.commit_block(block, commit, output)
+        self.last_commit = commit
+        evicted = self.mempool.update(block.txs, [])
+        self.on_commit(block, BuiltBlock(block, output, []), evicted)
+        log.info("synced height %d block %s", block.height, block.hash.hex()[:16])
+        if self.state.height > 0:  # running: the height we were in is decided, go on
+            self._start_next_height()
+        else:                      # not started yet: held messages of that height are stale
+            self._future = [m for m in self._future
+                            if (m.proposal if isinstance(m, SignedProposal) else m.vote).height > block.height]
+
+    def _start_height(self, height: int) -> None:
+        """Start `height` unless sync already moved us there or past it (the commit delay
+        of a height we decided can end after a synced block started the next one)."""
+        if self.chain.tip.height + 1 == height and self.state.height < height:
+            self._start_next_height()
+
+    @property
+    def started(self) -> bool:
+        """Whether consensus has started (StartHeight fed at least once)."""
+        return self.state.height > 0

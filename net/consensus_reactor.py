@@ -10,6 +10,14 @@ module gives it real ones (CometBFT's consensus reactor plays the same part):
   types, the block through `decode_block` with the chain's size limits) and handed to
   `engine.receive`; a malformed body raises BadMessage, which drops the sending peer.
   Signatures, heights and block validity are the engine's checks, not this module's.
+  A message of a height the engine cannot use yet (beyond the one it holds back) is
+  NOT_HANDLED: p2p forgets its hash (so a later re-gossip is handled), it is not relayed,
+  and block sync (net/sync.py) is told that the sender is ahead of us;
+- re-gossip: the transport keeps our own signed messages of the latest height we signed
+  at and sends them again (the same bytes, no new signature) to a peer that (re)connects,
+  and to everyone when we have sent nothing for `regossip_s` while that height is still
+  undecided here.  p2p.send/broadcast bypass our own dedupe; receivers still dedupe by
+  hash, so a peer that already has a message neither handles nor relays it: no storm.
 
 Wire bodies (docs/p2p.md):
   proposal: [height, round, value, valid_round, proposer, block bytes, signature]
@@ -18,9 +26,11 @@ Wire bodies (docs/p2p.md):
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consensus.bft import BftEngine, Message, SignedProposal, SignedVote
 from consensus.machine import Proposal, Vote
@@ -31,10 +41,17 @@ from ledger.hashing import HASH_SIZE
 from ledger.keys import SIGNATURE_SIZE
 from ledger.params import ChainParams
 
-from net.p2p import P2P, BadMessage
+from net.p2p import NOT_HANDLED, P2P, BadMessage
+
+if TYPE_CHECKING:
+    from net.sync import BlockSync
+
+log = logging.getLogger("gradchain.net.consensus")
 
 ADDRESS_SIZE = 20
 U32_MAX = 2**32 - 1
+MAX_OWN_MESSAGES = 64      # own messages kept for re-gossip (of one height; the latest rounds)
+REGOSSIP_S = 1.0           # silence after which our undecided height's messages are re-sent
 
 
 def encode_proposal(sp: SignedProposal) -> list:
@@ -95,17 +112,63 @@ def decode_vote(body: Any) -> SignedVote:
     return SignedVote(Vote(vtype, height, round_, value, validator), sig)
 
 
+def _wire(message: Message) -> tuple[str, int, list]:
+    """(type, height, body) of a signed message."""
+    if isinstance(message, SignedProposal):
+        return "proposal", message.proposal.height, encode_proposal(message)
+    return "vote", message.vote.height, encode_vote(message)
+
+
 class P2PTransport:
-    """BftEngine's Transport over p2p gossip (every peer; p2p relays and de-duplicates)."""
+    """BftEngine's Transport over p2p gossip (every peer; p2p relays and de-duplicates).
+
+    It remembers our own signed messages of the latest height we signed at, so that they
+    can be sent again (`resend`) to peers that missed them while a link was down."""
 
     def __init__(self, p2p: P2P):
         self.p2p = p2p
+        self.height = 0                 # the latest height we signed a message at
+        self.last_sent = 0.0            # time.monotonic() of our latest own message
+        self.resent = 0                 # messages re-sent (tests, logs)
+        self._own: deque[tuple[str, list]] = deque(maxlen=MAX_OWN_MESSAGES)
 
     def broadcast(self, sender: bytes, message: Message) -> None:
-        if isinstance(message, SignedProposal):
-            self.p2p.gossip("proposal", encode_proposal(message))
-        else:
-            self.p2p.gossip("vote", encode_vote(message))
+        msg_type, height, body = _wire(message)
+        if height > self.height:
+            self.height = height
+            self._own.clear()
+        if height == self.height:
+            self._own.append((msg_type, body))
+        self.last_sent = time.monotonic()
+        self.p2p.gossip(msg_type, body)
+
+    def resend(self, peer: bytes | None = None) -> int:
+        """Send our own messages of `self.height` again, to one peer or (None) to all;
+        how many messages.  No new signature: the same bodies, hence the same bytes and
+        hashes, which receivers that have them drop without relaying."""
+        n = 0
+        for msg_type, body in list(self._own):
+            if peer is None:
+                self.p2p.broadcast(msg_type, body)
+            elif not self.p2p.send(peer, msg_type, body):
+                break
+            n += 1
+        self.resent += n
+        return n
+
+
+async def regossip_loop(transport: P2PTransport, engine: BftEngine, interval_s: float = REGOSSIP_S) -> None:
+    """Re-send our messages of a height we have not decided yet, when we have been silent
+    for `interval_s` (a stalled round): messages lost on a link that was down (or dropped
+    by a peer that was behind) are recovered without waiting for round timeouts.  A height
+    that is moving sends new messages, and then nothing is re-sent."""
+    while True:
+        await asyncio.sleep(interval_s)
+        if transport.height > engine.chain.tip.height and not engine.stopped \
+                and time.monotonic() - transport.last_sent >= interval_s:
+            n = transport.resend()
+            if n:
+                log.debug("re-sent %d own messages of height %d", n, transport.height)
 
 
 class LoopTimer:
@@ -131,13 +194,29 @@ class LoopTimer:
         self._handles.clear()
 
 
-def attach(p2p: P2P, engine: BftEngine, params: ChainParams) -> None:
-    """Route inbound proposals and votes to the engine (after strict decoding)."""
-    def on_proposal(_peer: bytes, body: Any) -> None:
-        engine.receive(decode_proposal(body, params))
+def attach(p2p: P2P, engine: BftEngine, params: ChainParams, transport: P2PTransport | None = None,
+           sync: "BlockSync | None" = None) -> None:
+    """Route inbound proposals and votes to the engine (after strict decoding).  With
+    `transport`, a peer that connects gets our own messages of the current height; with
+    `sync`, a message of a later height than we can use tells sync that its sender is ahead."""
+    def deliver(peer: bytes, height: int, message: Message) -> Any:
+        # the engine feeds its current height and holds back the next one; beyond: forget
+        if height > max(engine.height, engine.chain.tip.height) + 1:
+            if sync is not None:
+                sync.note_height(peer, height - 1)
+            return NOT_HANDLED
+        engine.receive(message)
+        return None
 
-    def on_vote(_peer: bytes, body: Any) -> None:
-        engine.receive(decode_vote(body))
+    def on_proposal(peer: bytes, body: Any) -> Any:
+        sp = decode_proposal(body, params)
+        return deliver(peer, sp.proposal.height, sp)
+
+    def on_vote(peer: bytes, body: Any) -> Any:
+        sv = decode_vote(body)
+        return deliver(peer, sv.vote.height, sv)
 
     p2p.on("proposal", on_proposal)
     p2p.on("vote", on_vote)
+    if transport is not None:
+        p2p.on_connect(lambda peer: transport.resend(peer))

@@ -33,13 +33,30 @@ PROTOCOL_VERSION = 1
 HANDSHAKE_DOMAIN = b"gradchain/p2p-handshake/v1\x00"
 NONCE_SIZE = 32
 LENGTH_PREFIX = 4
-MAX_FRAME = 4 << 20            # bytes of one message after the length prefix
+MAX_FRAME = 4 << 20            # bytes of one message after the length prefix (the default)
+FRAME_OVERHEAD = 1 << 20       # room beside a largest block in a frame: proposal fields or a commit
 MAX_HANDSHAKE_FRAME = 1024     # an unauthenticated peer never makes us allocate more
 HELLO, AUTH = "hello", "auth"  # handshake only
 MSG_TYPES = ("tx", "proposal", "vote", "block_request", "block_response", "status")
 GOSSIP_TYPES = frozenset({"tx", "proposal", "vote"})
 
-Handler = Callable[[bytes, Any], "None | bool | Awaitable[None | bool]"]
+Handler = Callable[[bytes, Any], "None | bool | object | Awaitable[None | bool | object]"]
+OnConnect = Callable[[bytes], None]
+
+
+class _NotHandled:
+    def __repr__(self) -> str:
+        return "NOT_HANDLED"
+
+
+# A gossip handler returns this for a message it cannot use yet (e.g. a vote of a height the
+# node has not reached): the hash is forgotten, so a later copy (a re-gossip) is handled.
+NOT_HANDLED: Any = _NotHandled()
+
+
+def frame_limit(max_block_bytes: int) -> int:
+    """The frame limit for a chain: a largest block must fit in a proposal or a block_response."""
+    return max(MAX_FRAME, max_block_bytes + FRAME_OVERHEAD)
 
 
 # ---- errors ------------------------------------------------------------------------------
@@ -354,6 +371,7 @@ class P2P:
         self._stopping = False
         self._pending = 0
         self._changed = asyncio.Event()
+        self._on_connect: list[OnConnect] = []
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -383,6 +401,15 @@ class P2P:
 
     def on(self, msg_type: str, handler: Handler) -> None:
         self.handlers[msg_type] = handler
+
+    def on_connect(self, callback: OnConnect) -> None:
+        """Call callback(peer_key) each time a peer is admitted (e.g. to send it our status)."""
+        self._on_connect.append(callback)
+
+    def pending(self, peer_id: bytes) -> int:
+        """Frames queued for a peer and not yet written (0 if not connected)."""
+        peer = self._peers.get(peer_id)
+        return 0 if peer is None else peer.queue.qsize()
 
     @property
     def peers(self) -> list[bytes]:
@@ -507,6 +534,11 @@ class P2P:
         self._changed.set()
         log.info("peer %s connected (%s, %s)", peer.key.hex()[:16], peer.address,
                  "outbound" if peer.outbound else "inbound")
+        for callback in self._on_connect:
+            try:
+                callback(peer.key)
+            except Exception:  # a callback bug must not refuse the peer
+                log.exception("on_connect callback failed for %s", peer.key.hex()[:16])
 
     async def _session(self, peer: Peer) -> None:
         """Read and dispatch the peer's messages until the link drops, then clean up."""
@@ -549,7 +581,8 @@ class P2P:
                 return  # a type the node does not use yet
             raise PeerError(f"unknown message type {msg_type[:32]!r}")
         gossip = msg_type in self.gossip_types
-        if gossip and not self._mark_seen(hash_bytes(payload)):
+        h = hash_bytes(payload) if gossip else b""
+        if gossip and not self._mark_seen(h):
             return
         try:
             result = self.handlers[msg_type](peer.key, body)
@@ -560,6 +593,9 @@ class P2P:
         except Exception as e:  # a handler bug costs the sender its link, never the node
             log.exception("handler for %s failed on a message from %s", msg_type, peer.key.hex()[:16])
             raise PeerError(f"handler for {msg_type} failed: {type(e).__name__}: {e}") from None
+        if gossip and result is NOT_HANDLED:
+            self._seen.pop(h, None)
+            return
         if gossip and result is not False:
             self._send_payload(payload, msg_type, exclude=peer.key)
 

@@ -75,7 +75,7 @@ def open_chain(path) -> Chain:
     store = Store(path)
     changes, root, nodes = GENESIS.initial_state()
     store.init_genesis(b"{}", GENESIS.header(root), changes, nodes)
-    return Chain(store, CHAIN, GENESIS.params, VSET.hash)
+    return Chain(store, CHAIN, GENESIS.params)
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def cluster(tmp_path):
             opened.append((chain, signer))
             mempool = Mempool(CHAIN, GENESIS.params.max_block_gas, chain.account)
             commits: list = []
-            eng = BftEngine(chain, mempool, signer, VSET, net, clock,
+            eng = BftEngine(chain, mempool, signer, net, clock,
                             lambda b, p, ev, c=commits: c.append(b), timeouts=TIMEOUTS,
                             commit_delay_ms=50)
             net.engines[VKEYS[i].address] = eng
@@ -287,7 +287,7 @@ def test_restarted_validator_rejoins(tmp_path, cluster):
         blk = src.block(h)
         old.chain.commit_block(blk, src.commit(h), old.chain.execute_block(blk))
     signer = Signer(VKEYS[3], CHAIN, tmp_path / "signer3" / "state")
-    new = BftEngine(old.chain, old.mempool, signer, VSET, net, clock, lambda *a: None,
+    new = BftEngine(old.chain, old.mempool, signer, net, clock, lambda *a: None,
                     timeouts=TIMEOUTS, commit_delay_ms=50)
     try:
         net.engines[new.address] = new

@@ -390,6 +390,69 @@ def test_oversized_outgoing_message_is_refused_locally():
         encode_message("tx", bytes(MAX_FRAME))
 
 
+def test_frame_limit_follows_the_chain_so_a_largest_block_travels():
+    from ledger.params import ChainParams
+    params = ChainParams()
+    limit = p2p.frame_limit(params.max_block_bytes)
+    assert limit >= params.max_block_bytes + p2p.FRAME_OVERHEAD and p2p.frame_limit(1024) == MAX_FRAME
+
+    async def main():
+        ib = Inbox()
+        big = Limits(max_frame=limit, handshake_timeout=2, frame_timeout=10)
+        async with started(make("a", limits=big), make("b", ib, types=("proposal",), limits=big)) as (a, b):
+            await a.connect("127.0.0.1", b.port)
+            await until(lambda: len(b.peers) == 1)
+            block = os.urandom(1024) * (params.max_block_bytes // 1024)
+            assert a.gossip("proposal", [1, block])
+            await until(lambda: len(ib.got) == 1, timeout=15)
+            assert ib.bodies()[0][1] == block
+    run(main(), timeout=30)
+
+
+def test_not_handled_forgets_the_hash_so_a_later_copy_is_handled_but_not_relayed():
+    async def main():
+        calls: list = []
+        ic = Inbox()
+
+        def vote(peer: bytes, body: Any) -> Any:
+            calls.append(body)
+            return p2p.NOT_HANDLED if len(calls) == 1 else None
+
+        b, c = make("b"), make("c", ic)
+        b.on("vote", vote)
+        async with started(make("a"), b, c) as (a, b, c):
+            await a.connect("127.0.0.1", b.port)
+            await b.connect("127.0.0.1", c.port)
+            await until(lambda: len(b.peers) == 2)
+            assert a.gossip("vote", [7])
+            await until(lambda: len(calls) == 1)
+            await asyncio.sleep(0.1)
+            assert ic.got == []                # not handled: not relayed
+            a.broadcast("vote", [7])           # the same bytes again (a re-gossip)
+            await until(lambda: len(calls) == 2)
+            await until(lambda: ic.bodies() == [[7]])
+            a.broadcast("vote", [7])           # handled now: a copy is dropped by the dedupe
+            await asyncio.sleep(0.2)
+            assert len(calls) == 2 and ic.bodies() == [[7]]
+    run(main())
+
+
+def test_on_connect_is_told_of_each_admitted_peer_and_pending_counts_queued_frames():
+    async def main():
+        seen: list = []
+        a = make("a")
+        a.on_connect(seen.append)
+        a.on_connect(lambda peer: 1 / 0)  # a failing callback does not refuse the peer
+        async with started(a, make("b"), make("c")) as (a, b, c):
+            await b.connect("127.0.0.1", a.port)
+            await a.connect("127.0.0.1", c.port)
+            await until(lambda: len(a.peers) == 2)
+            assert sorted(seen) == sorted([b.public_key, c.public_key])
+            assert a.pending(key("nobody").public_key) == 0
+            assert a.pending(b.public_key) >= 0
+    run(main())
+
+
 # ---- reconnect ---------------------------------------------------------------------------
 
 def test_configured_peer_is_redialled_after_it_restarts():
