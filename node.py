@@ -28,7 +28,7 @@ from consensus.solo import SoloEngine
 from ledger import errors
 from ledger.block import Block, Receipt, failure_text
 from ledger.chain import Chain, Proposal
-from ledger.keys import address_hex, load_key
+from ledger.keys import address_hex, address_of, load_key
 from ledger.mempool import AlreadyKnown, Mempool
 from ledger.sigverify import SignatureVerifier
 from ledger.store import Store, StoreError
@@ -50,7 +50,7 @@ log = logging.getLogger("gradchain.node")
 DEFAULT_DATA_DIR = ".gradchain"
 DEFAULT_RPC_PORT = 8545
 SIGNER_STATE = "priv_validator_state"  # double-sign protection (consensus/signer.py)
-PEER_WAIT_S = 30.0  # a BFT node waits this long for its peers before it starts consensus
+PEER_WAIT_S = 30.0  # at most this long a BFT node waits for peers holding 2/3 of the stake
 TX_LOG_LINES = 20  # blocks with more transactions get only their summary line
 
 
@@ -361,12 +361,8 @@ class Node:
         except OSError as e:
             raise NodeError(f"cannot listen on {self.cfg.p2p_host}:{self.p2p_port}: {e.strerror}") from None
         try:
-            if self.peers:  # messages sent before the links are up are lost: wait (bounded)
-                try:
-                    await self.p2p.wait_peers(len(self.peers), PEER_WAIT_S)
-                except asyncio.TimeoutError:
-                    log.warning("only %d of %d peers after %.0f s; starting consensus anyway",
-                                len(self.p2p.peers), len(self.peers), PEER_WAIT_S)
+            if self.peers:
+                await self._wait_for_a_quorum_of_peers()
             background = [asyncio.create_task(self.sync.run()),
                           asyncio.create_task(regossip_loop(transport, self.engine))]
             # a fresh signer state past genesis (a wiped data dir): one block more first
@@ -379,6 +375,23 @@ class Node:
             self.engine.stop()
             timer.cancel_all()
             await self.p2p.stop()
+
+    async def _wait_for_a_quorum_of_peers(self) -> None:
+        """Start once every peer is linked, or once the linked ones and this node hold more
+        than 2/3 of the stake of the next height (a dead validator must not keep a restarted
+        one waiting; re-gossip on connect brings later peers up to date); at most PEER_WAIT_S."""
+        assert self.p2p is not None
+        vset = self.chain.validator_set(self.chain.tip.height + 1)
+
+        def enough(peers: list[bytes]) -> bool:
+            linked = {address_of(k) for k in peers} | {self.key.address}
+            return len(peers) >= len(self.peers) or vset.has_quorum(
+                sum(v.stake for v in vset.validators if v.address in linked))
+        try:
+            await self.p2p.wait_peers(enough, PEER_WAIT_S)
+        except asyncio.TimeoutError:
+            log.warning("only %d of %d peers after %.0f s; starting anyway", len(self.p2p.peers), len(self.peers),
+                        PEER_WAIT_S)
 
     def _on_evidence(self, ev: DuplicateVoteEvidence) -> None:
         """A validator signed two votes for one step: tell the chain, once per offence, in an

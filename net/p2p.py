@@ -416,10 +416,10 @@ class P2P:
         """Keys of the connected peers."""
         return list(self._peers)
 
-    async def wait_peers(self, n: int, timeout: float) -> None:
-        """Until at least n peers are connected (TimeoutError otherwise)."""
+    async def wait_peers(self, enough: Callable[[list[bytes]], bool], timeout: float) -> None:
+        """Until `enough(keys of the connected peers)` holds (TimeoutError otherwise)."""
         async def wait() -> None:
-            while len(self._peers) < n:
+            while not enough(self.peers):
                 self._changed.clear()
                 await self._changed.wait()
         await asyncio.wait_for(wait(), timeout)

@@ -139,6 +139,20 @@ def test_two_nodes_handshake_and_exchange_both_ways():
     run(main())
 
 
+def test_wait_peers_returns_once_the_condition_on_linked_peers_holds():
+    async def main():
+        async with started(make("a"), make("b"), make("c")) as (a, b, c):
+            with pytest.raises(asyncio.TimeoutError):
+                await a.wait_peers(lambda peers: len(peers) >= 1, 0.2)
+            waiter = asyncio.ensure_future(a.wait_peers(lambda peers: c.public_key in peers, 5.0))
+            await a.connect("127.0.0.1", b.port)
+            await asyncio.sleep(0.2)
+            assert not waiter.done()          # b is linked, but the condition names c
+            await a.connect("127.0.0.1", c.port)
+            await asyncio.wait_for(waiter, 5.0)
+    run(main())
+
+
 def test_gossip_in_a_mesh_of_four_reaches_every_node_exactly_once():
     async def main():
         inboxes = [Inbox() for _ in range(4)]

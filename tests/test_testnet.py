@@ -89,7 +89,7 @@ def testnet(tmp_path):
             n.kill()
 
 
-def test_four_processes_finalise_survive_one_crash_and_stop_at_two(testnet):
+def test_four_processes_finalise_survive_one_crash_stop_at_two_resume_at_three(testnet):
     nodes = testnet
     wait_until(lambda: min(heights(nodes)) >= 2, 25, "height 2 on every node")
     with nodes[1].client() as c:
@@ -118,6 +118,12 @@ def test_four_processes_finalise_survive_one_crash_and_stop_at_two(testnet):
     stalled = heights(live)
     time.sleep(4.0)  # 20 block times; rounds keep timing out and moving on without a quorum
     assert heights(live) == stalled, "a block was finalised by half of the stake"
+    check_agreement(live)
+
+    nodes[2].start()  # back to 3 of 4: blocks resume, and the restarted node catches up (net/sync.py)
+    live = nodes[:3]
+    wait_until(lambda: min(heights(live[:2])) >= max(stalled) + 2, 30, "blocks again after the restart")
+    wait_until(lambda: heights(live)[2] >= max(stalled) + 2, 30, "the restarted node caught up")
     check_agreement(live)
 
 
