@@ -80,3 +80,47 @@ class NodeProcess:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+
+def distinct_free_ports(n: int) -> list[int]:
+    """n free loopback ports, all different (each socket is held until all are chosen)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def validator_processes(out: Path, keys: list, extra: dict[int, list[str]] | None = None,
+                      block_time: float = 0.2, accounts: tuple[tuple[bytes, int], ...] = (),
+                      verify_workers: int = 0) -> list[NodeProcess]:
+    """One NodeProcess per key (not started): the files of `gradchain testnet` under `out`,
+    free loopback ports, each node given the others as peers; extra[i] adds flags to node
+    i (fault schedules, byzantine modes); `accounts` (address, balance) are funded too."""
+    import dataclasses
+    import json
+
+    from consensus.genesis import load_genesis
+    from net.testnet import make_testnet
+    n = len(keys)
+    gpath, tn = make_testnet(n, out, int(time.time() * 1000), keys=keys)
+    if accounts:
+        g = load_genesis(gpath)
+        g = dataclasses.replace(g, accounts=tuple(sorted((dict(g.accounts) | dict(accounts)).items())))
+        gpath.write_text(json.dumps(g.to_json(), indent=2) + "\n")
+    ports = distinct_free_ports(2 * n)
+    p2p, rpc = ports[:n], ports[n:]
+    nodes = []
+    for nd in tn:
+        peers = ",".join(f"{keys[j].public_key.hex()}@127.0.0.1:{p2p[j]}" for j in range(n) if j != nd.index)
+        nodes.append(NodeProcess(nd.data_dir, "--genesis", str(gpath), "--key", str(nd.key_file),
+                                 "--p2p-port", str(p2p[nd.index]), "--peers", peers,
+                                 "--verify-workers", str(verify_workers),
+                                 *(extra or {}).get(nd.index, []), block_time=block_time))
+        nodes[-1].port = rpc[nd.index]
+    return nodes
