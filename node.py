@@ -51,6 +51,8 @@ DEFAULT_DATA_DIR = ".gradchain"
 DEFAULT_RPC_PORT = 8545
 SIGNER_STATE = "priv_validator_state"  # double-sign protection (consensus/signer.py)
 PEER_WAIT_S = 30.0  # at most this long a BFT node waits for peers holding 2/3 of the stake
+GOSSIP_TX_BATCH = 2000  # transactions in one "tx" gossip message, at most
+GOSSIP_TX_BATCH_BYTES = 1 << 20
 TX_LOG_LINES = 20  # blocks with more transactions get only their summary line
 
 
@@ -224,8 +226,9 @@ class Node:
 
     # ---- transactions in --------------------------------------------------------------
 
-    async def submit(self, raws: list[bytes]) -> list[bytes | errors.LedgerError]:
-        """Admit raw transactions: tx hash, or the error that refused it, for each.
+    async def submit(self, raws: list[bytes], origin: bytes | None = None) -> list[bytes | errors.LedgerError]:
+        """Admit raw transactions: tx hash, or the error that refused it, for each.  Those new
+        to the mempool are gossiped in batches to every peer but `origin` (who sent them).
 
         Signatures of a batch are checked together (in worker processes); batches are
         added to the mempool in the order they arrived, so pipelined batches of one
@@ -249,7 +252,7 @@ class Node:
             oks = await self.verifier.verify([tx for _, tx in todo])
             if prev is not None:
                 await asyncio.shield(prev)
-            added = False
+            added: list[bytes] = []
             for (i, tx), ok in zip(todo, oks):
                 if not ok:
                     results[i] = errors.BadSignature("signature does not match the sender's public key")
@@ -257,11 +260,11 @@ class Node:
                 try:
                     self.mempool.add(tx)
                     results[i] = tx.hash
-                    added = True
-                    if self.p2p is not None:  # a no-op for a tx that came in by gossip
-                        self.p2p.gossip("tx", tx.raw)
+                    added.append(tx.raw)
                 except errors.InvalidTransaction as e:
                     results[i] = e
+            if added and self.p2p is not None:
+                self._gossip_txs(added, origin)
             if added and not self.bft:
                 self.engine.poke()
         finally:
@@ -410,11 +413,28 @@ class Node:
                 log.warning("evidence against %s sent in tx %s", address_hex(ev.validator), res.hex()[:16])
         self.spawn(send())
 
-    async def _on_gossip_tx(self, _peer: bytes, body: Any) -> bool:
-        """A gossiped transaction: admit it like an RPC one; relay it only if it was new and valid."""
-        if type(body) is not bytes:
-            raise BadMessage("a tx body is the transaction's bytes")
-        return isinstance((await self.submit([body]))[0], bytes)
+    def _gossip_txs(self, raws: list[bytes], exclude: bytes | None) -> None:
+        """Send transactions in "tx" messages of at most GOSSIP_TX_BATCH of them and
+        GOSSIP_TX_BATCH_BYTES (one message each would cost a peer one admission per tx)."""
+        assert self.p2p is not None
+        batch: list[bytes] = []
+        size = 0
+        for raw in raws:
+            if batch and (len(batch) == GOSSIP_TX_BATCH or size + len(raw) > GOSSIP_TX_BATCH_BYTES):
+                self.p2p.broadcast("tx", batch, exclude)
+                batch, size = [], 0
+            batch.append(raw)
+            size += len(raw)
+        if batch:
+            self.p2p.broadcast("tx", batch, exclude)
+
+    async def _on_gossip_tx(self, peer: bytes, body: Any) -> bool:
+        """Gossiped transactions: admitted like RPC ones, in one batch; submit relays those
+        that were new and valid (so p2p itself relays nothing: False)."""
+        if type(body) is not list or not 0 < len(body) <= GOSSIP_TX_BATCH or any(type(b) is not bytes for b in body):
+            raise BadMessage(f"a tx body is a list of 1 to {GOSSIP_TX_BATCH} transactions' bytes")
+        await self.submit(body, origin=peer)
+        return False
 
     def close(self) -> None:
         if self.signer is not None:

@@ -310,7 +310,8 @@ class BftEngine:
                     raise errors.InvalidBlock("block lacks the commit of its parent")
                 verify_commit(self.chain.validator_set(tip.height), self.chain.chain_id, block.last_commit,
                               tip.height, tip.hash)
-            output = self.chain.execute_block(block)
+            # a tx in our mempool had its signature checked at admission: not again
+            output = self.chain.execute_block(block, verified=self.mempool)
         except (errors.LedgerError, ValueError, TypeError) as e:
             log.info("invalid proposed block %s: %s", value.hex()[:16], e)
             self._invalid.add(value)
