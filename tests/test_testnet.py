@@ -149,3 +149,33 @@ def test_testnet_command_writes_genesis_keys_and_commands(tmp_path, capsys):
     assert (out / "start.sh").stat().st_mode & 0o100
     assert main(["testnet", "-n", "4", "--out", str(out)]) == 1  # never overwrites keys
     assert "already holds a testnet" in capsys.readouterr().err
+
+
+def test_gossiped_transactions_are_admitted_in_batches_and_junk_drops_the_peer(tmp_path):
+    """node.py's "tx" handler: a list of raw transactions, admitted in one submit; anything
+    else is a BadMessage (p2p drops the peer that sent it)."""
+    import asyncio
+
+    from ledger.hashing import hash_bytes
+    from ledger.tx import transfer
+    from net.p2p import BadMessage
+    from node import GOSSIP_TX_BATCH, Node, NodeConfig
+
+    gpath, tn = make_testnet(N, tmp_path / "tn", int(time.time() * 1000), keys=KEYS)
+    node = Node(NodeConfig(data_dir=tn[0].data_dir, genesis=gpath, key=tn[0].key_file, verify_workers=0,
+                           quiet=True))
+    try:
+        chain_id = node.chain.chain_id
+        txs = [transfer(USERS[0], chain_id, n, USERS[1].address, 1).raw for n in range(3)]
+        bad_sig = bytearray(transfer(USERS[1], chain_id, 0, USERS[0].address, 1).raw)
+        bad_sig[-1] ^= 1
+        peer = KEYS[1].public_key
+        for junk in (txs[0], [], [txs[0], "text"], None, [b"\x00"] * (GOSSIP_TX_BATCH + 1), {"tx": txs[0]}):
+            with pytest.raises(BadMessage):
+                asyncio.run(node._on_gossip_tx(peer, junk))
+        assert len(node.mempool) == 0
+        assert asyncio.run(node._on_gossip_tx(peer, txs + [bytes(bad_sig), b"junk bytes"])) is False
+        assert len(node.mempool) == 3 and all(hash_bytes(r) in node.mempool for r in txs)
+    finally:
+        node.close()
+
