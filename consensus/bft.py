@@ -47,12 +47,11 @@ from ledger.transition import BlockOutput
 from ledger.tx import Transaction
 
 from consensus.machine import (Broadcast, Decide, Equivocation, Event, Proposal, ScheduleTimeout,
-                               StartHeight, State, Timeout, TimeoutParams, Vote, new_state, step)
-from consensus.signer import NIL, Signer, SignerError, proposal_payload
+                               StartHeight, State, Timeout, TimeoutParams, new_state, step)
+from consensus.signer import Signer, SignerError, proposal_payload
 from ledger.evidence import DuplicateVoteEvidence
-from ledger.evidence import SignedVote as EvidenceVote
 from ledger.validators import ValidatorSet
-from ledger.votes import PRECOMMIT, verify_commit, vote_payload
+from ledger.votes import PRECOMMIT, SignedVote, Vote, verify_commit
 
 log = logging.getLogger("gradchain.consensus.bft")
 
@@ -68,14 +67,6 @@ class SignedProposal:
 
     proposal: Proposal
     block: Block
-    signature: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class SignedVote:
-    """A prevote or precommit and its signature (a nil vote signs NIL, the empty hash)."""
-
-    vote: Vote
     signature: bytes
 
 
@@ -101,15 +92,10 @@ OnEvidence = Callable[[DuplicateVoteEvidence], None]
 
 
 def vote_signature_ok(vset: ValidatorSet, chain_id: str, sv: SignedVote) -> bool:
+    """Signed by a validator of `vset` (a malformed field: not a message we can check)."""
     v = sv.vote
     val = vset.get(v.validator) if type(v.validator) is bytes else None
-    if val is None or type(sv.signature) is not bytes:
-        return False
-    try:
-        payload = vote_payload(v.type, v.height, v.round, NIL if v.value is None else v.value)
-        return verify(val.public_key, sv.signature, VOTE_DOMAIN, chain_id, payload)
-    except (TypeError, ValueError):        # a malformed field: not a message we can check
-        return False
+    return val is not None and sv.verify(val.public_key, chain_id)
 
 
 def proposal_signature_ok(vset: ValidatorSet, chain_id: str, sp: SignedProposal) -> bool:
@@ -242,7 +228,7 @@ class BftEngine:
             sig = self._vote_sigs.get((v.type, v.round, v.validator, v.value))
             if sig is None:
                 return
-            votes.append(EvidenceVote(v.validator, v.type, v.height, v.round, NIL if v.value is None else v.value, sig))
+            votes.append(SignedVote(v, sig))
         ev = DuplicateVoteEvidence.of(*votes)
         log.warning("double signing by %s at height %d round %d", ev.validator.hex()[:16], ev.height, e.first.round)
         self.evidence.append(ev)

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 
 from consensus.proposer import ProposerState, proposer_state, round_proposer
 from ledger.validators import ValidatorSet
-from ledger.votes import PRECOMMIT, PREVOTE
+from ledger.votes import PRECOMMIT, PREVOTE, Vote
 
 TIMEOUT_PROPOSE = "propose"
 TIMEOUT_PREVOTE = "prevote"
@@ -56,17 +56,6 @@ class Proposal:
     value: bytes
     valid_round: int
     proposer: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Vote:
-    """<PREVOTE|PRECOMMIT, h, r, id(v)>; value None is nil."""
-
-    type: int
-    height: int
-    round: int
-    value: bytes | None
-    validator: bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from ledger.encoding import DecodeError, decode, encode
 from ledger.hashing import hash_bytes
 from ledger.keys import VOTE_DOMAIN, PrivateKey, signing_bytes
 
-from ledger.votes import PRECOMMIT, PREVOTE, VOTE_VERSION, vote_payload
+from ledger.votes import NIL, PRECOMMIT, PREVOTE, VOTE_VERSION, vote_payload
 
 STATE_VERSION = 1
 PROPOSAL = 32  # message type of a proposal (CometBFT SignedMsgType), beside PREVOTE and PRECOMMIT
@@ -42,7 +42,6 @@ STEP_PREVOTE = 2
 STEP_PRECOMMIT = 3
 VOTE_STEP = {PREVOTE: STEP_PREVOTE, PRECOMMIT: STEP_PRECOMMIT}
 
-NIL = b""  # the block hash of a vote for no block
 HASH_SIZE = 32
 MAX_STATE_FILE = 4096
 

@@ -21,15 +21,13 @@ from ledger.encoding import DecodeError
 from ledger.encoding import decode as canonical_decode
 from ledger.encoding import encode as canonical_encode
 from ledger.hashing import hash_bytes
-from ledger.keys import ADDRESS_SIZE, SIGNATURE_SIZE, VOTE_DOMAIN
-from ledger.keys import verify as verify_signature
+from ledger.keys import ADDRESS_SIZE, SIGNATURE_SIZE
 
 from ledger.validators import ValidatorSet
-from ledger.votes import PRECOMMIT, PREVOTE, vote_payload
+from ledger.votes import NIL, PRECOMMIT, PREVOTE, SignedVote, Vote
 
 EVIDENCE_VERSION = 1
 DUPLICATE_VOTE = 1  # evidence kind, the first field after the version
-NIL = b""  # the block hash of a vote for no block
 HASH_SIZE = 32
 MAX_EVIDENCE_SIZE = 1024  # an encoding is about 330 bytes
 
@@ -80,42 +78,29 @@ class BadEvidenceSignature(EvidenceError):
     reason = "bad_evidence_signature"
 
 
-@dataclass(frozen=True, slots=True)
-class SignedVote:
-    """A vote as a validator sent it: who, what, and the signature over `payload`."""
+def vote_to_wire(sv: SignedVote) -> list:
+    """A vote inside evidence: [validator, type, height, round, block hash or NIL, signature]."""
+    v = sv.vote
+    return [v.validator, v.type, v.height, v.round, NIL if v.value is None else v.value, sv.signature]
 
-    validator: bytes  # address
-    vote_type: int
-    height: int
-    round: int
-    block_hash: bytes  # 32 bytes, or NIL
-    signature: bytes
 
-    @property
-    def payload(self) -> bytes:
-        return vote_payload(self.vote_type, self.height, self.round, self.block_hash)
-
-    def to_wire(self) -> list:
-        return [self.validator, self.vote_type, self.height, self.round, self.block_hash, self.signature]
-
-    @classmethod
-    def from_wire(cls, w: Any) -> SignedVote:
-        if type(w) is not list or len(w) != 6:
-            raise MalformedEvidence("a vote is a list of 6 fields")
-        validator, vote_type, height, round_, block_hash, signature = w
-        if type(validator) is not bytes or len(validator) != ADDRESS_SIZE:
-            raise MalformedEvidence("a vote's validator is a 20-byte address")
-        if type(vote_type) is not int or vote_type not in (PREVOTE, PRECOMMIT):
-            raise MalformedEvidence("a vote's type is PREVOTE or PRECOMMIT")
-        if type(height) is not int or not 1 <= height < 2**63:
-            raise MalformedEvidence("a vote's height is an integer from 1 below 2**63")
-        if type(round_) is not int or not 0 <= round_ < 2**63:
-            raise MalformedEvidence("a vote's round is a non-negative integer below 2**63")
-        if type(block_hash) is not bytes or len(block_hash) not in (0, HASH_SIZE):
-            raise MalformedEvidence("a vote's block hash is 32 bytes or empty (nil)")
-        if type(signature) is not bytes or len(signature) != SIGNATURE_SIZE:
-            raise MalformedEvidence("a vote's signature is 64 bytes")
-        return cls(validator, vote_type, height, round_, block_hash, signature)
+def vote_from_wire(w: Any) -> SignedVote:
+    if type(w) is not list or len(w) != 6:
+        raise MalformedEvidence("a vote is a list of 6 fields")
+    validator, vote_type, height, round_, block_hash, signature = w
+    if type(validator) is not bytes or len(validator) != ADDRESS_SIZE:
+        raise MalformedEvidence("a vote's validator is a 20-byte address")
+    if type(vote_type) is not int or vote_type not in (PREVOTE, PRECOMMIT):
+        raise MalformedEvidence("a vote's type is PREVOTE or PRECOMMIT")
+    if type(height) is not int or not 1 <= height < 2**63:
+        raise MalformedEvidence("a vote's height is an integer from 1 below 2**63")
+    if type(round_) is not int or not 0 <= round_ < 2**63:
+        raise MalformedEvidence("a vote's round is a non-negative integer below 2**63")
+    if type(block_hash) is not bytes or len(block_hash) not in (0, HASH_SIZE):
+        raise MalformedEvidence("a vote's block hash is 32 bytes or empty (nil)")
+    if type(signature) is not bytes or len(signature) != SIGNATURE_SIZE:
+        raise MalformedEvidence("a vote's signature is 64 bytes")
+    return SignedVote(Vote(vote_type, height, round_, None if block_hash == NIL else block_hash, validator), signature)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,24 +113,24 @@ class DuplicateVoteEvidence:
     @classmethod
     def of(cls, v1: SignedVote, v2: SignedVote) -> DuplicateVoteEvidence:
         """The evidence of two votes, in canonical order whatever order they came in."""
-        return cls(v1, v2) if v1.payload <= v2.payload else cls(v2, v1)
+        return cls(v1, v2) if v1.vote.payload <= v2.vote.payload else cls(v2, v1)
 
     @property
     def validator(self) -> bytes:
-        return self.vote_a.validator
+        return self.vote_a.vote.validator
 
     @property
     def height(self) -> int:
-        return self.vote_a.height
+        return self.vote_a.vote.height
 
     @property
     def offence(self) -> tuple[bytes, int, int, int]:
         """(validator, height, round, type): punish each offence once, however many pairs show it."""
-        a = self.vote_a
-        return (a.validator, a.height, a.round, a.vote_type)
+        a = self.vote_a.vote
+        return (a.validator, a.height, a.round, a.type)
 
     def to_wire(self) -> list:
-        return [EVIDENCE_VERSION, DUPLICATE_VOTE, self.vote_a.to_wire(), self.vote_b.to_wire()]
+        return [EVIDENCE_VERSION, DUPLICATE_VOTE, vote_to_wire(self.vote_a), vote_to_wire(self.vote_b)]
 
     @property
     def hash(self) -> bytes:
@@ -169,23 +154,25 @@ def decode(data: bytes) -> DuplicateVoteEvidence:
         raise MalformedEvidence(f"unknown evidence version {w[0]!r}")
     if w[1] != DUPLICATE_VOTE or type(w[1]) is not int:
         raise MalformedEvidence(f"unknown evidence kind {w[1]!r}")
-    return DuplicateVoteEvidence(SignedVote.from_wire(w[2]), SignedVote.from_wire(w[3]))
+    return DuplicateVoteEvidence(vote_from_wire(w[2]), vote_from_wire(w[3]))
 
 
 def validate_basic(ev: DuplicateVoteEvidence) -> None:
     """The rules that need nothing but the evidence: one validator, one step, two blocks."""
-    a, b = ev.vote_a, ev.vote_b
-    for v in (a, b):  # a hand-built object gets the same shape checks as decoded bytes
-        SignedVote.from_wire(v.to_wire())
+    for sv in (ev.vote_a, ev.vote_b):  # a hand-built object gets the same shape checks as decoded bytes
+        if type(sv) is not SignedVote or type(sv.vote) is not Vote:
+            raise MalformedEvidence("evidence holds two signed votes")
+        vote_from_wire(vote_to_wire(sv))
+    a, b = ev.vote_a.vote, ev.vote_b.vote
     if a.validator != b.validator:
         raise ValidatorMismatch("the votes are signed by different validators")
-    if a.vote_type != b.vote_type:
+    if a.type != b.type:
         raise VoteTypeMismatch("the votes are of different types")
     if a.height != b.height:
         raise HeightMismatch("the votes are for different heights")
     if a.round != b.round:
         raise RoundMismatch("the votes are for different rounds")
-    if a.block_hash == b.block_hash:
+    if a.value == b.value:
         raise VotesNotConflicting("the votes are for the same block")
     if not a.payload < b.payload:
         raise EvidenceNotCanonical("vote_a's sign bytes must sort before vote_b's")
@@ -201,7 +188,7 @@ def verify(ev: DuplicateVoteEvidence, vset: ValidatorSet, chain_id: str) -> None
     if v is None:
         raise UnknownValidator("the votes' signer is not in the validator set")
     for vote in (ev.vote_a, ev.vote_b):
-        if not verify_signature(v.public_key, vote.signature, VOTE_DOMAIN, chain_id, vote.payload):
+        if not vote.verify(v.public_key, chain_id):
             raise BadEvidenceSignature("a vote's signature does not verify")
 
 

@@ -371,7 +371,7 @@ def tx_to_json(tx: Transaction) -> dict:
         out["amount"] = p.amount
     elif tx.kind == TxKind.EVIDENCE:
         ev = p.evidence
-        out["evidence"] = {"validator": address_hex(ev.validator), "height": ev.height, "round": ev.vote_a.round,
-                           "type": ev.vote_a.vote_type, "block_hashes": [ev.vote_a.block_hash.hex(),
-                                                                         ev.vote_b.block_hash.hex()]}
+        a, b = ev.vote_a.vote, ev.vote_b.vote
+        out["evidence"] = {"validator": address_hex(ev.validator), "height": ev.height, "round": a.round,
+                           "type": a.type, "block_hashes": [(v.value or b"").hex() for v in (a, b)]}
     return out

@@ -1,5 +1,12 @@
-"""Votes and commit certificates: what validators sign, and how a commit is checked."""
+"""Votes and commit certificates: what validators sign, and how a commit is checked.
+
+`Vote` and `SignedVote` are the one form of a vote everywhere: the consensus machine counts
+`Vote`s, the engine and the p2p reactor carry `SignedVote`s, and duplicate-vote evidence is
+two of them.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from ledger import errors
 from ledger.block import Commit, CommitSig
@@ -11,6 +18,42 @@ from ledger.validators import ValidatorSet
 VOTE_VERSION = 1
 PREVOTE = 1
 PRECOMMIT = 2
+
+
+NIL = b""  # the block hash a vote for no block signs
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    """<PREVOTE|PRECOMMIT, h, r, id(v)> of `validator` (an address); value None is nil."""
+
+    type: int
+    height: int
+    round: int
+    value: bytes | None
+    validator: bytes
+
+    @property
+    def payload(self) -> bytes:
+        """The bytes the validator signs (under VOTE_DOMAIN and the chain id)."""
+        return vote_payload(self.type, self.height, self.round, NIL if self.value is None else self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedVote:
+    """A vote as its validator sent it."""
+
+    vote: Vote
+    signature: bytes
+
+    def verify(self, public_key: bytes, chain_id: str) -> bool:
+        """The signature is the holder of `public_key`'s over this vote on `chain_id` (False
+        for a malformed field rather than an exception: it came from outside)."""
+        try:
+            return type(self.signature) is bytes and verify(public_key, self.signature, VOTE_DOMAIN, chain_id,
+                                                           self.vote.payload)
+        except (TypeError, ValueError):
+            return False
 
 
 def vote_payload(vote_type: int, height: int, round_: int, block_hash: bytes) -> bytes:

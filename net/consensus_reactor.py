@@ -32,9 +32,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from consensus.bft import BftEngine, Message, SignedProposal, SignedVote
-from consensus.machine import Proposal, Vote
-from ledger.votes import PRECOMMIT, PREVOTE
+from consensus.bft import BftEngine, Message, SignedProposal
+from consensus.machine import Proposal
+from ledger.votes import PRECOMMIT, PREVOTE, SignedVote, Vote
 from ledger import errors
 from ledger.block import decode_block, encode_block
 from ledger.hashing import HASH_SIZE

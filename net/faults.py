@@ -39,12 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from consensus.bft import Message, SignedVote, Transport
-from consensus.machine import Vote
-from consensus.signer import NIL
+from consensus.bft import Message, Transport
 from ledger.hashing import hash_bytes
 from ledger.keys import PUBKEY_SIZE, PrivateKey
-from ledger.votes import PREVOTE, sign_vote
+from ledger.votes import NIL, PREVOTE, SignedVote, Vote, sign_vote
 from net.p2p import P2P, SeededFaults
 
 log = logging.getLogger("gradchain.faults")

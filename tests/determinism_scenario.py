@@ -34,10 +34,9 @@ from ledger.trie import root_from_items  # noqa: E402
 from ledger import staking  # noqa: E402
 from ledger.tx import (Transaction, bond, call, contract_address, deploy, submit_evidence,  # noqa: E402
                        transfer, unbond)
-from ledger.evidence import DuplicateVoteEvidence, SignedVote as EvidenceVote  # noqa: E402
+from ledger.evidence import DuplicateVoteEvidence  # noqa: E402
 from ledger.evidence import encode as evidence_encode  # noqa: E402
-from ledger.keys import VOTE_DOMAIN  # noqa: E402
-from ledger.votes import PREVOTE, vote_payload  # noqa: E402
+from ledger.votes import PREVOTE, SignedVote, Vote, sign_vote  # noqa: E402
 
 CHAIN = "gradchain-determinism"
 GENESIS_MS = 1_750_000_000_000
@@ -205,7 +204,7 @@ def _staking_txs(height: int, stakers: list[PrivateKey]) -> list[Transaction]:
     if height == 6:
         return [unbond(a, CHAIN, 1, 1), unbond(a, CHAIN, 2, 5)]  # the second asks for too much
     if height == 7:
-        votes = [EvidenceVote(b.address, PREVOTE, 5, 0, value, b.sign(VOTE_DOMAIN, CHAIN, vote_payload(PREVOTE, 5, 0, value)))
+        votes = [SignedVote(Vote(PREVOTE, 5, 0, value, b.address), sign_vote(b, CHAIN, PREVOTE, 5, 0, value))
                  for value in (bytes(32), b"\x01" * 32)]
         return [submit_evidence(a, CHAIN, 3, evidence_encode(DuplicateVoteEvidence.of(*votes)))]
     return []

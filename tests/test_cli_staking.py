@@ -10,12 +10,12 @@ import time
 import pytest
 
 from consensus.genesis import COIN, devnet_genesis, devnet_keys, devnet_validator_key
-from ledger.evidence import DuplicateVoteEvidence, EvidenceError, SignedVote
+from ledger.evidence import DuplicateVoteEvidence, EvidenceError
 from ledger.evidence import encode as evidence_encode
-from ledger.keys import VOTE_DOMAIN, PrivateKey, address_hex, save_key
+from ledger.keys import PrivateKey, address_hex, save_key
 from ledger.params import ChainParams
 from ledger.tx import INTRINSIC_GAS, TxKind
-from ledger.votes import PREVOTE, vote_payload
+from ledger.votes import PREVOTE, SignedVote, Vote, sign_vote
 from net.client import Client, StakingFailed
 from tests.nodeproc import NodeProcess, free_port
 from tests.test_cli import cli, cli_json, fails
@@ -29,8 +29,7 @@ VALIDATOR = address_hex(devnet_validator_key().address)
 
 def double_sign(key: PrivateKey, chain_id: str, height: int) -> bytes:
     """Evidence bytes: `key` prevoted for two different blocks at (height, round 0)."""
-    votes = [SignedVote(key.address, PREVOTE, height, 0, block,
-                        key.sign(VOTE_DOMAIN, chain_id, vote_payload(PREVOTE, height, 0, block)))
+    votes = [SignedVote(Vote(PREVOTE, height, 0, block, key.address), sign_vote(key, chain_id, PREVOTE, height, 0, block))
              for block in (b"\x01" * 32, b"\x02" * 32)]
     return evidence_encode(DuplicateVoteEvidence.of(*votes))
 

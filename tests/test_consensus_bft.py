@@ -9,12 +9,12 @@ from dataclasses import replace
 
 import pytest
 
-from consensus.bft import BftEngine, SignedProposal, SignedVote
+from consensus.bft import BftEngine, SignedProposal
 from consensus.genesis import Genesis
-from consensus.machine import TimeoutParams, Vote
+from consensus.machine import TimeoutParams
 from consensus.signer import Signer
 from ledger.validators import Validator, ValidatorSet
-from ledger.votes import PREVOTE, verify_commit
+from ledger.votes import PREVOTE, SignedVote, Vote, verify_commit
 from ledger.chain import Chain
 from ledger.keys import PrivateKey
 from ledger.mempool import Mempool

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from consensus.bft import SignedProposal, SignedVote, proposal_signature_ok, vote_signature_ok
-from consensus.machine import Proposal, Vote
+from consensus.bft import SignedProposal, proposal_signature_ok, vote_signature_ok
+from consensus.machine import Proposal
 from consensus.signer import proposal_payload
-from ledger.votes import PRECOMMIT, PREVOTE, vote_payload
+from ledger.votes import PRECOMMIT, PREVOTE, SignedVote, Vote, vote_payload
 from ledger.encoding import decode, encode
 from ledger.keys import VOTE_DOMAIN
 from net.consensus_reactor import LoopTimer, decode_proposal, decode_vote, encode_proposal, encode_vote

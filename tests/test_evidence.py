@@ -17,7 +17,6 @@ from ledger.evidence import (
     HeightMismatch,
     MalformedEvidence,
     RoundMismatch,
-    SignedVote,
     UnknownValidator,
     ValidatorMismatch,
     VotesNotConflicting,
@@ -30,7 +29,7 @@ from ledger.evidence import (
 )
 from consensus.signer import Signer
 from ledger.validators import Validator, ValidatorSet
-from ledger.votes import PRECOMMIT, PREVOTE, sign_vote
+from ledger.votes import PRECOMMIT, PREVOTE, SignedVote, Vote, sign_vote
 from ledger import errors
 from ledger.encoding import encode as canonical_encode
 from ledger.keys import PrivateKey
@@ -46,7 +45,7 @@ C = b"\xcc" * 32
 
 def vote(key: PrivateKey, block_hash: bytes, vote_type: int = PRECOMMIT, height: int = 7, round_: int = 1,
          chain: str = CHAIN) -> SignedVote:
-    return SignedVote(key.address, vote_type, height, round_, block_hash,
+    return SignedVote(Vote(vote_type, height, round_, block_hash or None, key.address),
                       sign_vote(key, chain, vote_type, height, round_, block_hash))
 
 
@@ -70,7 +69,7 @@ def test_canonical_order_gives_one_hash():
     v1, v2 = vote(KEYS[0], B), vote(KEYS[0], A)
     e1, e2 = DuplicateVoteEvidence.of(v1, v2), DuplicateVoteEvidence.of(v2, v1)
     assert e1 == e2 and e1.hash == e2.hash and encode(e1) == encode(e2)
-    assert e1.vote_a.payload < e1.vote_b.payload
+    assert e1.vote_a.vote.payload < e1.vote_b.vote.payload
     swapped = DuplicateVoteEvidence(e1.vote_b, e1.vote_a)
     with pytest.raises(EvidenceNotCanonical):
         verify(swapped, VSET, CHAIN)
@@ -81,7 +80,11 @@ def test_encoding_round_trips_and_is_pinned():
     ev = good()
     data = encode(ev)
     assert decode(data) == ev
-    assert data == canonical_encode([1, 1, ev.vote_a.to_wire(), ev.vote_b.to_wire()])
+    a, b = ev.vote_a, ev.vote_b
+    assert data == canonical_encode([1, 1, [a.vote.validator, a.vote.type, a.vote.height, a.vote.round, a.vote.value,
+                                            a.signature],
+                                     [b.vote.validator, b.vote.type, b.vote.height, b.vote.round, b.vote.value,
+                                      b.signature]])
     assert len(data) < ev_mod.MAX_EVIDENCE_SIZE
 
 
@@ -111,7 +114,9 @@ def broken(rule: str) -> DuplicateVoteEvidence:
     if rule == "other chain":
         return DuplicateVoteEvidence.of(vote(k, A, chain="another"), vote(k, B, chain="another"))
     if rule == "signed by another key":
-        return DuplicateVoteEvidence.of(a, dataclasses.replace(vote(KEYS[1], B), validator=k.address))
+        other = vote(KEYS[1], B)
+        return DuplicateVoteEvidence.of(a, dataclasses.replace(other, vote=dataclasses.replace(other.vote,
+                                                                                               validator=k.address)))
     return DuplicateVoteEvidence.of(a, b)
 
 
@@ -144,11 +149,17 @@ def test_stateless_rules_need_no_validator_set():
 
 def test_malformed_hand_built_votes_refused():
     ev = good()
-    for field, value in [("validator", b"\x01" * 19), ("vote_type", 3), ("height", 0), ("round", -1),
-                         ("block_hash", b"\x01" * 31), ("signature", b"\x00" * 63), ("height", True)]:
-        bad = DuplicateVoteEvidence(dataclasses.replace(ev.vote_a, **{field: value}), ev.vote_b)
+    a = ev.vote_a
+    for field, value in [("validator", b"\x01" * 19), ("type", 3), ("height", 0), ("round", -1),
+                         ("value", b"\x01" * 31), ("height", True)]:
+        bad = DuplicateVoteEvidence(dataclasses.replace(a, vote=dataclasses.replace(a.vote, **{field: value})),
+                                    ev.vote_b)
         with pytest.raises(MalformedEvidence):
             verify(bad, VSET, CHAIN)
+    for bad_vote in (dataclasses.replace(a, signature=b"\x00" * 63), "not a vote",
+                     dataclasses.replace(a, vote="not a vote")):
+        with pytest.raises(MalformedEvidence):
+            verify(DuplicateVoteEvidence(bad_vote, ev.vote_b), VSET, CHAIN)
 
 
 @pytest.mark.parametrize("wire", [

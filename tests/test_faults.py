@@ -13,12 +13,11 @@ import time
 
 import pytest
 
-from consensus.bft import SignedVote, vote_signature_ok
+from consensus.bft import vote_signature_ok
 from consensus.genesis import devnet_keys
-from consensus.machine import Vote
 from ledger.keys import PrivateKey, address_hex
 from ledger.validators import Validator, ValidatorSet
-from ledger.votes import PRECOMMIT, PREVOTE, sign_vote
+from ledger.votes import PRECOMMIT, PREVOTE, SignedVote, Vote, sign_vote
 from net.faults import (
     BOGUS_HASH,
     DoubleSignTransport,

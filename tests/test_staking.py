@@ -12,9 +12,9 @@ from consensus.genesis import Genesis
 from ledger import errors, staking
 from ledger.block import STATUS_FAILED, STATUS_SUCCESS
 from ledger.chain import Chain
-from ledger.evidence import DuplicateVoteEvidence, SignedVote
+from ledger.evidence import DuplicateVoteEvidence
 from ledger.evidence import encode as evidence_encode
-from ledger.keys import VOTE_DOMAIN, PrivateKey
+from ledger.keys import PrivateKey
 from ledger.params import ChainParams
 from ledger.state import State, get_staking
 from ledger.store import Store
@@ -22,7 +22,7 @@ from ledger.tx import (INTRINSIC_GAS, TxKind, bond, decode_transaction, sign_tra
                        transfer, tx_to_json, unbond, Evidence)
 from ledger.encoding import decode, encode
 from ledger.validators import Validator, ValidatorSet
-from ledger.votes import PRECOMMIT, PREVOTE, make_commit, verify_commit, vote_payload
+from ledger.votes import PRECOMMIT, PREVOTE, SignedVote, Vote, make_commit, sign_vote, verify_commit
 from vm.values import decode_value
 
 CHAIN = "staking-test"
@@ -90,8 +90,8 @@ def node(tmp_path):
 
 def double_sign(key: PrivateKey, height: int, round_: int = 0, vote_type: int = PREVOTE) -> bytes:
     """Evidence bytes: `key` signed two different blocks at one step."""
-    votes = [SignedVote(key.address, vote_type, height, round_, value,
-                        key.sign(VOTE_DOMAIN, CHAIN, vote_payload(vote_type, height, round_, value)))
+    votes = [SignedVote(Vote(vote_type, height, round_, value, key.address),
+                        sign_vote(key, CHAIN, vote_type, height, round_, value))
              for value in (b"\x01" * 32, b"\x02" * 32)]
     return evidence_encode(DuplicateVoteEvidence.of(*votes))
 
@@ -280,8 +280,7 @@ def test_void_evidence_fails(node, case):
     if case == "bad_signature":
         ev = double_sign(SMALL[1], height).replace(SMALL[1].address, SMALL[0].address)
     if case == "other_chain":
-        votes = [SignedVote(key.address, PREVOTE, height, 0, v, key.sign(VOTE_DOMAIN, "elsewhere",
-                                                                            vote_payload(PREVOTE, height, 0, v)))
+        votes = [SignedVote(Vote(PREVOTE, height, 0, v, key.address), sign_vote(key, "elsewhere", PREVOTE, height, 0, v))
                  for v in (b"\x01" * 32, b"\x02" * 32)]
         ev = evidence_encode(DuplicateVoteEvidence.of(*votes))
     r = receipt(node, node.block([submit_evidence(USER, CHAIN, 0, ev)]))
@@ -322,8 +321,8 @@ def test_malformed_staking_payloads_are_refused_at_decode(kind, payload, why):
 
 
 def test_evidence_about_the_same_block_twice_is_malformed():
-    v = SignedVote(SMALL[0].address, PREVOTE, 3, 0, b"\x01" * 32,
-                   SMALL[0].sign(VOTE_DOMAIN, CHAIN, vote_payload(PREVOTE, 3, 0, b"\x01" * 32)))
+    v = SignedVote(Vote(PREVOTE, 3, 0, b"\x01" * 32, SMALL[0].address),
+                   sign_vote(SMALL[0], CHAIN, PREVOTE, 3, 0, b"\x01" * 32))
     raw = evidence_encode(DuplicateVoteEvidence(v, v))
     tx = sign_transaction(USER, CHAIN, 0, TxKind.EVIDENCE, Evidence(None, raw))
     with pytest.raises(errors.MalformedTransaction, match="same block"):

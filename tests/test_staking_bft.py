@@ -4,14 +4,12 @@ exactly H+2 on every node; a validator that double-signs is caught by the honest
 and the evidence, sent in a transaction, slashes and removes it without a fork."""
 from __future__ import annotations
 
-from consensus.bft import SignedVote
-from consensus.machine import Vote
 from ledger import staking
 from ledger.block import STATUS_SUCCESS
 from ledger.evidence import encode as evidence_encode
 from ledger.state import State
 from ledger.tx import bond, submit_evidence, unbond
-from ledger.votes import PREVOTE, verify_commit, vote_payload
+from ledger.votes import PREVOTE, SignedVote, Vote, verify_commit, vote_payload
 from ledger.keys import VOTE_DOMAIN
 
 from tests.test_consensus_bft import CHAIN, USERS, VKEYS, cluster, min_height  # noqa: F401  (fixture)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from vm import limits as vm_limits
 from vm import ml as vm_ml
 from vm.ml import SYSTEM_ADDRESS, decimal_to_q16, q16_to_decimal
-from vm.testing import ContractFailed, OutOfGas, Reverted, TestChain
+from vm.testing import ContractFailed, Reverted, TestChain
 from vm.validate import ContractInvalid, validate
 from vm.values import MODEL_KINDS, Q16_MAX, Decimal, Model, Tensor, decimal_scaled, encode_value, param_shapes
 

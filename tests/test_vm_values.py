@@ -644,7 +644,6 @@ def test_fast_paths_encode_and_decode_like_the_walk(v):
 
 import numpy as np  # noqa: E402
 
-from vm.limits import MAX_TENSOR_ELEMENTS  # noqa: E402
 from vm.values import Model, Q16_MAX, Tensor, param_shapes  # noqa: E402
 
 
