@@ -2,8 +2,10 @@
 
 The files come from net/testnet.py (what `gradchain testnet` writes); ports are free
 loopback ports.  The nodes finalise a transfer, agree on the block hash at every height,
-and keep finalising with one of them killed (3 of 4 equal stakes is over 2/3), and finalise
-nothing more with two of them killed."""
+keep finalising with one of them killed (3 of 4 equal stakes is over 2/3), finalise nothing
+more with two of them killed, and resume when one comes back (it catches up by block sync);
+an unbond and a bond change the set at H+2 on every process; gossiped transactions come in
+batches."""
 from __future__ import annotations
 
 import socket
@@ -179,3 +181,31 @@ def test_gossiped_transactions_are_admitted_in_batches_and_junk_drops_the_peer(t
     finally:
         node.close()
 
+
+
+def test_unbond_and_bond_change_the_set_at_h_plus_2_on_every_node(testnet):
+    """Validator 3 leaves (unbonds its whole stake), then comes back (bonds): on every
+    process the headers name the new set from exactly the height after next, and the
+    leaver signs no commit in between (three of three sign meanwhile)."""
+    from ledger.keys import address_hex
+
+    nodes = testnet
+    wait_until(lambda: min(heights(nodes)) >= 2, 25, "height 2 on every node")  # block rewards pay the fees
+    leaver = KEYS[3]
+    addr = address_hex(leaver.address)
+    with nodes[0].client() as c:
+        out = c.unbond(leaver, 1, timeout=20)["height"]
+        wait_until(lambda: min(heights(nodes)) >= out + 2, 20, "two blocks after the unbond")
+        back = c.bond(leaver, 1, timeout=20)["height"]
+    wait_until(lambda: min(heights(nodes)) >= back + 3, 20, "three blocks after the bond")
+    for n in nodes:
+        with n.client() as c:
+            hashes = {h: c.block(h)["header"]["validators_hash"] for h in range(out, back + 3)}
+            assert hashes[out] == hashes[out + 1] != hashes[out + 2]          # gone from out + 2
+            assert hashes[back + 1] != hashes[back + 2] == hashes[out]         # back from back + 2
+            assert c.validators(out + 1).signing_stake(addr) == 1 and c.validators(out + 2).signing_stake(addr) == 0
+            assert c.validators(back + 2).signing_stake(addr) == 1
+            for h in range(out + 2, back + 2):
+                sigs = {s["validator"] for s in c.block(h)["commit"]["signatures"]}
+                assert addr not in sigs and len(sigs) == 3, h
+    check_agreement(nodes)
