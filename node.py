@@ -38,7 +38,7 @@ from ledger.tx import (Transaction, TxKind, contract_address, decode_transaction
                        validate_transaction)
 from net import faults
 from net.consensus_reactor import LoopTimer, P2PTransport, attach, regossip_loop
-from net.p2p import P2P, BadMessage, Limits, frame_limit, parse_peer
+from net.p2p import P2P, BadMessage, Limits, PeerAddress, frame_limit, parse_peer
 from net.sync import BlockSync
 from net.rpc import make_app
 from vm import ml as vm_ml
@@ -122,21 +122,20 @@ class NodeError(Exception):
     """The node cannot start: a clear message for the operator."""
 
 
-def testnet_entry(genesis: Path | None, public_key: bytes) -> tuple[tuple[str, ...], int]:
-    """(peers, p2p port) for flags not given: this key's entry in the testnet.json that
-    `gradchain testnet` wrote beside the genesis file; ((), 0) if there is none."""
-    if genesis is None:
-        return (), 0
-    try:
-        doc = json.loads((Path(genesis).parent / "testnet.json").read_text())
-        for nd in doc["nodes"]:
-            if nd["public_key"] == public_key.hex():
-                port = nd["p2p_port"]
-                return (tuple(p.strip() for p in nd["peers"].split(",") if p.strip()),
-                        port if type(port) is int and 0 < port < 65536 else 0)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        pass
-    return (), 0
+def genesis_peers(genesis: Genesis, public_key: bytes) -> tuple[list[PeerAddress], int]:
+    """(the other validators, this key's p2p port or 0) from the genesis file's `peers`: what
+    a node uses when --peers and --p2p-port are not given.  NodeError for a malformed entry."""
+    others, port = [], 0
+    for text in genesis.peers:
+        try:
+            p = parse_peer(text)
+        except ValueError as e:
+            raise NodeError(f"genesis peers: {e}") from None
+        if p.key == public_key:
+            port = p.port
+        else:
+            others.append(p)
+    return others, port
 
 
 def _lock(data_dir: Path) -> Any:
@@ -159,7 +158,7 @@ def _open_genesis(cfg: NodeConfig, store: Store) -> tuple[Genesis, bool]:
         if given is not None and given.hash != genesis.hash:
             raise NodeError(f"{cfg.data_dir} holds chain {genesis.chain_id} with another genesis; "
                             "use an empty --data-dir for a new chain")
-        return genesis, meta["devnet"]
+        return given or genesis, meta["devnet"]  # the same chain; the file given may list newer peers
     devnet = given is None
     genesis = given or devnet_genesis(int(time.time() * 1000))
     changes, root, nodes = genesis.initial_state()
@@ -200,12 +199,11 @@ class Node:
         self.chain = Chain(self.store, self.genesis.chain_id, params)
         self.mempool = Mempool(self.genesis.chain_id, params.max_block_gas, self.chain.account,
                                max_txs=cfg.mempool_size, min_gas_price=cfg.min_gas_price)
-        # flags first; else the testnet.json beside the genesis file (gradchain testnet)
-        listed_peers, listed_port = testnet_entry(cfg.genesis, self.key.public_key)
-        peers = cfg.peers or listed_peers
+        # flags first; else the peers named in the genesis file (gradchain testnet writes them)
+        listed_peers, listed_port = genesis_peers(self.genesis, self.key.public_key)
         self.p2p_port = cfg.p2p_port or listed_port
         try:
-            self.peers = [parse_peer(p) for p in peers]
+            self.peers = [parse_peer(p) for p in cfg.peers] if cfg.peers else listed_peers
         except ValueError as e:
             raise NodeError(f"--peers: {e}") from None
         self.signer: Signer | None = None

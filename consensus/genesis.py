@@ -3,6 +3,9 @@
 Block 0 is derived from it deterministically: its parent hash is the hash of the
 genesis document, its state root the root of the initial balances, so every node that
 reads the same file starts from the same block hash.
+
+`peers` ("KEYHEX@host:port" of the validators' p2p listeners) is the one field outside the
+hash: where nodes listen is not consensus, and may change without changing the chain.
 """
 from __future__ import annotations
 
@@ -40,13 +43,14 @@ class Genesis:
     params: ChainParams
     validators: ValidatorSet
     accounts: tuple[tuple[bytes, int], ...]  # (address, balance) in address order
+    peers: tuple[str, ...] = ()  # "KEYHEX@host:port", not hashed (node.py parses them)
 
     @classmethod
     def from_json(cls, doc: dict) -> "Genesis":
         """Parse and check a genesis document; ValueError says what is wrong."""
         if not isinstance(doc, dict):
             raise ValueError("genesis must be a JSON object")
-        unknown = set(doc) - {"chain_id", "genesis_time_ms", "params", "validators", "accounts"}
+        unknown = set(doc) - {"chain_id", "genesis_time_ms", "params", "validators", "accounts", "peers"}
         if unknown:
             raise ValueError(f"genesis has unknown fields: {sorted(unknown)}")
         try:
@@ -54,6 +58,7 @@ class Genesis:
             time_ms = doc["genesis_time_ms"]
             vals = doc["validators"]
             accts = doc.get("accounts", [])
+            peers = doc.get("peers", [])
             params = ChainParams.from_json(doc.get("params", {}))
         except KeyError as e:
             raise ValueError(f"genesis is missing the field {e.args[0]!r}") from None
@@ -77,14 +82,17 @@ class Genesis:
             raise ValueError("validator public keys are 32 bytes of hex")
         if sum(balances.values()) > U64_MAX:
             raise ValueError("total supply must stay below 2**64 base units")
-        return cls(chain_id, time_ms, params, validators, tuple(sorted(balances.items())))
+        if type(peers) is not list or any(type(p) is not str or "@" not in p for p in peers):
+            raise ValueError('genesis peers must be a list of "KEYHEX@host:port" strings')
+        return cls(chain_id, time_ms, params, validators, tuple(sorted(balances.items())), tuple(peers))
 
     def to_json(self) -> dict:
         return {"chain_id": self.chain_id, "genesis_time_ms": self.genesis_time_ms,
                 "params": self.params.to_json(),
                 "validators": [{"address": address_hex(v.address), "public_key": v.public_key.hex(),
                                 "stake": v.stake} for v in self.validators.validators],
-                "accounts": [{"address": address_hex(a), "balance": b} for a, b in self.accounts]}
+                "accounts": [{"address": address_hex(a), "balance": b} for a, b in self.accounts],
+                **({"peers": list(self.peers)} if self.peers else {})}
 
     def encode(self) -> bytes:
         return encode([GENESIS_VERSION, self.chain_id, self.genesis_time_ms, self.params.to_wire(),

@@ -1,6 +1,8 @@
 """`gradchain testnet -n 4 --out DIR`: files for N local validators of equal stake.
 
-DIR/genesis.json       N validators (stake 1 each), the devnet accounts funded (use dev:N keys)
+DIR/genesis.json       N validators (stake 1 each), the devnet accounts funded (use dev:N keys),
+                       and every validator's p2p address (`peers`: a node started without
+                       --peers and --p2p-port takes them from there)
 DIR/nodeI/key.json     validator I's key (mode 0600); it is also its p2p node key
 DIR/start.sh           starts every node in the background, logs to DIR/nodeI.log
 DIR/testnet.json       per node: data dir, key, ports, the --peers flag (for tools and tests)
@@ -55,8 +57,9 @@ def make_testnet(n: int, out: Path, time_ms: int, rpc_base: int = 8545, p2p_base
     if len(keys) != n:
         raise ValueError("one key per validator")
     vset = ValidatorSet(tuple(Validator(k.public_key, 1) for k in keys))
+    everyone = tuple(f"{k.public_key.hex()}@{host}:{p2p_base + j}" for j, k in enumerate(keys))
     genesis = Genesis(TESTNET_CHAIN_ID, time_ms, ChainParams(), vset,
-                      tuple(sorted((k.address, DEVNET_BALANCE) for k in devnet_keys())))
+                      tuple(sorted((k.address, DEVNET_BALANCE) for k in devnet_keys())), everyone)
     out.mkdir(parents=True, exist_ok=True)
     gpath = out / "genesis.json"
     gpath.write_text(json.dumps(genesis.to_json(), indent=2) + "\n")
@@ -64,7 +67,7 @@ def make_testnet(n: int, out: Path, time_ms: int, rpc_base: int = 8545, p2p_base
     for i, k in enumerate(keys):
         kfile = out / f"node{i}" / "key.json"
         save_key(k, kfile)
-        peers = tuple(f"{o.public_key.hex()}@{host}:{p2p_base + j}" for j, o in enumerate(keys) if j != i)
+        peers = everyone[:i] + everyone[i + 1:]
         nodes.append(TestnetNode(i, out / f"node{i}", kfile, k.public_key, rpc_base + i, p2p_base + i, peers))
     lines = ["#!/bin/sh", f"# {n} gradchain validators; stop them with: kill $(cat {shlex.quote(str(out))}/*.pid)",
              f"cd {shlex.quote(str(ROOT))}"]

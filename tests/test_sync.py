@@ -483,14 +483,28 @@ def test_a_validator_whose_data_dir_was_wiped_syncs_from_peers_and_rejoins(testn
     check_agreement(nodes)
 
 
-def test_peers_and_port_come_from_the_testnet_files_when_no_flag_gives_them(tmp_path):
-    from node import testnet_entry
+def test_peers_and_port_come_from_the_genesis_file_when_no_flag_gives_them(tmp_path):
+    import dataclasses
+
+    from consensus.genesis import Genesis, load_genesis
+    from net.p2p import parse_peer
+    from node import Node, NodeConfig, NodeError, genesis_peers
     gpath, tn = make_testnet(N, tmp_path / "tn", 1_700_000_000_000, p2p_base=31000, keys=KEYS)
-    peers, port = testnet_entry(gpath, KEYS[1].public_key)
-    assert (peers, port) == (tn[1].peers, 31001) and len(peers) == N - 1
-    assert testnet_entry(gpath, PrivateKey.from_label("stranger").public_key) == ((), 0)
-    assert testnet_entry(tmp_path / "elsewhere" / "genesis.json", KEYS[1].public_key) == ((), 0)
-    assert testnet_entry(None, KEYS[1].public_key) == ((), 0)
+    g = load_genesis(gpath)
+    peers, port = genesis_peers(g, KEYS[1].public_key)
+    assert (peers, port) == ([parse_peer(p) for p in tn[1].peers], 31001) and len(peers) == N - 1
+    assert genesis_peers(g, PrivateKey.from_label("stranger").public_key) == ([parse_peer(p) for p in g.peers], 0)
+    assert g.hash == dataclasses.replace(g, peers=()).hash  # where nodes listen is not consensus
+    for bad in ("127.0.0.1:1", [1], [None]):
+        with pytest.raises(ValueError, match="peers"):
+            Genesis.from_json(dict(g.to_json(), peers=bad))
+    with pytest.raises(NodeError, match="genesis peers"):
+        genesis_peers(dataclasses.replace(g, peers=("zz@127.0.0.1:1",)), KEYS[1].public_key)
+    node = Node(NodeConfig(data_dir=tn[1].data_dir, genesis=gpath, key=tn[1].key_file, verify_workers=0, quiet=True))
+    try:
+        assert node.peers == peers and node.p2p_port == 31001
+    finally:
+        node.close()
 
 
 def test_messages_lost_in_a_partition_are_regossiped_after_it_heals(tmp_path):
