@@ -82,6 +82,36 @@ class NodeProcess:
         return self.proc is not None and self.proc.poll() is None
 
 
+def wait_until(pred, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def heights(nodes: list[NodeProcess]) -> list[int]:
+    out = []
+    for n in nodes:
+        with n.client() as c:
+            out.append(c.status()["height"])
+    return out
+
+
+def check_agreement(nodes: list[NodeProcess]) -> int:
+    """Same block hash at every height every node has; the highest height checked."""
+    clients = [n.client() for n in nodes]
+    try:
+        tops = [c.status()["height"] for c in clients]
+        for h in range(1, max(tops) + 1):
+            hashes = {c.block(h)["header"]["hash"] for c, top in zip(clients, tops) if top >= h}
+            assert len(hashes) == 1, f"nodes disagree at height {h}: {hashes}"
+        return max(tops)
+    finally:
+        for c in clients:
+            c.close()
+
+
 def distinct_free_ports(n: int) -> list[int]:
     """n free loopback ports, all different (each socket is held until all are chosen)."""
     socks = []

@@ -25,45 +25,15 @@ from net.faults import (
     load_schedule,
     parse_schedule,
 )
-from tests.nodeproc import NodeProcess, validator_processes
+from tests.nodeproc import NodeProcess, check_agreement, heights, validator_processes, wait_until
 
 N = 4
 KEYS = [PrivateKey.from_label(f"fault test validator {i}") for i in range(N)]
 USERS = devnet_keys(2)
 
 
-def wait_until(pred, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def sleep_until(unix: float) -> None:
     time.sleep(max(0.0, unix - time.time()))
-
-
-def heights(nodes: list[NodeProcess]) -> list[int]:
-    out = []
-    for n in nodes:
-        with n.client() as c:
-            out.append(c.status()["height"])
-    return out
-
-
-def check_agreement(nodes: list[NodeProcess]) -> int:
-    """Same block hash at every height every node has; the highest height checked."""
-    clients = [n.client() for n in nodes]
-    try:
-        tops = [c.status()["height"] for c in clients]
-        for h in range(1, max(tops) + 1):
-            hashes = {c.block(h)["header"]["hash"] for c, top in zip(clients, tops) if top >= h}
-            assert len(hashes) == 1, f"nodes disagree at height {h}: {hashes}"
-        return max(tops)
-    finally:
-        for c in clients:
-            c.close()
 
 
 @pytest.fixture

@@ -22,10 +22,9 @@ from net.p2p import BadMessage
 from net.sync import (BLOCK_REQUEST, BLOCK_RESPONSE, STATUS, BlockSync, SyncConfig, decode_request,
                       decode_response, decode_status, encode_response)
 from net.testnet import make_testnet
-from tests.nodeproc import NodeProcess
+from tests.nodeproc import NodeProcess, check_agreement, heights, validator_processes, wait_until
 from tests.test_consensus_bft import CHAIN, GENESIS, VKEYS, open_chain
 from tests.test_consensus_bft import cluster as bft_cluster  # noqa: F401 (a fixture)
-from tests.test_testnet import check_agreement, distinct_ports, heights, wait_until
 
 PARAMS = GENESIS.params
 
@@ -390,17 +389,8 @@ KEYS = [PrivateKey.from_label(f"sync test validator {i}") for i in range(N)]
 
 
 def start_testnet(tmp_path, *extra: str):
-    """Four validators as node.py processes (as tests/test_testnet.py starts them)."""
-    gpath, tn = make_testnet(N, tmp_path / "tn", int(time.time() * 1000), keys=KEYS)
-    ports = distinct_ports(2 * N)
-    p2p, rpc = ports[:N], ports[N:]
-    nodes = []
-    for nd in tn:
-        peers = ",".join(f"{KEYS[j].public_key.hex()}@127.0.0.1:{p2p[j]}" for j in range(N) if j != nd.index)
-        nodes.append(NodeProcess(nd.data_dir, "--genesis", str(gpath), "--key", str(nd.key_file),
-                                 "--p2p-port", str(p2p[nd.index]), "--peers", peers, "--verify-workers", "0",
-                                 *extra, block_time=0.2))
-        nodes[-1].port = rpc[nd.index]
+    """Four validators as node.py processes, started; (nodes, genesis path)."""
+    nodes = validator_processes(tmp_path / "tn", KEYS, extra={i: list(extra) for i in range(N)})
     try:
         for n in nodes:
             n.start()
@@ -408,7 +398,7 @@ def start_testnet(tmp_path, *extra: str):
         for n in nodes:
             n.kill()
         raise
-    return nodes, gpath
+    return nodes, tmp_path / "tn" / "genesis.json"
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ an unbond and a bond change the set at H+2 on every process; gossiped transactio
 batches."""
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
@@ -16,72 +15,16 @@ import pytest
 from consensus.genesis import devnet_keys
 from ledger.keys import PrivateKey
 from net.testnet import make_testnet
-from tests.nodeproc import NodeProcess
+from tests.nodeproc import check_agreement, heights, validator_processes, wait_until
 
 N = 4
 KEYS = [PrivateKey.from_label(f"testnet test validator {i}") for i in range(N)]
 USERS = devnet_keys(2)
 
 
-def wait_until(pred, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
-def distinct_ports(n: int) -> list[int]:
-    """n free loopback ports, all different (each socket is held until all are chosen)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def heights(nodes) -> list[int]:
-    out = []
-    for n in nodes:
-        with n.client() as c:
-            out.append(c.status()["height"])
-    return out
-
-
-def check_agreement(nodes) -> int:
-    """Same block hash at every height every node has; the highest height checked."""
-    clients = [n.client() for n in nodes]
-    try:
-        top = max(c.status()["height"] for c in clients)
-        for h in range(1, top + 1):
-            hashes = set()
-            for c in clients:
-                if c.status()["height"] >= h:
-                    hashes.add(c.block(h)["header"]["hash"])
-            assert len(hashes) == 1, f"nodes disagree at height {h}: {hashes}"
-        return top
-    finally:
-        for c in clients:
-            c.close()
-
-
 @pytest.fixture
 def testnet(tmp_path):
-    gpath, tn = make_testnet(N, tmp_path / "tn", int(time.time() * 1000), keys=KEYS)
-    ports = distinct_ports(2 * N)
-    p2p, rpc = ports[:N], ports[N:]
-    nodes = []
-    for nd in tn:
-        peers = ",".join(f"{KEYS[j].public_key.hex()}@127.0.0.1:{p2p[j]}" for j in range(N) if j != nd.index)
-        nodes.append(NodeProcess(nd.data_dir, "--genesis", str(gpath), "--key", str(nd.key_file),
-                                 "--p2p-port", str(p2p[nd.index]), "--peers", peers, "--verify-workers", "0",
-                                 block_time=0.2))
-        nodes[-1].port = rpc[nd.index]
+    nodes = validator_processes(tmp_path / "tn", KEYS)
     try:
         for n in nodes:
             n.start()
