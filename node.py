@@ -197,6 +197,10 @@ class Node:
             raise NodeError(f"key {address_hex(self.key.address)} is not the validator of {self.genesis.chain_id}")
         params = self.genesis.params
         self.chain = Chain(self.store, self.genesis.chain_id, params)
+        try:
+            self.chain.validator_set(self.chain.tip.height + 1)
+        except errors.LedgerError as e:
+            raise NodeError(f"{cfg.data_dir}: {e}; start with an empty --data-dir") from None
         self.mempool = Mempool(self.genesis.chain_id, params.max_block_gas, self.chain.account,
                                max_txs=cfg.mempool_size, min_gas_price=cfg.min_gas_price)
         # flags first; else the peers named in the genesis file (gradchain testnet writes them)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ledger import errors
 from ledger.evidence import DuplicateVoteEvidence, EvidenceError, verify as verify_evidence
 from ledger.params import ChainParams
 from ledger.state import (Account, State, get_account, get_staking, set_account, set_staking)
@@ -73,7 +74,10 @@ def genesis_staking(validators: ValidatorSet) -> dict[bytes, list]:
 
 def validator_set(state: State, offset: int) -> ValidatorSet:
     """After block H: the set that signs H + offset (offset 0, 1 or 2)."""
-    return ValidatorSet(_from_wire(get_staking(state, SETS)[offset]))
+    sets = get_staking(state, SETS)
+    if sets is None:
+        raise errors.LedgerError("the state holds no validator sets (written by a gradchain from before staking)")
+    return ValidatorSet(_from_wire(sets[offset]))
 
 
 # ---- transactions -------------------------------------------------------------------------

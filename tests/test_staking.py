@@ -16,13 +16,15 @@ from ledger.evidence import DuplicateVoteEvidence
 from ledger.evidence import encode as evidence_encode
 from ledger.keys import PrivateKey
 from ledger.params import ChainParams
-from ledger.state import State, get_staking
+from ledger.block import Receipt
+from ledger.state import STAKING_PREFIX, State, changes, get_staking, set_staking
 from ledger.store import Store
 from ledger.tx import (INTRINSIC_GAS, TxKind, bond, decode_transaction, sign_transaction, submit_evidence,
                        transfer, tx_to_json, unbond, Evidence)
 from ledger.encoding import decode, encode
 from ledger.validators import Validator, ValidatorSet
 from ledger.votes import PRECOMMIT, PREVOTE, SignedVote, Vote, make_commit, sign_vote, verify_commit
+from node import Node, NodeConfig, NodeError, describe_tx
 from vm.values import decode_value
 
 CHAIN = "staking-test"
@@ -330,11 +332,25 @@ def test_evidence_about_the_same_block_twice_is_malformed():
 
 
 def test_the_node_log_describes_staking_transactions():
-    from ledger.block import Receipt
-    from node import describe_tx
     ok = Receipt(STATUS_SUCCESS, 50_000)
     assert "bond 7  from" in describe_tx(bond(SMALL[1], CHAIN, 0, 7), ok, 5)
     assert "unbond 3  from" in describe_tx(unbond(SMALL[1], CHAIN, 0, 3), ok, 5)
     line = describe_tx(submit_evidence(USER, CHAIN, 0, double_sign(SMALL[0], 3)),
                        Receipt(STATUS_FAILED, 100_000, "the double signer is not bonded"), 5)
     assert "evidence against 0x" in line and "at height 3" in line and "FAILED: the double signer" in line
+
+
+def test_a_state_without_validator_sets_is_a_clear_error(tmp_path):
+    """A data dir written before staking existed: the node refuses to start, saying why."""
+    cfg = NodeConfig(data_dir=tmp_path / "old", verify_workers=0, quiet=True)
+    Node(cfg).close()                                # a devnet data dir
+    store = Store(cfg.data_dir)
+    with store.read() as r:
+        st = State(r.state)
+        set_staking(st, staking.SETS, None)          # as an older gradchain left it
+        ch = changes(st)
+    assert list(ch) == [STAKING_PREFIX + staking.SETS]
+    store._write(lambda txn: store._put_state(txn, ch, {}))
+    store.close()
+    with pytest.raises(NodeError, match="before staking.*empty --data-dir"):
+        Node(cfg)
