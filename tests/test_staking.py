@@ -24,7 +24,7 @@ from ledger.tx import (INTRINSIC_GAS, TxKind, bond, decode_transaction, sign_tra
 from ledger.encoding import decode, encode
 from ledger.validators import Validator, ValidatorSet
 from ledger.votes import PRECOMMIT, PREVOTE, SignedVote, Vote, make_commit, sign_vote, verify_commit
-from node import Node, NodeConfig, NodeError, describe_tx
+import node as node_py
 from vm.values import decode_value
 
 CHAIN = "staking-test"
@@ -333,17 +333,17 @@ def test_evidence_about_the_same_block_twice_is_malformed():
 
 def test_the_node_log_describes_staking_transactions():
     ok = Receipt(STATUS_SUCCESS, 50_000)
-    assert "bond 7  from" in describe_tx(bond(SMALL[1], CHAIN, 0, 7), ok, 5)
-    assert "unbond 3  from" in describe_tx(unbond(SMALL[1], CHAIN, 0, 3), ok, 5)
-    line = describe_tx(submit_evidence(USER, CHAIN, 0, double_sign(SMALL[0], 3)),
+    assert "bond 7  from" in node_py.describe_tx(bond(SMALL[1], CHAIN, 0, 7), ok, 5)
+    assert "unbond 3  from" in node_py.describe_tx(unbond(SMALL[1], CHAIN, 0, 3), ok, 5)
+    line = node_py.describe_tx(submit_evidence(USER, CHAIN, 0, double_sign(SMALL[0], 3)),
                        Receipt(STATUS_FAILED, 100_000, "the double signer is not bonded"), 5)
     assert "evidence against 0x" in line and "at height 3" in line and "FAILED: the double signer" in line
 
 
 def test_a_state_without_validator_sets_is_a_clear_error(tmp_path):
     """A data dir written before staking existed: the node refuses to start, saying why."""
-    cfg = NodeConfig(data_dir=tmp_path / "old", verify_workers=0, quiet=True)
-    Node(cfg).close()                                # a devnet data dir
+    cfg = node_py.NodeConfig(data_dir=tmp_path / "old", verify_workers=0, quiet=True)
+    node_py.Node(cfg).close()                                # a devnet data dir
     store = Store(cfg.data_dir)
     with store.read() as r:
         st = State(r.state)
@@ -352,5 +352,5 @@ def test_a_state_without_validator_sets_is_a_clear_error(tmp_path):
     assert list(ch) == [STAKING_PREFIX + staking.SETS]
     store._write(lambda txn: store._put_state(txn, ch, {}))
     store.close()
-    with pytest.raises(NodeError, match="before staking.*empty --data-dir"):
-        Node(cfg)
+    with pytest.raises(node_py.NodeError, match="before staking.*empty --data-dir"):
+        node_py.Node(cfg)
