@@ -7,7 +7,7 @@ The header's state root is the root AFTER executing the block's transactions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from ledger import errors
 from ledger.encoding import DecodeError, decode, encode
@@ -157,8 +157,11 @@ def encode_block(block: Block) -> bytes:
                    block.last_commit.to_wire() if block.last_commit else None])
 
 
-def decode_block(raw: bytes, max_block_bytes: int, max_tx_bytes: int) -> Block:
-    """Parse a block's wire bytes; raises InvalidBlock (or its transaction's error)."""
+def decode_block(raw: bytes, max_block_bytes: int, max_tx_bytes: int,
+                 known: Callable[[bytes], Transaction | None] = lambda _h: None) -> Block:
+    """Parse a block's wire bytes; raises InvalidBlock (or its transaction's error).
+    `known(tx hash)` may give a transaction already decoded (a node's mempool): the same
+    hash is the same bytes, so it is not decoded again."""
     _need(len(raw) <= max_block_bytes, "block is over the size limit")
     try:
         w = decode(raw)
@@ -169,7 +172,7 @@ def decode_block(raw: bytes, max_block_bytes: int, max_tx_bytes: int) -> Block:
     header = header_from_wire(w[1])
     _need(isinstance(w[2], list) and all(type(t) is bytes for t in w[2]), "block txs must be a list of bytes")
     try:
-        txs = tuple(decode_transaction(t, max_tx_bytes) for t in w[2])
+        txs = tuple(known(hash_bytes(t)) or decode_transaction(t, max_tx_bytes) for t in w[2])
     except errors.InvalidTransaction as e:
         raise errors.InvalidBlock(f"block holds an invalid transaction: {e}") from None
     last_commit = None if w[3] is None else commit_from_wire(w[3])

@@ -328,7 +328,12 @@ def decode_transaction(raw: bytes, max_size: int) -> Transaction:
 
 
 def signed_body(tx: Transaction) -> bytes:
-    """The bytes the sender signed (without domain tag and chain id prefix)."""
+    """The bytes the sender signed (without domain tag and chain id prefix).  From the wire
+    bytes when there are some: they are canonical, so the 8-field body is the 9-field array
+    with its header one less and the signature (bin8 of 64 bytes, 66 bytes) cut off."""
+    raw = tx.raw
+    if raw[:1] == b"\x99" and raw[-66:-64] == b"\xc4\x40":
+        return b"\x98" + raw[1:-66]
     return encode(_body(tx.chain_id, tx.sender, tx.nonce, tx.gas_limit, tx.gas_price, tx.kind,
                         _payload_to_wire(tx.kind, tx.payload)))
 

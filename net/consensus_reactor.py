@@ -40,6 +40,7 @@ from ledger.block import decode_block, encode_block
 from ledger.hashing import HASH_SIZE
 from ledger.keys import SIGNATURE_SIZE
 from ledger.params import ChainParams
+from ledger.tx import Transaction
 
 from net.p2p import NOT_HANDLED, P2P, BadMessage
 
@@ -76,8 +77,10 @@ def _bytes(x: Any, size: int, what: str) -> bytes:
     return x
 
 
-def decode_proposal(body: Any, params: ChainParams) -> SignedProposal:
-    """A proposal body, checked field by field; BadMessage if it is not exactly one."""
+def decode_proposal(body: Any, params: ChainParams,
+                    known: Callable[[bytes], Transaction | None] = lambda _h: None) -> SignedProposal:
+    """A proposal body, checked field by field; BadMessage if it is not exactly one.
+    `known`: transactions already decoded, by hash (the mempool), not decoded again."""
     if type(body) is not list or len(body) != 7:
         raise BadMessage("a proposal is an array of 7 fields")
     height, round_, value, valid_round, proposer, raw_block, sig = body
@@ -90,7 +93,7 @@ def decode_proposal(body: Any, params: ChainParams) -> SignedProposal:
     if type(raw_block) is not bytes:
         raise BadMessage("block must be bytes")
     try:
-        block = decode_block(raw_block, params.max_block_bytes, params.max_tx_bytes)
+        block = decode_block(raw_block, params.max_block_bytes, params.max_tx_bytes, known)
     except errors.LedgerError as e:
         raise BadMessage(f"proposal block: {e}") from None
     return SignedProposal(Proposal(height, round_, value, valid_round, proposer), block, sig)
@@ -209,7 +212,7 @@ def attach(p2p: P2P, engine: BftEngine, params: ChainParams, transport: P2PTrans
         return None
 
     def on_proposal(peer: bytes, body: Any) -> Any:
-        sp = decode_proposal(body, params)
+        sp = decode_proposal(body, params, engine.mempool.get)
         return deliver(peer, sp.proposal.height, sp)
 
     def on_vote(peer: bytes, body: Any) -> Any:
