@@ -91,10 +91,11 @@ def test_loop_timer_fires_in_order_and_cancels():
 # ---- re-gossip and heights the engine cannot use yet ------------------------------------------
 
 class StubEngine:
-    """What attach() looks at: the engine's height, the chain tip, receive()."""
+    """What attach() looks at: the engine's height, the chain tip, its mempool, receive()."""
 
     def __init__(self, height: int, tip: int):
         self.height = height
+        self.mempool: dict = {}  # tx hash -> decoded transaction (none known)
         self.chain = type("C", (), {"tip": type("T", (), {"height": tip})()})()
         self.stopped = False
         self.got: list = []
