@@ -53,19 +53,25 @@ def _reject_ext(code: int, data: bytes) -> Any:
     raise DecodeError(f"msgpack ext type {code} is not allowed")
 
 
-def _check_types(obj: Any, depth: int = 0) -> None:
+def _check_types(obj: Any, depth: int = 0) -> bool:
+    """Raise DecodeError for a type canonical msgpack does not carry; True if obj holds a map
+    (only then can its canonical bytes differ from a plain re-pack: key order)."""
     if depth > MAX_DEPTH:
         raise DecodeError("value nested too deeply")
     t = type(obj)
     if t is list:
+        has_map = False
         for x in obj:
-            _check_types(x, depth + 1)
-    elif t is dict:
+            has_map = _check_types(x, depth + 1) or has_map
+        return has_map
+    if t is dict:
         for k, v in obj.items():
             _check_types(k, depth + 1)
             _check_types(v, depth + 1)
-    elif not (t is int or t is bytes or t is str or t is bool or obj is None):
+        return True
+    if not (t is int or t is bytes or t is str or t is bool or obj is None):
         raise DecodeError(f"a value of type {t.__name__} is not allowed")
+    return False
 
 
 def decode(data: bytes, max_size: int | None = None) -> Any:
@@ -84,10 +90,11 @@ def decode(data: bytes, max_size: int | None = None) -> Any:
         raise DecodeError("trailing bytes after the value") from None
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as e:
         raise DecodeError(f"malformed msgpack: {type(e).__name__}") from None
-    _check_types(obj)
+    has_map = _check_types(obj)
     try:
-        again = encode(obj)
-    except (TypeError, ValueError) as e:
+        # without maps the decoded value is already in canonical shape: re-pack it as it is
+        again = encode(obj) if has_map else msgpack.packb(obj, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as e:
         raise DecodeError(str(e)) from None
     if again != data:
         raise DecodeError("not in canonical form")

@@ -100,7 +100,8 @@ class Store:
         v = self._get(b"hashes", block_hash)
         return None if v is None else int.from_bytes(v, "big")
 
-    def block(self, height: int) -> Block | None:
+    def _block_parts(self, height: int) -> tuple[Header, Commit | None, list[bytes]] | None:
+        """A block's header, last commit and raw transactions."""
         with self.env.begin() as txn:
             v = txn.get(height_key(height), db=self._db[b"headers"])
             if v is None:
@@ -108,15 +109,31 @@ class Store:
             w = decode(v)
             header = header_from_wire(w[0])
             last_commit = None if w[1] is None else commit_from_wire(w[1])
-            txs = []
+            raws = []
             cur = txn.cursor(db=self._db[b"txs"])
             prefix = height_key(height)
             if w[2] and cur.set_range(prefix):
                 for k, raw in cur:
                     if not k.startswith(prefix):
                         break
-                    txs.append(decode_transaction(raw, _MAX_TX))
-        return Block(header, tuple(txs), last_commit)
+                    raws.append(raw)
+        return header, last_commit, raws
+
+    def block(self, height: int) -> Block | None:
+        parts = self._block_parts(height)
+        if parts is None:
+            return None
+        header, last_commit, raws = parts
+        return Block(header, tuple(decode_transaction(raw, _MAX_TX) for raw in raws), last_commit)
+
+    def block_summary(self, height: int) -> tuple[Header, Commit | None, list[bytes]] | None:
+        """(header, last commit, transaction hashes) without decoding the transactions (what
+        an explorer polling blocks asks for)."""
+        parts = self._block_parts(height)
+        if parts is None:
+            return None
+        header, last_commit, raws = parts
+        return header, last_commit, [hash_bytes(raw) for raw in raws]
 
     def commit(self, height: int) -> Commit | None:
         """The commit that finalised block `height` (the next block carries it too)."""

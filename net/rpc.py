@@ -25,7 +25,7 @@ from typing import Any, Awaitable, Callable, Coroutine, Iterator, Protocol
 from aiohttp import web
 
 from ledger import errors, staking, trie
-from ledger.block import Block, Header, Receipt
+from ledger.block import Header, Receipt
 from ledger.contracts import read_only_call, read_only_deploy
 from ledger.keys import address_hex, parse_address, parse_hex
 from ledger.state import State, account_key, code_key, decode_account, decode_code, storage_key
@@ -301,11 +301,14 @@ async def m_block(node: Node, height: Any = None, hash: Any = None, full: Any = 
     else:
         h = _height(node, height)
     full = p_bool(full, "full")
-    block: Block | None = store.block(h)
-    assert block is not None
-    out = {"header": header_json(block.header), "tx_hashes": [t.hash.hex() for t in block.txs],
-           "last_commit": commit_json(block.last_commit), "commit": commit_json(store.commit(h))}
+    summary = store.block_summary(h)
+    assert summary is not None
+    header, last_commit, tx_hashes = summary
+    out = {"header": header_json(header), "tx_hashes": [t.hex() for t in tx_hashes],
+           "last_commit": commit_json(last_commit), "commit": commit_json(store.commit(h))}
     if full:
+        block = store.block(h)
+        assert block is not None
         out["txs"] = [tx_to_json(t) for t in block.txs]
     return out
 

@@ -149,6 +149,10 @@ def test_commit_then_reopen_reads_everything_back(tmp_path):
         for addr, acct in balances.items():
             assert chain2.account(addr) == acct
         assert store.block(5) is None and store.header(5) is None and store.commit(5) is None
+        assert store.block_summary(5) is None
+        for h in range(1, 5):  # what RPC `block` answers without decoding a transaction
+            full = store.block(h)
+            assert store.block_summary(h) == (full.header, full.last_commit, [t.hash for t in full.txs])
         assert store.tx(os.urandom(32)) is None and store.height_of(os.urandom(32)) is None
         # a driver on the reopened chain continues where the old one stopped
         d2 = Driver(chain2)
