@@ -2,9 +2,10 @@
 
 It is the machine's caller, as the machine's docstring asks:
 
-- getValue(): at StartHeight the engine builds a block from the mempool (`chain.build_block`)
-  and hands the machine its hash; blocks are kept by hash, so a proposal names a hash and
-  carries the full block beside it;
+- getValue(): when the machine asks (`GetValue`: this node proposes a new value in a round),
+  the engine builds a block from the mempool (`chain.build_block`) and answers with its hash
+  (`ProposeValue`); only the proposer builds, the others execute what it sends.  Blocks are
+  kept by hash, so a proposal names a hash and carries the full block beside it;
 - Broadcast: the message is signed with the `Signer` (which persists before it signs, so a
   crash never permits a double signature) and handed to the `Transport` (send to all others;
   the machine has already delivered it to this node);
@@ -46,8 +47,8 @@ from ledger.mempool import Mempool
 from ledger.transition import BlockOutput
 from ledger.tx import Transaction
 
-from consensus.machine import (Broadcast, Decide, Equivocation, Event, Proposal, ScheduleTimeout,
-                               StartHeight, State, Timeout, TimeoutParams, new_state, step)
+from consensus.machine import (Broadcast, Decide, Equivocation, Event, GetValue, Proposal, ProposeValue,
+                               ScheduleTimeout, StartHeight, State, Timeout, TimeoutParams, new_state, step)
 from consensus.signer import Signer, SignerError, proposal_payload
 from ledger.evidence import DuplicateVoteEvidence
 from ledger.validators import ValidatorSet
@@ -172,19 +173,27 @@ class BftEngine:
     # ---- heights -------------------------------------------------------------------------
 
     def _start_next_height(self) -> None:
-        """enterNewHeight: build this node's block (getValue()) and start round 0."""
+        """enterNewHeight: start round 0; this node's block is built only when it has to
+        propose one (GetValue), since building costs as much as executing."""
         height = self.chain.tip.height + 1
-        built = self.chain.build_block(self.mempool.reap(self.max_block_txs), self.address,
-                                       self.timer.now_ms(), self.last_commit)
-        self._blocks = {built.block.hash: (built.block, built.output, built.rejected)}
+        self._blocks = {}
         self._invalid = set()
         self._vote_sigs = {}
         vset = self.chain.validator_set(height)
         # a new set: the machine derives its proposer priorities (consensus/proposer.py)
-        self._feed(StartHeight(height, built.block.hash, vset if vset != self.state.validators else None))
+        self._feed(StartHeight(height, None, vset if vset != self.state.validators else None))
         held, self._future = self._future, []
         for m in held:
             self._on_message(m)
+
+    def _propose(self, g: GetValue) -> None:
+        """getValue(): build a block from the mempool on our tip and hand its hash back."""
+        if (g.height, g.round) != (self.state.height, self.state.round):
+            return  # the round moved on meanwhile
+        built = self.chain.build_block(self.mempool.reap(self.max_block_txs), self.address,
+                                       self.timer.now_ms(), self.last_commit)
+        self._blocks[built.block.hash] = (built.block, built.output, built.rejected)
+        self._feed(ProposeValue(g.height, g.round, built.block.hash))
 
     def _commit(self, d: Decide) -> None:
         """Write the decided block with its commit certificate, then schedule the next height."""
@@ -216,6 +225,8 @@ class BftEngine:
                 self._commit(a)
             elif isinstance(a, Equivocation):
                 self._on_equivocation(a)
+            elif isinstance(a, GetValue):
+                self._submit(lambda g=a: self._propose(g))  # after this step's actions
 
     def _on_equivocation(self, e: Equivocation) -> None:
         """Two votes of one validator for one step: evidence, if both signatures are at hand

@@ -67,19 +67,30 @@ class Timeout:
 
 @dataclass(frozen=True, slots=True)
 class StartHeight:
-    """Start `height` at round 0.  `value` is what this node proposes (getValue()).
+    """Start `height` at round 0.  `value` is what this node proposes (getValue()); None: ask
+    for it with `GetValue` when this node first has to propose a new value at this height
+    (building a block costs as much as executing it: only the proposer should).
 
     `validators` replaces the set from this height on; `proposers` gives the round-0
     priorities (else they are advanced by one from the previous height, or derived).
     """
 
     height: int
-    value: bytes
+    value: bytes | None
     validators: ValidatorSet | None = None
     proposers: ProposerState | None = None
 
 
-Event = StartHeight | Proposal | Vote | Timeout
+@dataclass(frozen=True, slots=True)
+class ProposeValue:
+    """getValue()'s answer to a `GetValue(height, round)`."""
+
+    height: int
+    round: int
+    value: bytes
+
+
+Event = StartHeight | Proposal | Vote | Timeout | ProposeValue
 
 
 # ---- actions ---------------------------------------------------------------------------
@@ -113,7 +124,15 @@ class Equivocation:
     second: Proposal | Vote
 
 
-Action = Broadcast | ScheduleTimeout | Decide | Equivocation
+@dataclass(frozen=True, slots=True)
+class GetValue:
+    """This node proposes in (height, round) and has no value yet: answer with ProposeValue."""
+
+    height: int
+    round: int
+
+
+Action = Broadcast | ScheduleTimeout | Decide | Equivocation | GetValue
 
 
 # ---- state -------------------------------------------------------------------------------
@@ -194,6 +213,8 @@ def step(state: State, event: Event) -> tuple[State, list[Action]]:
         if event.height != state.height:
             return state, []
         s = receive(state, event, out)
+    elif isinstance(event, ProposeValue):
+        s = propose_value(state, event, out)
     elif isinstance(event, Timeout):
         if event.height != state.height or event.round != state.round:
             return state, []
@@ -304,10 +325,21 @@ def start_round(s: State, round_: int, out: list[Action]) -> State:
                 polka_done=False, precommit_timeout_done=False)
     if proposer_of(s, round_) == s.address:
         value = s.valid_value if s.valid_value is not None else s.value
-        assert value is not None
-        return broadcast(s, Proposal(s.height, round_, value, s.valid_round, s.address), out)
+        if value is not None:
+            return broadcast(s, Proposal(s.height, round_, value, s.valid_round, s.address), out)
+        out.append(GetValue(s.height, round_))  # the caller builds it: propose_value
     schedule(s, TIMEOUT_PROPOSE, out)
     return s
+
+
+def propose_value(s: State, ev: ProposeValue, out: list[Action]) -> State:
+    """The answer to GetValue: propose it, if this round still waits for our proposal."""
+    if (ev.height, ev.round, s.step) != (s.height, s.round, Step.PROPOSE) or s.valid_value is not None \
+            or proposer_of(s, s.round) != s.address \
+            or any(p.proposer == s.address for p in s.proposals.get(s.round, ())):
+        return s
+    s = replace(s, value=ev.value)
+    return broadcast(s, Proposal(s.height, s.round, ev.value, s.valid_round, s.address), out)
 
 
 def on_timeout_propose(s: State, out: list[Action]) -> State:

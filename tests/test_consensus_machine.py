@@ -12,7 +12,8 @@ from collections.abc import Callable
 import pytest
 
 from consensus.machine import (TIMEOUT_PRECOMMIT, TIMEOUT_PREVOTE, TIMEOUT_PROPOSE, Broadcast, Decide,
-                               Equivocation, Proposal, ScheduleTimeout, StartHeight, State, Step,
+                               Equivocation, GetValue, Proposal, ProposeValue, ScheduleTimeout, StartHeight,
+                               State, Step,
                                Timeout, TimeoutParams, Vote, new_state, proposer_of, step)
 from consensus.proposer import proposer
 from ledger.validators import Validator, ValidatorSet
@@ -76,6 +77,27 @@ def to_round(s: State, round_: int) -> State:
     while s.round < round_:
         s, _ = step(s, Timeout(TIMEOUT_PRECOMMIT, 1, s.round))
     return s
+
+
+def test_a_lazy_value_is_asked_for_only_by_the_proposer_and_proposed_once():
+    me = proposer(VS, 1, 0)
+    s, acts = feed(new_state(me, VS), StartHeight(1, None))
+    assert GetValue(1, 0) in acts and not [a for a in acts if isinstance(a, Broadcast)]
+    for stale in (ProposeValue(2, 0, A), ProposeValue(1, 1, A)):    # another height or round: ignored
+        assert step(s, stale) == (s, [])
+    s, acts = feed(s, ProposeValue(1, 0, A))
+    assert [a.message for a in acts if isinstance(a, Broadcast)] == [Proposal(1, 0, A, -1, me), Vote(PREVOTE, 1, 0, A, me)]
+    assert feed(s, ProposeValue(1, 0, B))[1] == []                   # proposed already: a second answer is moot
+    other = next(a for a in ADDRS if a != me)
+    _, acts = feed(new_state(other, VS), StartHeight(1, None))
+    assert not [a for a in acts if isinstance(a, GetValue)]          # not its turn: it builds nothing
+    later = non_proposer(1, range(1))                                 # its turn comes in a later round
+    r = next(r for r in range(1, 20) if proposer(VS, 1, r) == later)
+    s, _ = feed(new_state(later, VS), StartHeight(1, None))
+    while s.round < r:
+        s, acts = step(s, Timeout(TIMEOUT_PRECOMMIT, 1, s.round)) if s.step == Step.PRECOMMIT else \
+            step(s, Timeout(TIMEOUT_PROPOSE if s.step == Step.PROPOSE else TIMEOUT_PREVOTE, 1, s.round))
+    assert GetValue(1, r) in acts
 
 
 def test_step_is_pure_and_starts_round_zero():
