@@ -334,7 +334,7 @@ class BftEngine:
         evicted = self.mempool.update(block.txs, [])
         self.on_commit(block, BuiltBlock(block, output, []), evicted)
         log.info("synced height %d block %s", block.height, block.hash.hex()[:16])
-        if self.state.height > 0:  # running: the height we were in is decided, go on
+        if self.started:  # running: the height we were in is decided, go on
             self._start_next_height()
         else:                      # not started yet: held messages of that height are stale
             self._future = [m for m in self._future

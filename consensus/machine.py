@@ -6,15 +6,16 @@ owns a `State`, feeds it one event at a time and carries out the actions it gets
 There is no network, no disk, no clock and no signing here:
 
 - events in:  StartHeight, Proposal, Vote (messages, already signature-checked by the
-  caller), Timeout (a ScheduleTimeout coming due);
+  caller), Timeout (a ScheduleTimeout coming due), ProposeValue (the answer to GetValue);
 - actions out: Broadcast (the caller signs, persists, then sends), ScheduleTimeout,
   Decide (the value and the precommits that make its commit certificate), Equivocation
-  (two conflicting messages of one validator: evidence for the caller to keep).
+  (two conflicting messages of one validator: evidence for the caller to keep), GetValue
+  (this node must propose a new value: the caller builds it).
 
 `valid(v)` of the paper is the caller's: it feeds only proposals whose value it has
 checked (an invalid one is dropped, and the node prevotes nil when timeoutPropose fires).
-`getValue()` is the `value` of StartHeight: what this node proposes at that height when
-it has no valid value to re-propose.  Messages for another height are ignored: the
+`getValue()` is the `value` of StartHeight, or, when that is None, asked for with GetValue
+the first time this node must propose without a valid value to re-propose.  Messages for another height are ignored: the
 caller holds back those of a later height and feeds them after StartHeight.
 
 A broadcast message is delivered to the sender itself at once (the paper's broadcast

@@ -495,6 +495,15 @@ def test_peers_and_port_come_from_the_genesis_file_when_no_flag_gives_them(tmp_p
         assert node.peers == peers and node.p2p_port == 31001
     finally:
         node.close()
+    # the peers move: the same chain (same hash), so a restarted node takes the new list
+    import json
+    moved = tuple(p.replace("127.0.0.1:3100", "127.0.0.1:3200") for p in g.peers)
+    gpath.write_text(json.dumps(dataclasses.replace(g, peers=moved).to_json()))
+    node = Node(NodeConfig(data_dir=tn[1].data_dir, genesis=gpath, key=tn[1].key_file, verify_workers=0, quiet=True))
+    try:
+        assert [p.port for p in node.peers] == [32000, 32002, 32003] and node.p2p_port == 32001
+    finally:
+        node.close()
 
 
 def test_messages_lost_in_a_partition_are_regossiped_after_it_heals(tmp_path):
