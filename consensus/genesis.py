@@ -119,8 +119,8 @@ class Genesis:
 
 def load_genesis(path: str | Path) -> Genesis:
     try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        doc = json.loads(Path(path).read_bytes())  # UTF-8 whatever the locale (json reads bytes as RFC 8259 says)
+    except (OSError, ValueError) as e:  # a JSONDecodeError or a UnicodeDecodeError
         raise ValueError(f"cannot read genesis file {path}: {e}") from None
     return Genesis.from_json(doc)
 

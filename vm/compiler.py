@@ -45,10 +45,10 @@ from __future__ import annotations
 import ast
 import hashlib
 import types
-import warnings
 from dataclasses import dataclass
 
 from vm import gas
+from vm.host import pinned
 from vm.limits import MAX_CALL_DEPTH, MAX_INT_BITS
 from vm.validate import ContractInfo, ContractInvalid, Issue, validate
 
@@ -92,17 +92,17 @@ def code_hash(source: str) -> bytes:
 
 def compile_contract(source: str) -> Compiled:
     """Validate and compile; raises ContractInvalid listing every problem.  The source
-    itself is never given to CPython's compiler: only the lowered module."""
-    info = validate(source, check_compile=False)
-    lowering = _Lowering(info)
-    module = lowering.module()
-    if lowering.issues:
-        raise ContractInvalid(lowering.issues)
-    h = code_hash(source)
-    with warnings.catch_warnings():  # as in validate: host warning filters must not turn
-        warnings.simplefilter("ignore")  # a SyntaxWarning (`1 is not None`) into an error
+    itself is never given to CPython's compiler: only the lowered module.  The host's
+    settings decide nothing (vm/host.py): compile() never inherits -O or future flags."""
+    with pinned():
+        info = validate(source, check_compile=False)
+        lowering = _Lowering(info)
+        module = lowering.module()
+        if lowering.issues:
+            raise ContractInvalid(lowering.issues)
+        h = code_hash(source)
         try:  # the safety net validate() keeps for callers that do not compile
-            code = compile(module, FILENAME_PREFIX + h.hex()[:16] + ">", "exec")
+            code = compile(module, FILENAME_PREFIX + h.hex()[:16] + ">", "exec", optimize=0, dont_inherit=True)
         except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
             raise ContractInvalid([Issue(getattr(e, "lineno", None) or 1, getattr(e, "offset", None) or 1,
                                          f"cannot compile: {getattr(e, 'msg', e)}")]) from None

@@ -22,6 +22,7 @@ from vm.limits import MAX_CALL_DEPTH, MAX_MEMORY, MAX_OUTPUT_BYTES
 from vm.validate import METHODS, ML_FIELDS, ML_METHODS, ContractInvalid
 from vm.values import Decimal, encode_value
 from vm import meter
+from vm.host import pinned
 from vm.meter import _DEPTH, _GAS, _MEM, _bigint, _ck, _deep, _oog, _oom
 from vm.sizes import _CTX, _ML, _STORAGE, _key
 from vm import ml
@@ -243,8 +244,9 @@ def _locate_error(e: E.VMError, contract: bytes, compiled: Compiled, tb: Any) ->
 
 def execute(host: Host, env: Env, gas_limit: int, run: Callable[[Execution], Any],
             compile_fees: bool = True) -> Outcome:
-    """Run `run(execution)` with `gas_limit` gas; never raises for a contract's fault."""
-    with _LOCK:
+    """Run `run(execution)` with `gas_limit` gas; never raises for a contract's fault.
+    The host's digit limit, recursion limit and warning filters are pinned (vm/host.py)."""
+    with _LOCK, pinned():
         rt = Execution(host, env, compile_fees)
         prev = meter.RT, _GAS.cell_contents, _DEPTH.cell_contents, _MEM.cell_contents
         meter.RT = rt

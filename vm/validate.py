@@ -11,11 +11,14 @@ not allowed, and what to use instead.
 from __future__ import annotations
 
 import ast
+import bisect
 import io
 import re
 import tokenize
-import warnings
 from dataclasses import dataclass, field
+
+from vm.host import pinned
+from vm.limits import MAX_INT_BITS
 
 MAX_SOURCE_BYTES = 64 * 1024
 MAX_AST_DEPTH = 100
@@ -144,10 +147,12 @@ def validate(source: str, check_compile: bool = True) -> ContractInfo:
     except UnicodeEncodeError as e:
         line = source.count("\n", 0, e.start) + 1
         raise ContractInvalid([Issue(line, 1, "contract source is not valid UTF-8 text (a lone surrogate)")]) from None
+    hidden = _invisible_characters(source)
+    if hidden:
+        raise ContractInvalid(hidden)
     # Python NFKC-normalises identifiers, so `ｅｖａｌ` would reach the AST as `eval`
     ascii_issues = [] if source.isascii() else _check_identifiers_ascii(source)
-    with warnings.catch_warnings():  # the verdict must not depend on the host's warning filters
-        warnings.simplefilter("ignore")
+    with pinned():  # the host's digit limit, recursion limit and warning filters must not decide
         try:
             tree = ast.parse(source, mode="exec")
         except SyntaxError as e:
@@ -161,11 +166,58 @@ def validate(source: str, check_compile: bool = True) -> ContractInfo:
             raise ContractInvalid(ascii_issues + checker.issues)
         try:  # a safety net: every rule CPython's compiler enforces should be ours already
             if check_compile:
-                compile(tree, "<contract>", "exec")
+                compile(tree, "<contract>", "exec", optimize=0, dont_inherit=True)
         except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
             raise ContractInvalid([Issue(getattr(e, "lineno", None) or 1, getattr(e, "offset", None) or 1,
                                          f"cannot compile: {getattr(e, 'msg', e)}")]) from None
     return info
+
+
+# Characters a contract's source may not hold anywhere, comments and string literals
+# included (docs/contracts.md "Source text"): they are invisible or move text in an editor
+# or a terminal, so the code a reviewer reads is not the code that runs (Trojan Source,
+# CVE-2021-42574).  Every format character (category Cf: the bidi controls U+202A-202E,
+# U+2066-2069, U+200E/200F and U+061C, zero-width U+200B-200D, U+2060, U+FEFF, soft hyphen,
+# tags ...), the line and paragraph separators U+2028/2029 (editors break the line there,
+# Python does not), and the control characters other than tab and line feed (ANSI escapes
+# rewrite a terminal).  A string that needs one writes it as an escape ("\u200d").
+# The table is fixed (Cf as of Unicode 15.1, CPython 3.13): unicodedata would answer each
+# CPython's own Unicode version (3.11 has 14.0, where U+13439-1343F are unassigned).
+_HIDDEN_RANGES = (
+    (0x00, 0x08), (0x0B, 0x1F), (0x7F, 0x9F), (0xAD, 0xAD), (0x600, 0x605), (0x61C, 0x61C), (0x6DD, 0x6DD),
+    (0x70F, 0x70F), (0x890, 0x891), (0x8E2, 0x8E2), (0x180E, 0x180E), (0x200B, 0x200F), (0x2028, 0x202E),
+    (0x2060, 0x2064), (0x2066, 0x206F), (0xFEFF, 0xFEFF), (0xFFF9, 0xFFFB), (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD), (0x13430, 0x1343F), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+)
+_HIDDEN = re.compile("[" + "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in _HIDDEN_RANGES) + "]")
+_HIDDEN_NAMES = {
+    0x061C: "ARABIC LETTER MARK", 0x200B: "ZERO WIDTH SPACE", 0x200C: "ZERO WIDTH NON-JOINER",
+    0x200D: "ZERO WIDTH JOINER", 0x200E: "LEFT-TO-RIGHT MARK", 0x200F: "RIGHT-TO-LEFT MARK",
+    0x2028: "LINE SEPARATOR", 0x2029: "PARAGRAPH SEPARATOR", 0x202A: "LEFT-TO-RIGHT EMBEDDING",
+    0x202B: "RIGHT-TO-LEFT EMBEDDING", 0x202C: "POP DIRECTIONAL FORMATTING", 0x202D: "LEFT-TO-RIGHT OVERRIDE",
+    0x202E: "RIGHT-TO-LEFT OVERRIDE", 0x2060: "WORD JOINER", 0x2066: "LEFT-TO-RIGHT ISOLATE",
+    0x2067: "RIGHT-TO-LEFT ISOLATE", 0x2068: "FIRST STRONG ISOLATE", 0x2069: "POP DIRECTIONAL ISOLATE",
+    0xFEFF: "ZERO WIDTH NO-BREAK SPACE (BOM)",
+}
+
+
+def _invisible_characters(source: str) -> list[Issue]:
+    """Every hidden character of the source (the table above), with its line and column."""
+    if _HIDDEN.search(source) is None:
+        return []
+    issues = []
+    line_starts = [0] + [m.end() for m in re.finditer("\n", source)]
+    for m in _HIDDEN.finditer(source):
+        cp = ord(m.group())
+        line = bisect.bisect_right(line_starts, m.start())
+        name = _HIDDEN_NAMES.get(cp)
+        escape = f"\\u{cp:04x}" if cp <= 0xFFFF else f"\\U{cp:08x}"
+        issues.append(Issue(line, m.start() - line_starts[line - 1] + 1,
+                            f"contract source holds U+{cp:04X}" + (f" ({name})" if name else "")
+                            + ", an invisible or control character: the text a reviewer sees would not be the "
+                            f"code that runs; remove it (in a string, write it as the escape \"{escape}\")"))
+    return issues
 
 
 def _check_identifiers_ascii(source: str) -> list[Issue]:
@@ -513,6 +565,8 @@ class _Checker:
         v = node.value
         if isinstance(v, float):
             self.err(node, "floats are not allowed (they are not reproducible): use integers or Decimal")
+        elif type(v) is int and v.bit_length() > MAX_INT_BITS:
+            self.err(node, f"integer constant over {MAX_INT_BITS} bits")
         elif not (v is None or isinstance(v, (bool, int, str, bytes))):
             self.err(node, f"the constant {v!r} is not allowed")
 
