@@ -717,6 +717,143 @@ def test_nul_position():
     assert issues == [Issue(3, 1, "contract source holds a NUL character")]
 
 
+# ---- 4b. the verdict never depends on host settings (vm/host.py) ---------------------------------------------
+
+_BIDI = [0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069, 0x200E, 0x200F, 0x061C]
+_INVISIBLE = [0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x00AD, 0xE0041, 0x13439, 0x2028, 0x2029, 0x1B, 0x0C, 0x7F,
+              0x85]
+
+
+@pytest.mark.parametrize("cp", _BIDI + _INVISIBLE, ids=lambda cp: f"U+{cp:04X}")
+@pytest.mark.parametrize("where", ["string", "comment", "code", "docstring"])
+def test_hidden_characters_are_refused_anywhere_with_line_and_column(cp, where):
+    """Trojan Source: what a reviewer reads must be what runs, so no invisible or text-moving
+    character anywhere (U+13439 is unassigned on 3.11 and Cf from 3.12: the table is ours)."""
+    ch = chr(cp)
+    line = {"string": f"x = 'ab{ch}c'", "comment": f"x = 1  # ab{ch}c", "code": f"x = 1 {ch}+ 2",
+            "docstring": f"'''ab{ch}c'''"}[where]
+    src = body("y = 0", line, "return x")
+    issues = issues_of(src)
+    assert issues == [Issue(4, 4 + line.index(ch) + 1, issues[0].message)]
+    assert f"U+{cp:04X}" in issues[0].message and "invisible or control character" in issues[0].message
+    assert "\\u" in issues[0].message or "\\U" in issues[0].message  # how to write it instead
+
+
+def test_every_hidden_character_is_reported_at_once():
+    src = body("x = '\u202e'", "y = 1  # \u2066", "return x\u200b")
+    assert [(i.line, i.col) for i in issues_of(src)] == [(3, 10), (4, 14), (5, 13)]
+
+
+def test_escapes_and_visible_non_ascii_text_stay_allowed():
+    validate(body("x = '\\u202e' + '\\u200d' + '\\U000e0041'", "return x + 'é ü 日本 😀'  # café"))
+
+
+def test_hidden_table_holds_every_format_character_of_this_python():
+    import unicodedata
+
+    from vm.validate import _HIDDEN
+
+    cf = [c for c in range(0x110000) if unicodedata.category(chr(c)) in ("Cf", "Zl", "Zp", "Cc")]
+    assert len(cf) >= 163 + 2 + 65
+    missing = [f"U+{c:04X}" for c in cf if _HIDDEN.match(chr(c)) is None and chr(c) not in "\t\n\r"]
+    assert missing == []
+    assert _HIDDEN.match("\t") is None and _HIDDEN.match("\n") is None
+    # and nothing visible: each entry is Cf / Cc / Zl / Zp here, or unassigned in this Unicode
+    extra = [f"U+{c:04X}" for c in range(0x110000) if _HIDDEN.match(chr(c)) is not None
+             and unicodedata.category(chr(c)) not in ("Cf", "Zl", "Zp", "Cc", "Cn")]
+    assert extra == []
+
+
+class _HostDigits:
+    """The host's int <-> str digit limit set to n for the block (restored after)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __enter__(self) -> None:
+        self.old = sys.get_int_max_str_digits()
+        sys.set_int_max_str_digits(self.n)
+
+    def __exit__(self, *exc) -> None:
+        sys.set_int_max_str_digits(self.old)
+
+
+_MAX = (1 << 4096) - 1
+_LITERALS = [  # (literal text, over the VM's 4096-bit limit)
+    pytest.param("9" * 1000, False, id="dec-1000-digits"),
+    pytest.param(str(_MAX), False, id="dec-max"),
+    pytest.param(str(_MAX + 1), True, id="dec-max+1"),
+    pytest.param("9" * 60000, True, id="dec-60000-digits"),
+    pytest.param("1_" * 600 + "1", False, id="dec-underscores"),
+    pytest.param("0" * 5000, False, id="dec-5000-zeros"),
+    pytest.param(hex(_MAX), False, id="hex-max"),
+    pytest.param(hex(_MAX + 1), True, id="hex-max+1"),
+    pytest.param("0X" + "_F" * 1024, False, id="hex-underscores"),
+    pytest.param(oct(_MAX), False, id="oct-max"),
+    pytest.param(oct(_MAX + 1), True, id="oct-max+1"),
+    pytest.param(bin(_MAX), False, id="bin-max"),
+    pytest.param(bin(_MAX + 1), True, id="bin-max+1"),
+]
+
+
+@pytest.mark.parametrize("literal, over", _LITERALS)
+@pytest.mark.parametrize("host_limit", [640, 0, 4300])
+def test_int_literals_are_decided_by_the_vm_limit_alone(literal, over, host_limit):
+    """PYTHONINTMAXSTRDIGITS=640 used to refuse a 1,000-digit literal, =0 to let validate()
+    accept 60,000 digits that the compiler refused: one verdict now, validate = compile."""
+    from vm.compiler import compile_contract
+
+    src = body(f"return {literal} % 7 + a")
+    with _HostDigits(host_limit):
+        verdicts = []
+        for check in (validate, compile_contract):
+            try:
+                check(src)
+                verdicts.append(None)
+            except ContractInvalid as e:
+                verdicts.append(e.issues)
+        assert sys.get_int_max_str_digits() == host_limit
+    if over:
+        assert verdicts[0] == verdicts[1] == [Issue(3, 12, "integer constant over 4096 bits")]
+    else:
+        assert verdicts == [None, None]
+
+
+def test_host_settings_are_restored_after_every_verdict():
+    from vm.compiler import compile_contract
+
+    filters, digits, limit = list(warnings.filters), sys.get_int_max_str_digits(), sys.getrecursionlimit()
+    for src in (body("return a"), body("return 1 +"), body("return " + "-" * 3000 + "a"), body("return '\\d'")):
+        for check in (validate, compile_contract):
+            try:
+                check(src)
+            except ContractInvalid:
+                pass
+            assert (warnings.filters, sys.get_int_max_str_digits(), sys.getrecursionlimit()) == \
+                (filters, digits, limit)
+
+
+@pytest.mark.parametrize("headroom", [60, 100000])
+def test_nesting_verdict_does_not_depend_on_the_host_recursion_limit(headroom):
+    """A wrapper's sys.setrecursionlimit decided whether a deep contract parsed (3.11's
+    parser and compiler count against it) and whether the validator's own walk overflowed."""
+    from vm.compiler import compile_contract
+    from vm.host import _stack_depth
+
+    ok, too_deep = MAX_AST_DEPTH - 2, MAX_AST_DEPTH - 1
+    fine = body("return " + "-(" * ok + "a" + ")" * ok)
+    deep = body("return " + "-(" * too_deep + "a" + ")" * too_deep)
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(_stack_depth() + headroom)
+    try:
+        compile_contract(fine)
+        with pytest.raises(ContractInvalid) as exc:
+            compile_contract(deep)
+    finally:
+        sys.setrecursionlimit(old)
+    assert all("nested more than" in i.message for i in exc.value.issues)
+
+
 # ---- 5. regressions: bugs found by these tests, fixed -------------------------------------------------------
 
 def test_fixed_comprehension_target_unlocks_builtin():
