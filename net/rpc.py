@@ -34,6 +34,7 @@ from ledger.tx import (MAX_FUNCTION_NAME, U64_MAX, Call, Deploy, Transaction, Tx
 from vm import ml as vm_ml
 from vm import runtime
 from vm.errors import InvalidContract, VMError
+from vm.host import pinned
 from vm.limits import MAX_EVENT_BYTES, MAX_OUTPUT_BYTES, MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES
 from vm.values import Decimal, decode_value, encode_value, from_json_arg, to_json
 from ledger.encoding import encode
@@ -665,8 +666,11 @@ async def _batch(node: Node, reqs: list) -> list[dict]:
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(body, separators=(",", ":")), status=status,
-                        content_type="application/json")
+    """A JSON answer.  Written under the VM's settings (vm/host.py): a contract's ints have up
+    to 1,234 digits, which json.dumps refuses under a host digit limit below that."""
+    with pinned():
+        text = json.dumps(body, separators=(",", ":"))
+    return web.Response(text=text, status=status, content_type="application/json")
 
 
 def make_app(node: Node, max_body: int) -> web.Application:
