@@ -22,7 +22,8 @@ from typing import Any, Coroutine
 from aiohttp import web
 
 from consensus.bft import BftEngine
-from consensus.genesis import COIN, Genesis, devnet_genesis, devnet_keys, devnet_validator_key, load_genesis
+from consensus.genesis import (COIN, Genesis, devnet_genesis, devnet_keys, devnet_validator_key, load_genesis,
+                               write_genesis)
 from consensus.signer import Signer, SignerError
 from consensus.solo import SoloEngine
 from ledger import errors
@@ -31,7 +32,7 @@ from ledger.chain import Chain, Proposal
 from ledger.keys import address_hex, address_of, load_key
 from ledger.mempool import AlreadyKnown, Mempool
 from ledger.sigverify import SignatureVerifier
-from ledger.store import Store, StoreError
+from ledger.store import Store, StoreError, write_durably
 from ledger.evidence import DuplicateVoteEvidence
 from ledger.evidence import encode as evidence_encode
 from ledger.tx import (Transaction, TxKind, contract_address, decode_transaction, submit_evidence,
@@ -54,6 +55,7 @@ PEER_WAIT_S = 30.0  # at most this long a BFT node waits for peers holding 2/3 o
 GOSSIP_TX_BATCH = 2000  # transactions in one "tx" gossip message, at most
 GOSSIP_TX_BATCH_BYTES = 1 << 20
 TX_LOG_LINES = 20  # blocks with more transactions get only their summary line
+STORAGE_FULL_EXIT = 75  # EX_TEMPFAIL: free space and start the node again
 
 
 def printable(text: str) -> str:
@@ -149,7 +151,10 @@ def _lock(data_dir: Path) -> Any:
 
 
 def _open_genesis(cfg: NodeConfig, store: Store) -> tuple[Genesis, bool]:
-    """The genesis this data dir holds, writing it on first start. (genesis, is_devnet)"""
+    """The genesis this data dir holds, writing it on first start. (genesis, is_devnet)
+
+    The store is the record: <data-dir>/genesis.json is a copy for tools, written after the
+    store's genesis and re-derived from it when missing (a first start killed in between)."""
     stored = store.genesis_doc()
     given = load_genesis(cfg.genesis) if cfg.genesis else None
     if stored is not None:
@@ -158,14 +163,16 @@ def _open_genesis(cfg: NodeConfig, store: Store) -> tuple[Genesis, bool]:
         if given is not None and given.hash != genesis.hash:
             raise NodeError(f"{cfg.data_dir} holds chain {genesis.chain_id} with another genesis; "
                             "use an empty --data-dir for a new chain")
-        return given or genesis, meta["devnet"]  # the same chain; the file given may list newer peers
-    devnet = given is None
-    genesis = given or devnet_genesis(int(time.time() * 1000))
-    changes, root, nodes = genesis.initial_state()
-    doc = json.dumps({"genesis": genesis.to_json(), "devnet": devnet}, sort_keys=True).encode()
-    store.init_genesis(doc, genesis.header(root), changes, nodes)
-    (cfg.data_dir / "genesis.json").write_text(json.dumps(genesis.to_json(), indent=2) + "\n")
-    return genesis, devnet
+        devnet = meta["devnet"]
+    else:
+        devnet = given is None
+        genesis = given or devnet_genesis(int(time.time() * 1000))
+        changes, root, nodes = genesis.initial_state()
+        doc = json.dumps({"genesis": genesis.to_json(), "devnet": devnet}, sort_keys=True).encode()
+        store.init_genesis(doc, genesis.header(root), changes, nodes)
+    if not (cfg.data_dir / "genesis.json").exists():
+        write_genesis(genesis, cfg.data_dir / "genesis.json")
+    return given or genesis, devnet  # the same chain; the file given may list newer peers
 
 
 class Node:
@@ -176,7 +183,13 @@ class Node:
             self.store = Store(cfg.data_dir)
         except StoreError as e:
             raise NodeError(str(e)) from None
-        self.genesis, self.devnet = _open_genesis(cfg, self.store)
+        try:
+            self.genesis, self.devnet = _open_genesis(cfg, self.store)
+        except OSError as e:  # genesis.json or its directory (a full disk: StorageFull from the store)
+            raise NodeError(f"cannot write {cfg.data_dir / 'genesis.json'}: {e.strerror}") from None
+        self._full: errors.StorageFull | None = None  # set once a block could not be written
+        self._halted = asyncio.Event()
+        self.store.on_full = self._storage_full
         cache = cfg.data_dir / "xla-cache"
         vm_ml.use_compilation_cache(cache)
         if cache.is_dir() and any(cache.iterdir()):  # this node ran ML before: load jax meanwhile
@@ -235,6 +248,8 @@ class Node:
         Signatures of a batch are checked together (in worker processes); batches are
         added to the mempool in the order they arrived, so pipelined batches of one
         sender's consecutive nonces never see each other out of order."""
+        if self._full is not None:
+            return [self._full] * len(raws)
         params = self.chain.params
         results: list[Any] = [None] * len(raws)
         todo: list[tuple[int, Transaction]] = []
@@ -313,6 +328,23 @@ class Node:
                     if not fut.done():
                         fut.set_exception(err)
 
+    def _storage_full(self, err: errors.StorageFull) -> None:
+        """A block could not be written.  A validator that cannot persist must not vote nor
+        sign again, so the node stops (docs/consensus.md "Disk full"); what it committed is
+        on disk, what it precommitted is in the signer state and the others' chain."""
+        if self._full is not None:
+            return
+        self._full = err
+        log.error("STORAGE FULL at height %d: %s. The node stops; nothing committed is lost.",
+                  self.chain.tip.height, err)
+        if self.bft and self.engine is not None:
+            self.engine.stop()
+        for futs in self._waiters.values():
+            for fut in futs:
+                if not fut.done():
+                    fut.set_exception(err)
+        self._halted.set()
+
     def spawn(self, coro: Coroutine) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
@@ -373,7 +405,9 @@ class Node:
             # a fresh signer state past genesis (a wiped data dir): one block more first
             await self.sync.catch_up(fresh_since_ms)
             self.engine.start()
-            await asyncio.Event().wait()  # until cancelled
+            await self._halted.wait()  # until cancelled, or a block could not be written
+            assert self._full is not None
+            raise self._full
         finally:
             for t in background:
                 t.cancel()
@@ -465,7 +499,7 @@ class Node:
                 bal = dict(g.accounts).get(k.address, 0)
                 lines.append(f"({i}) {address_hex(k.address)}  key 0x{k.seed.hex()}  ({bal // COIN} GRAD)")
             info["accounts"] = [{"address": address_hex(k.address), "private_key": k.seed.hex()} for k in keys]
-        (self.cfg.data_dir / "devnet.json").write_text(json.dumps(info, indent=2) + "\n")
+        write_durably(self.cfg.data_dir / "devnet.json", (json.dumps(info, indent=2) + "\n").encode())
         lines += ["", f"Listening on {self.rpc_url}"]
         print("\n".join(lines), flush=True)
 
@@ -518,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         node = Node(cfg)
-    except (NodeError, ValueError) as e:
+    except (NodeError, ValueError, errors.StorageFull) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 
@@ -537,6 +571,10 @@ def main(argv: list[str] | None = None) -> int:
     except NodeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except errors.StorageFull as e:
+        print(f"error: {e}", file=sys.stderr)
+        print(f"stopped at height {node.chain.tip.height}: storage full", flush=True)
+        return STORAGE_FULL_EXIT
     finally:
         node.close()
     print(f"stopped at height {node.chain.tip.height}", flush=True)

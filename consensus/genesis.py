@@ -18,6 +18,7 @@ from ledger.hashing import EMPTY_HASH, hash_bytes
 from ledger.block import Header
 from ledger.keys import PrivateKey, address_hex, parse_address
 from ledger.merkle import merkle_root
+from ledger.store import write_durably
 from ledger.params import ChainParams
 from ledger.staking import genesis_staking
 from ledger.state import STAKING_PREFIX, Account, account_key, encode_account
@@ -123,6 +124,11 @@ def load_genesis(path: str | Path) -> Genesis:
     except (OSError, ValueError) as e:  # a JSONDecodeError or a UnicodeDecodeError
         raise ValueError(f"cannot read genesis file {path}: {e}") from None
     return Genesis.from_json(doc)
+
+
+def write_genesis(genesis: Genesis, path: str | Path) -> None:
+    """Write a genesis file atomically: a crash leaves no file or the whole file."""
+    write_durably(path, (json.dumps(genesis.to_json(), indent=2) + "\n").encode())
 
 
 def devnet_keys(n: int = DEVNET_ACCOUNTS) -> list[PrivateKey]:

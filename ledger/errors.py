@@ -54,3 +54,9 @@ class GasLimitTooHigh(InvalidTransaction):
 
 class InvalidBlock(LedgerError):
     reason = "invalid_block"
+
+
+class StorageFull(LedgerError):
+    """The node could not write a block (disk or LMDB map full): it takes no transaction
+    and stops (docs/consensus.md "Disk full")."""
+    reason = "node_storage_full"

@@ -15,11 +15,14 @@ Named databases:
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 from pathlib import Path
 from typing import Callable, Iterator
 
 import lmdb
 
+from ledger import errors
 from ledger.block import (Block, Commit, Header, Receipt, commit_from_wire, header_from_wire,
                           receipt_from_wire)
 from ledger.encoding import decode, encode
@@ -31,6 +34,9 @@ _DBS = (b"meta", b"headers", b"hashes", b"commits", b"txs", b"receipts", b"state
 _HEIGHT = b"height"
 _GENESIS = b"genesis"
 _MAX_TX = 1 << 30  # stored transactions were checked on the way in
+# what LMDB says (in its message: py-lmdb keeps no errno) when the disk or a quota is full
+_FULL_TEXTS = tuple(os.strerror(n) for n in (errno.ENOSPC, errno.EDQUOT))
+_FULL_MARGIN = 64 << 20  # free bytes below which an I/O error of a commit means a full disk
 
 
 def height_key(h: int) -> bytes:
@@ -43,6 +49,25 @@ def tx_key(h: int, i: int) -> bytes:
 
 class StoreError(Exception):
     """The data dir is missing, locked, or not a gradchain store."""
+
+
+def write_durably(path: str | Path, data: bytes, mode: int = 0o644) -> None:
+    """Temp file, fsync, rename, fsync of the directory: a crash (SIGKILL, power loss) at any
+    moment leaves the old file or the new one at `path`, never a missing or torn one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
 
 
 class Reader:
@@ -61,7 +86,7 @@ class Reader:
 
 class Store:
     def __init__(self, path: str | Path, map_size: int = 64 << 30):
-        path = Path(path)
+        self.path = path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         try:
             self.env = lmdb.open(str(path / "chain.lmdb"), map_size=map_size, max_dbs=len(_DBS),
@@ -69,6 +94,8 @@ class Store:
         except lmdb.Error as e:
             raise StoreError(f"cannot open the store in {path}: {e}") from None
         self._db = {name: self.env.open_db(name) for name in _DBS}
+        # told before errors.StorageFull is raised, wherever the write came from (node.py stops)
+        self.on_full: Callable[[errors.StorageFull], None] | None = None
 
     def close(self) -> None:
         self.env.close()
@@ -173,14 +200,41 @@ class Store:
     # ---- writes -----------------------------------------------------------------------
 
     def _write(self, fn: Callable[[lmdb.Transaction], None]) -> None:
-        """Run fn in one write transaction, growing the map if it is full."""
-        while True:
-            try:
-                with self.env.begin(write=True) as txn:
-                    fn(txn)
-                return
-            except lmdb.MapFullError:
-                self.env.set_mapsize(self.env.info()["map_size"] * 2)
+        """Run fn in one write transaction, growing the map if it is full.  errors.StorageFull
+        when the disk is full or the map cannot grow: nothing of fn was written."""
+        try:
+            while True:
+                try:
+                    with self.env.begin(write=True) as txn:
+                        fn(txn)
+                    return
+                except lmdb.MapFullError:
+                    self._grow()
+                except lmdb.Error as e:
+                    if not self._disk_full(e):
+                        raise
+                    raise errors.StorageFull(f"the disk holding {self.path} is full ({e}): free space on it, "
+                                             "then restart the node") from None
+        except errors.StorageFull as e:
+            if self.on_full is not None:
+                self.on_full(e)
+            raise
+
+    def _disk_full(self, e: lmdb.Error) -> bool:
+        """ENOSPC or EDQUOT; or EIO on a disk with (almost) no space left, which is how LMDB
+        reports a write cut short by the last free bytes."""
+        if any(t in str(e) for t in _FULL_TEXTS):
+            return True
+        st = os.statvfs(self.path)
+        return os.strerror(errno.EIO) in str(e) and st.f_bavail * st.f_frsize < _FULL_MARGIN
+
+    def _grow(self) -> None:
+        size = self.env.info()["map_size"] * 2
+        try:
+            self.env.set_mapsize(size)
+        except lmdb.Error as e:
+            raise errors.StorageFull(f"the LMDB map of {self.path} is full and cannot grow to {size} bytes ({e}): "
+                                     "free memory or address space, then restart the node") from None
 
     def _put_state(self, txn: lmdb.Transaction, changes: dict[bytes, bytes | None],
                    nodes: dict[bytes, bytes]) -> None:
