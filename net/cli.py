@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 from consensus.genesis import COIN
-from ledger.keys import PrivateKey, address_hex, load_key, parse_address, save_key
+from ledger.keys import PrivateKey, address_hex, address_of, load_key, parse_address, save_key
 from ledger.tx import U64_MAX
 from net.client import (DEFAULT_URL, Client, CommitTimeout, ConnectionFailed, ContractFailed, NotFound,
                         ProofError, RpcError, StakingFailed, TxRejected, Validators, json_arg)
@@ -449,10 +449,53 @@ def _send_staking_tx(args: argparse.Namespace, what: str, send: Any) -> dict:
         raise CliError(f"{what} failed: {_staking_text(e)}") from None
 
 
+def _addresses_with_a_node(client: Client) -> set[str]:
+    """The validators the CLI can tell run a node: the one it talks to (status), and those
+    the genesis file gives a p2p address (`peers`; `gradchain testnet` lists every one)."""
+    out = {client.status()["validator"]}
+    for entry in client.call("genesis")["genesis"].get("peers", []):
+        try:
+            out.add(address_hex(address_of(bytes.fromhex(entry.split("@", 1)[0]))))
+        except ValueError:
+            continue  # a malformed entry names no key: the node refuses it too
+    return out
+
+
+def bond_stall_warning(client: Client, key: PrivateKey, amount: int) -> str | None:
+    """Why this bond would stop the chain, or None: when validators with no node the CLI
+    knows of hold 1/3 or more of the stake, the others never reach the > 2/3 quorum."""
+    stake = {v.address: v.stake for v in client.validators().bonded}
+    me = address_hex(key.address)
+    stake[me] = stake.get(me, 0) + amount
+    running = _addresses_with_a_node(client)
+    idle = sorted(a for a in stake if a not in running)
+    idle_stake, total = sum(stake[a] for a in idle), sum(stake.values())
+    if 3 * idle_stake < total:
+        return None
+    return (f"after this bond {', '.join(idle)} would hold {100 * idle_stake / total:.1f}% of the stake with no "
+            f"running node known to {client.url} (the genesis peers and this node's validator): at 1/3 or more "
+            "the other validators cannot finalise blocks and the chain stops until those keys run nodes")
+
+
+def _confirm_bond(args: argparse.Namespace, client: Client, key: PrivateKey, amount: int) -> None:
+    """Refuse a bond that would stop the chain unless --force (or a yes on a terminal)."""
+    warning = None if args.force else bond_stall_warning(client, key, amount)
+    if warning is None:
+        return
+    if sys.stdin.isatty() and not args.json:
+        print(f"warning: {warning}", file=sys.stderr)
+        if input("Bond anyway? [y/N] ").strip().lower() in ("y", "yes"):
+            return
+        raise CliError("bond not sent")
+    raise CliError(f"{warning}; start a node for the key first, or pass --force to bond anyway")
+
+
 def _stake_cmd(args: argparse.Namespace, client: Client, action: str) -> int:
     """bond and unbond: send, then say the stake now and from which block it counts."""
     key = load_key_spec(args.key)
     amount = _staking_amount(args.amount)
+    if action == "bond":
+        _confirm_bond(args, client, key, amount)
     send = client.bond if action == "bond" else client.unbond
     r = _send_staking_tx(args, f"{action} of {format_grad(amount)} ({amount} units)",
                          lambda: send(key, amount, wait=not args.no_wait, gas_price=args.gas_price,
@@ -869,8 +912,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     bo = sub.add_parser("bond", help="stake GRAD: the key becomes a validator (or adds stake)", parents=[common],
                         epilog="The stake is in the bonded table at once and signs from two blocks after the "
-                               "block that holds the transaction (see: gradchain validators).")
+                               "block that holds the transaction (see: gradchain validators). A bond after which "
+                               "keys with no known running node hold 1/3 or more of the stake is refused "
+                               "without --force (asked on a terminal): the chain would stop.")
     bo.add_argument("--amount", required=True, help="GRAD (1.5) or base units (1500000000u)")
+    bo.add_argument("--force", action="store_true",
+                    help="bond even if keys with no running node would then hold 1/3 or more of the stake "
+                         "(the chain would stop)")
     staking_options(bo)
     bo.set_defaults(func=cmd_bond, needs_client=True)
 

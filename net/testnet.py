@@ -1,6 +1,6 @@
 """`gradchain testnet -n 4 --out DIR`: files for N local validators of equal stake.
 
-DIR/genesis.json       N validators (stake 1 each), the devnet accounts funded (use dev:N keys),
+DIR/genesis.json       N validators (TESTNET_STAKE each), the devnet accounts funded (use dev:N keys),
                        and every validator's p2p address (`peers`: a node started without
                        --peers and --p2p-port takes them from there)
 DIR/nodeI/key.json     validator I's key (mode 0600); it is also its p2p node key
@@ -18,13 +18,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from consensus.genesis import DEVNET_BALANCE, Genesis, devnet_keys
+from consensus.genesis import COIN, DEVNET_BALANCE, Genesis, devnet_keys, write_genesis
 from ledger.validators import Validator, ValidatorSet
 from ledger.keys import PrivateKey, save_key
 from ledger.params import ChainParams
 
 TESTNET_CHAIN_ID = "gradchain-testnet"
 ROOT = Path(__file__).resolve().parent.parent
+# Each validator's stake: as much as one devnet account holds, so a dev account that bonds
+# what it has gets at most 1/(N+1) of the power, and the README's 1,000 GRAD bond a rounding
+# error (with a stake of one base unit it took nearly all of it and the chain stopped).
+TESTNET_STAKE = 1_000_000 * COIN
 
 
 @dataclass(frozen=True)
@@ -56,13 +60,13 @@ def make_testnet(n: int, out: Path, time_ms: int, rpc_base: int = 8545, p2p_base
     keys = keys or [PrivateKey.generate() for _ in range(n)]
     if len(keys) != n:
         raise ValueError("one key per validator")
-    vset = ValidatorSet(tuple(Validator(k.public_key, 1) for k in keys))
+    vset = ValidatorSet(tuple(Validator(k.public_key, TESTNET_STAKE) for k in keys))
     everyone = tuple(f"{k.public_key.hex()}@{host}:{p2p_base + j}" for j, k in enumerate(keys))
     genesis = Genesis(TESTNET_CHAIN_ID, time_ms, ChainParams(), vset,
                       tuple(sorted((k.address, DEVNET_BALANCE) for k in devnet_keys())), everyone)
     out.mkdir(parents=True, exist_ok=True)
     gpath = out / "genesis.json"
-    gpath.write_text(json.dumps(genesis.to_json(), indent=2) + "\n")
+    write_genesis(genesis, gpath)
     nodes = []
     for i, k in enumerate(keys):
         kfile = out / f"node{i}" / "key.json"

@@ -154,3 +154,36 @@ def _bond_unbond_slash(c: Client, url: str, tmp_path) -> None:
     assert "may not bond again" in fails("bond", "--key", "dev:1", "--amount", "1", url=url)
     wait_height(c, s + 2)
     assert c.validators(s + 2).signing_stake(DEV1) == 0 and DEV1 not in cli("validators", url=url).stdout
+
+
+def test_bond_that_would_give_keys_without_a_node_a_third_is_refused_without_force(tmp_path):
+    """A one-validator chain of 10,000 GRAD whose genesis lists a p2p address for dev:3 (so
+    dev:3 counts as running a node; dev:1 and dev:2 run none).  A bond after which keys with
+    no known node hold 1/3 or more of the stake is refused before anything is sent, naming
+    them; --force sends it."""
+    from ledger.validators import Validator, ValidatorSet
+    from net.cli import bond_stall_warning
+    stake = 10_000 * COIN
+    g = dataclasses.replace(devnet_genesis(int(time.time() * 1000)), params=ChainParams(block_reward=0),
+                            validators=ValidatorSet((Validator(devnet_validator_key().public_key, stake),)),
+                            peers=(f"{DEV[3].public_key.hex()}@127.0.0.1:1",))
+    (tmp_path / "genesis.json").write_text(json.dumps(g.to_json()))
+    save_key(devnet_validator_key(), tmp_path / "validator.json")
+    proc = NodeProcess(tmp_path / "node", "--genesis", str(tmp_path / "genesis.json"), "--key",
+                       str(tmp_path / "validator.json"), block_time=0.2).start()
+    dev2 = address_hex(DEV[2].address)
+    try:
+        err = fails("bond", "--key", "dev:2", "--amount", "6000", url=proc.url)  # 6,000 of 16,000
+        assert dev2 in err and "37.5%" in err and "--force" in err and "chain stops" in err
+        with Client(proc.url) as c:
+            assert c.account(DEV[2].address).nonce == 0 and c.validators().bonded_stake_of(dev2) == 0
+        assert cli_json("bond", "--key", "dev:2", "--amount", "3000", url=proc.url)["stake"] == 3000 * COIN
+        err = fails("bond", "--key", "dev:1", "--amount", "2000", url=proc.url)  # 5,000 of 15,000: exactly 1/3
+        assert DEV1 in err and dev2 in err and "33.3%" in err
+        with Client(proc.url) as c:
+            assert bond_stall_warning(c, DEV[3], 2000 * COIN) is None  # dev:3 is a listed peer
+            assert bond_stall_warning(c, DEV[1], 1999 * COIN) is None  # just under 1/3
+        # forced: it is sent, and then the 10,000 GRAD validator holds only 2/3 (the chain stops)
+        assert cli_json("bond", "--key", "dev:1", "--amount", "2000", "--force", url=proc.url)["stake"] == 2000 * COIN
+    finally:
+        proc.kill()

@@ -12,14 +12,15 @@ import time
 
 import pytest
 
-from consensus.genesis import devnet_keys
+from consensus.genesis import COIN, devnet_keys
 from ledger.keys import PrivateKey
-from net.testnet import make_testnet
+from net.testnet import TESTNET_STAKE, make_testnet
 from tests.nodeproc import check_agreement, heights, validator_processes, wait_until
 
 N = 4
 KEYS = [PrivateKey.from_label(f"testnet test validator {i}") for i in range(N)]
 USERS = devnet_keys(2)
+BACK = 1000  # base units the leaver bonds again (paid by its block rewards)
 
 
 @pytest.fixture
@@ -81,7 +82,8 @@ def test_testnet_command_writes_genesis_keys_and_commands(tmp_path, capsys):
     assert main(["testnet", "-n", "4", "--out", str(out), "--rpc-port", "9000", "--p2p-port", "9100"]) == 0
     text = capsys.readouterr().out
     g = load_genesis(out / "genesis.json")
-    assert len(g.validators.validators) == 4 and len({v.stake for v in g.validators.validators}) == 1
+    assert len(g.validators.validators) == 4 and {v.stake for v in g.validators.validators} == {TESTNET_STAKE}
+    assert TESTNET_STAKE >= max(b for _, b in g.accounts)  # no dev account alone outweighs a validator
     keys = [load_key(out / f"node{i}" / "key.json") for i in range(4)]
     assert {k.public_key for k in keys} == {v.public_key for v in g.validators.validators}
     cmds = [line.split("python node.py ", 1)[1].split() for line in text.splitlines() if "python node.py" in line]
@@ -127,28 +129,38 @@ def test_gossiped_transactions_are_admitted_in_batches_and_junk_drops_the_peer(t
 
 
 def test_unbond_and_bond_change_the_set_at_h_plus_2_on_every_node(testnet):
-    """Validator 3 leaves (unbonds its whole stake), then comes back (bonds): on every
-    process the headers name the new set from exactly the height after next, and the
-    leaver signs no commit in between (three of three sign meanwhile)."""
+    """Validator 3 leaves (unbonds its whole stake), then comes back (bonds what its block
+    rewards paid it): on every process the headers name the new set from exactly the height
+    after next, and the leaver signs no commit in between (three of three sign meanwhile).
+    Then the README's `gradchain bond --key dev:1 --amount 1000` (dev:1 runs no node) is
+    sent without --force and the chain goes on."""
     from ledger.keys import address_hex
+    from tests.test_cli import cli_json
 
     nodes = testnet
     wait_until(lambda: min(heights(nodes)) >= 2, 25, "height 2 on every node")  # block rewards pay the fees
     leaver = KEYS[3]
     addr = address_hex(leaver.address)
     with nodes[0].client() as c:
-        out = c.unbond(leaver, 1, timeout=20)["height"]
+        out = c.unbond(leaver, TESTNET_STAKE, timeout=20)["height"]
         wait_until(lambda: min(heights(nodes)) >= out + 2, 20, "two blocks after the unbond")
-        back = c.bond(leaver, 1, timeout=20)["height"]
+        back = c.bond(leaver, BACK, timeout=20)["height"]
     wait_until(lambda: min(heights(nodes)) >= back + 3, 20, "three blocks after the bond")
     for n in nodes:
         with n.client() as c:
             hashes = {h: c.block(h)["header"]["validators_hash"] for h in range(out, back + 3)}
             assert hashes[out] == hashes[out + 1] != hashes[out + 2]          # gone from out + 2
-            assert hashes[back + 1] != hashes[back + 2] == hashes[out]         # back from back + 2
-            assert c.validators(out + 1).signing_stake(addr) == 1 and c.validators(out + 2).signing_stake(addr) == 0
-            assert c.validators(back + 2).signing_stake(addr) == 1
+            assert hashes[out + 2] == hashes[back + 1] != hashes[back + 2]     # back (stake BACK) from back + 2
+            assert c.validators(out + 1).signing_stake(addr) == TESTNET_STAKE
+            assert c.validators(out + 2).signing_stake(addr) == 0
+            assert c.validators(back + 2).signing_stake(addr) == BACK
             for h in range(out + 2, back + 2):
                 sigs = {s["validator"] for s in c.block(h)["commit"]["signatures"]}
                 assert addr not in sigs and len(sigs) == 3, h
+    check_agreement(nodes)
+
+    bonded = cli_json("bond", "--key", "dev:1", "--amount", "1000", url=nodes[0].url)["height"]  # no --force
+    wait_until(lambda: min(heights(nodes)) >= bonded + 3, 20, "blocks after dev:1 bonded 1000 GRAD")
+    with nodes[0].client() as c:
+        assert c.validators(bonded + 2).signing_stake(address_hex(USERS[1].address)) == 1000 * COIN
     check_agreement(nodes)
