@@ -3,8 +3,11 @@
 Each link starts with a handshake in which both sides prove they hold their node key and
 agree on the chain (id and genesis hash); only then are messages exchanged.  A message is
 a frame: a 4-byte big-endian length, then the canonical msgpack of [type, body].  A peer
-that breaks a rule (bad frame, malformed body, a body its handler refuses, a full send
-queue) is dropped; it never stops the node.  The protocol is written out in docs/p2p.md.
+that breaks a rule (bad frame, malformed body, a body its handler refuses) is dropped and
+banned for a time; one that does not read (a full send queue, a write that stalls) is
+dropped; neither ever stops the node.  Peer slots are reserved for the validators and the
+configured peers; other peers get a small share, bounded per IP.  The protocol is written
+out in docs/p2p.md.
 
 This module only carries messages.  What they mean (transactions, proposals, votes,
 blocks) belongs to the handlers the node registers, which is how consensus stays free of
@@ -21,7 +24,7 @@ import random
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable, Protocol
+from typing import Any, Awaitable, Callable, Collection, Hashable, Iterable, Protocol
 
 from ledger.encoding import DecodeError, decode, encode
 from ledger.hashing import HASH_SIZE, hash_bytes
@@ -42,6 +45,7 @@ GOSSIP_TYPES = frozenset({"tx", "proposal", "vote"})
 
 Handler = Callable[[bytes, Any], "None | bool | object | Awaitable[None | bool | object]"]
 OnConnect = Callable[[bytes], None]
+ValidatorKeys = Callable[[], Collection[bytes]]
 
 
 class _NotHandled:
@@ -77,8 +81,13 @@ class HandshakeRefused(PeerError):
         self.peer_key = peer_key
 
 
-class BadMessage(PeerError):
-    """Raised by a handler whose validation refuses a body: the sender is dropped."""
+class Violation(PeerError):
+    """The peer itself broke the protocol after the handshake (not the link failing): it is
+    dropped and banned for a time."""
+
+
+class BadMessage(Violation):
+    """Raised by a handler whose validation refuses a body: the sender is dropped and banned."""
 
 
 # ---- limits and fault injection ----------------------------------------------------------
@@ -91,9 +100,18 @@ class Limits:
     handshake_timeout: float = 5.0   # seconds for the whole handshake
     frame_timeout: float = 30.0      # seconds for a frame's body once its length is read
     send_queue: int = 1024           # frames waiting for one peer; more drops the peer
+    send_queue_bytes: int = 4 << 20  # bytes waiting for a peer outside the reserved set (see SendQueue)
+    write_timeout: float = 10.0      # seconds for one frame to be taken by a peer; longer drops it
     seen_cache: int = 100_000        # gossip hashes remembered for dedup
     backoff_min: float = 0.1         # reconnect delay, doubling up to backoff_max
     backoff_max: float = 5.0
+    max_other_peers: int = 10        # admitted inbound peers that are neither validators nor configured
+    max_per_ip: int = 8              # inbound handshakes in flight, and admitted other peers, per IP
+    ban: float = 30.0                # first ban of a peer key; doubles per repeat offence up to ban_max
+    ban_max: float = 3600.0          # also how long after a ban ends its offences are remembered
+    validator_ban: float = 3.0       # at most this for a validator (an honest one framed must come back)
+    ip_ban_after: int = 3            # offences of inbound keys from one IP that ban the IP
+    ban_table: int = 10_000          # entries kept per ban table (keys, IPs); the least recent go first
 
 
 class LinkPolicy(Protocol):
@@ -153,13 +171,13 @@ def encode_message(msg_type: str, body: Any, max_frame: int = MAX_FRAME) -> byte
 
 
 def decode_message(payload: bytes) -> tuple[str, Any]:
-    """(type, body) of a payload; PeerError if it is not canonical [str, value]."""
+    """(type, body) of a payload; Violation if it is not canonical [str, value]."""
     try:
         msg = decode(payload)
     except DecodeError as e:
-        raise PeerError(f"malformed message: {e}") from None
+        raise Violation(f"malformed message: {e}") from None
     if type(msg) is not list or len(msg) != 2 or type(msg[0]) is not str:
-        raise PeerError("malformed message: not [type, body]")
+        raise Violation("malformed message: not [type, body]")
     return msg[0], msg[1]
 
 
@@ -171,7 +189,7 @@ async def read_frame(reader: asyncio.StreamReader, max_frame: int, frame_timeout
         raise PeerError("connection closed" if not e.partial else "truncated length prefix") from None
     size = int.from_bytes(prefix, "big")
     if size > max_frame:
-        raise PeerError(f"frame of {size} bytes is over the limit of {max_frame}")
+        raise Violation(f"frame of {size} bytes is over the limit of {max_frame}")
     try:
         return await asyncio.wait_for(reader.readexactly(size), frame_timeout)
     except asyncio.IncompleteReadError as e:
@@ -268,6 +286,97 @@ async def _handshake_message(reader: asyncio.StreamReader, want: str, peer_key: 
     return body
 
 
+# ---- send queues and bans ----------------------------------------------------------------
+
+@dataclass(eq=False)
+class SendQueue:
+    """Frames waiting to be written to one peer, bounded in count and in bytes, so that a
+    peer that does not read costs at most the bound.  `nbytes` counts the frames queued and
+    the one being written (until `done`); a frame that would take it over `max_bytes` is
+    refused, except when nothing is waiting, so that one largest block always goes."""
+
+    max_frames: int
+    max_bytes: int
+    nbytes: int = 0
+    _frames: deque[bytes] = field(default_factory=deque)
+    _ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def put_nowait(self, data: bytes) -> str | None:
+        """Queue data; None, or why it does not fit (the queue is left as it was)."""
+        if len(self._frames) >= self.max_frames:
+            return f"{self.max_frames} messages"
+        if self.nbytes and self.nbytes + len(data) > self.max_bytes:
+            return f"{self.max_bytes} bytes"
+        self._frames.append(data)
+        self.nbytes += len(data)
+        self._ready.set()
+        return None
+
+    async def get(self) -> bytes:
+        while not self._frames:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._frames.popleft()
+
+    def done(self, data: bytes) -> None:
+        """data (from get) is written: its bytes no longer count."""
+        self.nbytes -= len(data)
+
+    def qsize(self) -> int:
+        return len(self._frames)
+
+
+@dataclass
+class Ban:
+    """One entry of a BanTable: offences counted, banned until `until` (monotonic seconds)."""
+
+    strikes: int
+    until: float
+    last: float
+    reason: str
+
+
+@dataclass
+class BanTable:
+    """Offences per key or IP, and the bans they earn: from the `threshold`-th offence on,
+    `base` seconds doubling per offence up to `cap`.  An entry is forgotten `cap` seconds
+    after its ban ended (or its last offence); at most `size` entries, the least recently
+    offending forgotten first, so a flood of fresh keys costs bounded memory."""
+
+    size: int
+    base: float
+    cap: float
+    threshold: int = 1
+    _entries: OrderedDict[Hashable, Ban] = field(default_factory=OrderedDict)
+
+    def offend(self, who: Hashable, reason: str, now: float, cap: float | None = None) -> Ban | None:
+        """Count an offence; the ban it earns (at most `cap` seconds), or None below the threshold."""
+        old = self._entries.pop(who, None)
+        strikes = 1 if old is None or self._forgotten(old, now) else old.strikes + 1
+        until = now
+        if strikes >= self.threshold:
+            doublings = min(strikes - self.threshold, 32)
+            until = now + min(self.base * 2 ** doublings, self.cap if cap is None else cap)
+        ban = self._entries[who] = Ban(strikes, until, now, reason)
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return ban if strikes >= self.threshold else None
+
+    def banned(self, who: Hashable, now: float) -> Ban | None:
+        """The ban in force for who, if any."""
+        ban = self._entries.get(who)
+        if ban is not None and self._forgotten(ban, now):
+            del self._entries[who]
+            return None
+        return ban if ban is not None and now < ban.until else None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _forgotten(self, ban: Ban, now: float) -> bool:
+        return now > max(ban.until, ban.last) + self.cap
+
+
 # ---- peers -------------------------------------------------------------------------------
 
 @dataclass(eq=False)
@@ -279,8 +388,11 @@ class Peer:
     outbound: bool
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
-    queue: asyncio.Queue
+    queue: SendQueue
+    host: str = "?"                  # the IP (or dialled host): per-IP limits and bans
+    reserved: bool = False           # a validator, a configured peer or one we dialled (see P2P._admit)
     connected_at: float = field(default_factory=time.monotonic)
+    useful_at: float = field(default_factory=time.monotonic)  # last message handled; eviction order
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     reason: str | None = None
 
@@ -341,15 +453,21 @@ class P2P:
 
     Handlers are registered per message type and get (peer_id, body).  A handler that
     raises (BadMessage for a body that fails validation, anything else for a bug) gets
-    the sending peer dropped.  For gossip types, a message is handled once per node
-    (dedup by hash) and, unless the handler returns False, relayed to the other peers."""
+    the sending peer dropped; BadMessage, like any other Violation, also bans it.  For
+    gossip types, a message is handled once per node (dedup by hash) and, unless the
+    handler returns False, relayed to the other peers.
+
+    `validators` returns the keys of the validator sets of the current and next heights
+    (the node knows them from the chain; p2p never asks consensus): they, the keys of the
+    configured peers and the peers this node dialled hold reserved slots."""
 
     def __init__(self, key: PrivateKey, chain_id: str, genesis_hash: bytes,
                  listen_host: str = "127.0.0.1", listen_port: int = 0,
                  handlers: dict[str, Handler] | None = None, max_peers: int = 50, *,
                  peers: Iterable[PeerAddress | tuple[str, int]] = (), allow: Iterable[bytes] | None = None,
                  gossip_types: Iterable[str] = GOSSIP_TYPES, limits: Limits = Limits(),
-                 link: LinkPolicy | None = None, seed: int | None = None):
+                 link: LinkPolicy | None = None, seed: int | None = None,
+                 validators: ValidatorKeys = frozenset):
         self.key = key
         self.public_key = key.public_key
         self.chain_id = chain_id
@@ -361,6 +479,7 @@ class P2P:
         self.gossip_types = frozenset(gossip_types)
         self.limits = limits
         self.link = link
+        self.validators = validators
         self.refusals: deque[Refusal] = deque(maxlen=256)
         self._configured = [p if isinstance(p, PeerAddress) else PeerAddress(*p) for p in peers]
         self._peers: dict[bytes, Peer] = {}
@@ -370,6 +489,9 @@ class P2P:
         self._rng = random.Random(seed)  # reconnect jitter only
         self._stopping = False
         self._pending = 0
+        self._pending_by_ip: dict[str, int] = {}
+        self._key_bans = BanTable(limits.ban_table, limits.ban, limits.ban_max)
+        self._ip_bans = BanTable(limits.ban_table, limits.ban, limits.ban_max, limits.ip_ban_after)
         self._changed = asyncio.Event()
         self._on_connect: list[OnConnect] = []
 
@@ -438,7 +560,7 @@ class P2P:
         expect_key, a node holding another key is refused."""
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
                                                 self.limits.handshake_timeout)
-        peer = await self._establish(reader, writer, outbound=True, address=f"{host}:{port}",
+        peer = await self._establish(reader, writer, outbound=True, address=f"{host}:{port}", host=host,
                                      expect_key=expect_key)
         return peer.key
 
@@ -472,28 +594,35 @@ class P2P:
         if self._stopping or task is None:
             writer.close()
             return
-        if self._pending >= self.max_peers:  # unauthenticated handshakes in flight are bounded too
+        peername = writer.get_extra_info("peername")
+        host, address = (peername[0], f"{peername[0]}:{peername[1]}") if peername else ("?", "?")
+        # unauthenticated handshakes in flight are bounded, in all and per IP (before any key is known)
+        busy = ("too many handshakes in progress" if self._pending >= self.max_peers else
+                f"too many handshakes in progress from {host} ({self.limits.max_per_ip})"
+                if self._pending_by_ip.get(host, 0) >= self.limits.max_per_ip else None)
+        if busy is not None:
             writer.close()
-            self._record("?", None, "too many handshakes in progress", "refused")
+            self._record(address, None, busy, "refused")
             return
         self._tasks.add(task)
         self._pending += 1
+        self._pending_by_ip[host] = self._pending_by_ip.get(host, 0) + 1
         try:
-            peername = writer.get_extra_info("peername")
-            address = f"{peername[0]}:{peername[1]}" if peername else "?"
             with contextlib.suppress(HandshakeRefused):
-                await self._establish(reader, writer, outbound=False, address=address)
+                await self._establish(reader, writer, outbound=False, address=address, host=host)
         finally:
             self._pending -= 1
+            self._pending_by_ip[host] -= 1
+            if not self._pending_by_ip[host]:
+                del self._pending_by_ip[host]
             self._tasks.discard(task)
 
-    async def _establish(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                         outbound: bool, address: str, expect_key: bytes | None = None) -> Peer:
-        """Handshake, then admit the peer and start its session; refusals are logged."""
+    async def _establish(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, outbound: bool,
+                         address: str, host: str, expect_key: bytes | None = None) -> Peer:
+        """Handshake, then admit the peer and start its session; refusals are logged.  A full
+        node still runs the handshake: only the key tells whether a reserved slot is due."""
         ours = Hello(self.public_key, self.chain_id, self.genesis_hash, os.urandom(NONCE_SIZE))
         try:
-            if len(self._peers) >= self.max_peers and not outbound:
-                raise HandshakeRefused(f"too many peers ({self.max_peers})")
             try:
                 theirs = await asyncio.wait_for(handshake(reader, writer, self.key, ours, self.allow),
                                                 self.limits.handshake_timeout)
@@ -504,8 +633,12 @@ class P2P:
             if expect_key is not None and theirs.public_key != expect_key:
                 raise HandshakeRefused(f"the node at {address} has key {theirs.public_key.hex()[:16]}.., "
                                        f"expected {expect_key.hex()[:16]}..", theirs.public_key)
+            self._check_bans(theirs.public_key, host, outbound)
+            reserved = outbound or self._reserved(theirs.public_key)
+            queue_bytes = max(self.limits.send_queue_bytes, 2 * self.limits.max_frame) if reserved \
+                else self.limits.send_queue_bytes
             peer = Peer(theirs.public_key, address, outbound, reader, writer,
-                        asyncio.Queue(self.limits.send_queue))
+                        SendQueue(self.limits.send_queue, queue_bytes), host, reserved)
             self._admit(peer)
         except HandshakeRefused as e:
             writer.close()
@@ -514,11 +647,48 @@ class P2P:
         self._spawn(self._session(peer))
         return peer
 
-    def _admit(self, peer: Peer) -> None:
-        """Register an authenticated peer, unless it is one too many or a duplicate.
+    def _reserved(self, key: bytes) -> bool:
+        """A validator of the current or next height, or a configured peer's key."""
+        return key in self.validators() or any(a.key == key for a in self._configured)
 
-        Two nodes that dial each other at once end up with two links; both keep the one
-        dialled by the node with the lower key, so they agree without talking."""
+    def _check_bans(self, key: bytes, host: str, outbound: bool) -> None:
+        """HandshakeRefused for a banned key, or a non-reserved key from a banned IP (the IP
+        is checked once the key is known, so a validator behind a banned address gets in)."""
+        now = time.monotonic()
+        ban = self._key_bans.banned(key, now)
+        if ban is not None:
+            raise HandshakeRefused(f"banned for another {ban.until - now:.1f} s "
+                                   f"(offence {ban.strikes}: {ban.reason})", key)
+        ban = None if outbound or self._reserved(key) else self._ip_bans.banned(host, now)
+        if ban is not None:
+            raise HandshakeRefused(f"address {host} banned for another {ban.until - now:.1f} s "
+                                   f"({ban.strikes} offences, last: {ban.reason})", key)
+
+    def _ban(self, peer: Peer, reason: str) -> None:
+        """A protocol violation: ban the key (briefly if a validator), count it against an
+        inbound peer's IP (unless reserved), and say so in the log."""
+        now = time.monotonic()
+        validator = peer.key in self.validators()
+        ban = self._key_bans.offend(peer.key, reason, now, self.limits.validator_ban if validator else None)
+        assert ban is not None  # the key table bans from the first offence
+        log.warning("banned peer %s (%s) for %.1f s (offence %d%s): %s", peer.key.hex()[:16], peer.address,
+                    ban.until - now, ban.strikes, ", a validator" if validator else "", reason)
+        if peer.outbound or peer.reserved:
+            return
+        ip_ban = self._ip_bans.offend(peer.host, reason, now)
+        if ip_ban is not None:
+            log.warning("banned address %s for %.1f s for peers other than validators and configured ones "
+                        "(%d offences)", peer.host, ip_ban.until - now, ip_ban.strikes)
+
+    def _admit(self, peer: Peer) -> None:
+        """Register an authenticated peer, unless it is a duplicate or there is no slot for it.
+
+        A reserved peer always gets in, evicting the least recently useful other peer when
+        the node is full (the reserved set itself is bounded: the validator sets and the
+        configured peers).  Other peers share at most max_other_peers slots, at most
+        max_per_ip of them from one IP.  Two nodes that dial each other at once end up with
+        two links; both keep the one dialled by the node with the lower key, so they agree
+        without talking."""
         old = self._peers.get(peer.key)
         if old is not None:
             if old.outbound == peer.outbound:
@@ -528,8 +698,11 @@ class P2P:
                 raise HandshakeRefused("peer already connected (kept the link dialled by the lower key)",
                                        peer.key)
             old.close("replaced by the link dialled by the lower key")
-        elif len(self._peers) >= self.max_peers:
-            raise HandshakeRefused(f"too many peers ({self.max_peers})", peer.key)
+        elif peer.reserved:
+            if len(self._peers) >= self.max_peers:
+                self._evict_for(peer)
+        else:
+            self._check_other_slot(peer)
         self._peers[peer.key] = peer
         self._changed.set()
         log.info("peer %s connected (%s, %s)", peer.key.hex()[:16], peer.address,
@@ -540,6 +713,24 @@ class P2P:
             except Exception:  # a callback bug must not refuse the peer
                 log.exception("on_connect callback failed for %s", peer.key.hex()[:16])
 
+    def _check_other_slot(self, peer: Peer) -> None:
+        """HandshakeRefused unless a peer outside the reserved set has a slot."""
+        others = [p for p in self._peers.values() if not p.reserved and not p.closed.is_set()]
+        if len(self._peers) >= self.max_peers:
+            raise HandshakeRefused(f"too many peers ({self.max_peers})", peer.key)
+        if len(others) >= self.limits.max_other_peers:
+            raise HandshakeRefused(f"no free slot for a peer that is not a validator or configured "
+                                   f"({self.limits.max_other_peers} taken)", peer.key)
+        if sum(p.host == peer.host for p in others) >= self.limits.max_per_ip:
+            raise HandshakeRefused(f"too many peers from {peer.host} ({self.limits.max_per_ip})", peer.key)
+
+    def _evict_for(self, peer: Peer) -> None:
+        """Make room for a reserved peer: drop the other peer least recently useful, if any."""
+        others = [p for p in self._peers.values() if not p.reserved and p.reason is None]
+        if others:
+            victim = min(others, key=lambda p: p.useful_at)
+            victim.close(f"evicted: its slot went to reserved peer {peer.key.hex()[:16]}")
+
     async def _session(self, peer: Peer) -> None:
         """Read and dispatch the peer's messages until the link drops, then clean up."""
         writer_task = asyncio.create_task(self._write_loop(peer))
@@ -548,6 +739,8 @@ class P2P:
                 payload = await read_frame(peer.reader, self.limits.max_frame, self.limits.frame_timeout)
                 await self._dispatch(peer, payload)
         except PeerError as e:
+            if isinstance(e, Violation) and peer.reason is None:
+                self._ban(peer, str(e))
             peer.close(str(e))
         except (ConnectionError, OSError) as e:
             peer.close(f"connection failed: {e}")
@@ -570,7 +763,11 @@ class P2P:
             while True:
                 data = await peer.queue.get()
                 peer.writer.write(data)
-                await peer.writer.drain()
+                async with asyncio.timeout(self.limits.write_timeout):
+                    await peer.writer.drain()
+                peer.queue.done(data)
+        except TimeoutError:
+            peer.close(f"not reading: a frame not taken within {self.limits.write_timeout} s")
         except (ConnectionError, OSError) as e:
             peer.close(f"write failed: {e}")
 
@@ -579,7 +776,7 @@ class P2P:
         if msg_type not in self.handlers:
             if msg_type in MSG_TYPES:
                 return  # a type the node does not use yet
-            raise PeerError(f"unknown message type {msg_type[:32]!r}")
+            raise Violation(f"unknown message type {msg_type[:32]!r}")
         gossip = msg_type in self.gossip_types
         h = hash_bytes(payload) if gossip else b""
         if gossip and not self._mark_seen(h):
@@ -589,13 +786,14 @@ class P2P:
             if inspect.isawaitable(result):
                 result = await result
         except BadMessage as e:
-            raise PeerError(f"bad {msg_type}: {e}") from None
+            raise Violation(f"bad {msg_type}: {e}") from None
         except Exception as e:  # a handler bug costs the sender its link, never the node
             log.exception("handler for %s failed on a message from %s", msg_type, peer.key.hex()[:16])
             raise PeerError(f"handler for {msg_type} failed: {type(e).__name__}: {e}") from None
         if gossip and result is NOT_HANDLED:
             self._seen.pop(h, None)
             return
+        peer.useful_at = time.monotonic()
         if gossip and result is not False:
             self._send_payload(payload, msg_type, exclude=peer.key)
 
@@ -644,10 +842,9 @@ class P2P:
     def _put(self, peer: Peer, data: bytes) -> None:
         if peer.closed.is_set() or peer.reason is not None:
             return
-        try:
-            peer.queue.put_nowait(data)
-        except asyncio.QueueFull:
-            peer.close(f"send queue full ({self.limits.send_queue} messages): peer too slow")
+        full = peer.queue.put_nowait(data)
+        if full is not None:
+            peer.close(f"send queue full ({full}): peer too slow")
 
     # ---- helpers -----------------------------------------------------------------------
 

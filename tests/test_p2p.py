@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import random
+import socket
 from typing import Any, AsyncIterator, Callable
 
 import pytest
@@ -85,8 +86,17 @@ class RawPeer:
         self.reader: asyncio.StreamReader
         self.writer: asyncio.StreamWriter
 
-    async def open(self, port: int) -> "RawPeer":
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
+    async def open(self, port: int, rcvbuf: int | None = None) -> "RawPeer":
+        """Connect; with rcvbuf, a receive buffer that small (a peer that never reads then
+        stalls the sender after a few KiB instead of the megabytes loopback would buffer)."""
+        if rcvbuf is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
+            return self
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        self.reader, self.writer = await asyncio.open_connection(sock=sock)
         return self
 
     async def handshake(self, bad_signature: bool = False) -> bytes:
@@ -252,10 +262,11 @@ def test_a_node_with_max_peers_refuses_one_more():
         async with started(make("a"), make("b", max_peers=1), make("c")) as (a, b, c):
             await a.connect("127.0.0.1", b.port)
             await until(lambda: len(b.peers) == 1)
-            with pytest.raises(HandshakeRefused):
-                await c.connect("127.0.0.1", b.port)
-            assert any("too many peers (1)" in r for r in reasons(b))
-            assert b.peers == [a.public_key] and c.peers == []
+            # b needs the key to know whether a reserved slot is due: it refuses after the handshake
+            await c.connect("127.0.0.1", b.port)
+            await until(lambda: any("too many peers (1)" in r for r in reasons(b, c.public_key)))
+            await until(lambda: c.peers == [])
+            assert b.peers == [a.public_key]
     run(main())
 
 
@@ -371,9 +382,13 @@ def test_a_body_failing_handler_validation_or_a_handler_bug_drops_the_sender_onl
             c.send(b.public_key, "status", 0)
             await until(lambda: b.peers == [])
             assert "handler for status failed: RuntimeError: handler bug" in reasons(b, c.public_key)
-            await a.connect("127.0.0.1", b.port)   # the node still accepts and serves
-            a.send(b.public_key, "vote", 4)
+            # our bug bans nobody: c is served again; a broke a rule and is banned
+            await c.connect("127.0.0.1", b.port)
+            c.send(b.public_key, "vote", 4)
             await until(lambda: ib.bodies() == [3, 4])
+            await a.connect("127.0.0.1", b.port)
+            await until(lambda: any(r.startswith("banned for another") for r in reasons(b, a.public_key)))
+            assert a.public_key not in b.peers
     run(main())
 
 
@@ -397,6 +412,152 @@ def test_a_slow_peer_is_dropped_rather_than_blocking_others():
             assert any("send queue full (8 messages)" in r for r in reasons(b, raw.key.public_key))
             raw.close()
     run(main(), timeout=30)
+
+
+# ---- slots, send queues in bytes, per-IP limits, bans ---------------------------------------
+
+def test_validators_get_reserved_slots_others_a_bounded_share_and_the_least_useful_is_evicted():
+    async def main():
+        v1, v2 = make("v1"), make("v2")
+        ib = Inbox()
+        b = make("b", ib, max_peers=3, validators=lambda: {v1.public_key, v2.public_key},
+                 limits=Limits(handshake_timeout=2, frame_timeout=2, max_other_peers=2))
+        async with started(b, v1, v2, make("o1"), make("o2"), make("o3")) as (b, v1, v2, o1, o2, o3):
+            await o1.connect("127.0.0.1", b.port)
+            await o2.connect("127.0.0.1", b.port)
+            await until(lambda: len(b.peers) == 2)
+            await o3.connect("127.0.0.1", b.port)       # the share of other peers is taken
+            await until(lambda: any("no free slot" in r for r in reasons(b, o3.public_key)))
+            await v1.connect("127.0.0.1", b.port)       # a validator still gets in: 3 of 3
+            await until(lambda: len(b.peers) == 3)
+            o1.send(b.public_key, "status", 1)          # o1 has been useful since o2 last was
+            await until(lambda: ib.bodies() == [1])
+            await v2.connect("127.0.0.1", b.port)       # full: o2, the least useful, makes room
+            await until(lambda: sorted(b.peers) == sorted([o1.public_key, v1.public_key, v2.public_key]))
+            assert any(r.startswith("evicted: its slot went to reserved peer") for r in reasons(b, o2.public_key))
+            assert b._peers[v1.public_key].reserved and not b._peers[o1.public_key].reserved
+    run(main())
+
+
+def test_a_configured_peer_key_holds_a_reserved_slot():
+    async def main():
+        c = make("c")
+        b = make("b", max_peers=1, peers=[PeerAddress("127.0.0.1", 9, c.public_key)],
+                 limits=Limits(handshake_timeout=2, frame_timeout=2, backoff_min=5, backoff_max=5))
+        async with started(b, make("o"), c) as (b, o, c):
+            await o.connect("127.0.0.1", b.port)
+            await until(lambda: len(b.peers) == 1)
+            await c.connect("127.0.0.1", b.port)
+            await until(lambda: b.peers == [c.public_key])
+    run(main())
+
+
+def test_inbound_peers_and_handshakes_in_flight_are_limited_per_ip_validators_exempt():
+    async def main():
+        v = make("v")
+        b = make("b", validators=lambda: {v.public_key},
+                 limits=Limits(handshake_timeout=2, frame_timeout=2, max_per_ip=2))
+        async with started(b, v) as (b, v):
+            raws = [RawPeer(f"ip-{i}") for i in range(3)]
+            for r in raws:
+                await (await r.open(b.port)).handshake()
+                await until(lambda: r.key.public_key in b.peers or reasons(b, r.key.public_key))
+            assert await raws[2].closed_by_peer()
+            assert "too many peers from 127.0.0.1 (2)" in reasons(b, raws[2].key.public_key)
+            await v.connect("127.0.0.1", b.port)        # a validator from the same IP gets in
+            await until(lambda: len(b.peers) == 3)
+            stalled = [await RawPeer(f"stall-{i}").open(b.port) for i in range(3)]  # never send a hello
+            assert await stalled[2].closed_by_peer(timeout=1.0)
+            assert "too many handshakes in progress from 127.0.0.1 (2)" in reasons(b)
+            assert not await stalled[0].closed_by_peer(timeout=0.3)   # the first two wait their timeout
+            for r in raws + stalled:
+                r.close()
+    run(main())
+
+
+def test_send_queue_is_bounded_in_bytes_and_a_peer_that_never_reads_is_dropped_in_time():
+    async def main():
+        limits = Limits(send_queue_bytes=1 << 20, write_timeout=1.0, handshake_timeout=2, frame_timeout=2)
+        async with started(make("b", limits=limits)) as (b,):
+            flood, idle = RawPeer("flood"), RawPeer("idle")
+            for r in (flood, idle):
+                await r.open(b.port, rcvbuf=4096)
+                await r.handshake()                     # ... and then never read
+            await until(lambda: len(b.peers) == 2)
+            b.send(idle.key.public_key, "status", bytes(3 << 20))   # over the bound, into an empty queue: taken
+            blob, peer = bytes(64 << 10), b._peers[flood.key.public_key]
+            for i in range(400):                        # at most 1 MiB waits for the flood peer
+                if peer.reason is not None:
+                    break
+                b.send(flood.key.public_key, "status", [i, blob])
+                assert peer.queue.nbytes <= 1 << 20
+            assert peer.reason == "send queue full (1048576 bytes): peer too slow"
+            # the idle peer's frame is more than loopback buffers: its write stalls, dropped after 1 s
+            await until(lambda: b.peers == [], timeout=5)
+            assert "not reading: a frame not taken within 1.0 s" in reasons(b, idle.key.public_key)
+            flood.close()
+            idle.close()
+    run(main())
+
+
+def test_a_peer_breaking_the_protocol_is_banned_with_growing_bans_then_its_ip():
+    async def main():
+        v = make("v")
+        limits = Limits(handshake_timeout=2, frame_timeout=2, ban=0.4, ban_max=60, validator_ban=0.2,
+                        ip_ban_after=3)
+        async with started(make("b", limits=limits, validators=lambda: {v.public_key}), v) as (b, v):
+            async def offend(raw: RawPeer) -> None:
+                await raw.open(b.port)
+                await raw.handshake()
+                await raw.send(frame(encode(["no-such-type", 1])))
+                assert await raw.closed_by_peer()
+                raw.close()
+
+            raw = RawPeer("junk")
+            await offend(raw)
+            ban = b._key_bans.banned(raw.key.public_key, asyncio.get_running_loop().time())
+            assert ban is not None and ban.strikes == 1 and ban.reason == "unknown message type 'no-such-type'"
+            await raw.open(b.port)
+            await raw.handshake()                       # refused during the ban, with the reason
+            assert await raw.closed_by_peer()
+            assert any(r.startswith("banned for another") and "(offence 1: unknown message type" in r
+                       for r in reasons(b, raw.key.public_key))
+            raw.close()
+            await asyncio.sleep(0.45)                   # the 0.4 s ban is over: a second offence doubles it
+            await offend(raw)
+            ban = b._key_bans.banned(raw.key.public_key, asyncio.get_running_loop().time())
+            assert ban is not None and ban.strikes == 2 and ban.until - ban.last == pytest.approx(0.8)
+            await offend(RawPeer("junk-2"))             # a third key from 127.0.0.1: the IP is banned
+            fresh = RawPeer("fresh")
+            await fresh.open(b.port)
+            await fresh.handshake()
+            assert await fresh.closed_by_peer()
+            assert any(r.startswith("address 127.0.0.1 banned for another") for r in reasons(b, fresh.key.public_key))
+            fresh.close()
+            # a validator from that IP still gets in; breaking a rule bans it only briefly
+            await v.connect("127.0.0.1", b.port)
+            await until(lambda: v.public_key in b.peers)
+            v.send(b.public_key, "no-such-type", 1)
+            await until(lambda: v.public_key not in b.peers)
+            ban = b._key_bans.banned(v.public_key, asyncio.get_running_loop().time())
+            assert ban is not None and ban.until - ban.last == pytest.approx(0.2)
+            await asyncio.sleep(0.25)
+            await v.connect("127.0.0.1", b.port)
+            await until(lambda: v.public_key in b.peers)
+    run(main())
+
+
+def test_ban_table_doubles_caps_forgets_and_is_bounded():
+    t = p2p.BanTable(size=3, base=1.0, cap=5.0)
+    assert [t.offend("k", "r", now).until - now for now in (0.0, 1.5, 4.0, 9.0)] == [1.0, 2.0, 4.0, 5.0]
+    assert t.banned("k", 13.9) is not None and t.banned("k", 14.0) is None
+    assert t.offend("k", "r", 20.0).strikes == 1        # forgotten cap seconds after its ban ended
+    for k in ("a", "b", "c"):
+        t.offend(k, "r", 21.0)
+    assert len(t) == 3 and t.banned("k", 21.0) is None  # the least recent offender went first
+    ip = p2p.BanTable(size=10, base=1.0, cap=5.0, threshold=3)
+    assert [ip.offend("1.2.3.4", "r", 0.0) is None for _ in range(3)] == [True, True, False]
+    assert ip.banned("1.2.3.4", 0.5) is not None
 
 
 def test_oversized_outgoing_message_is_refused_locally():
