@@ -116,6 +116,10 @@ class NodeConfig:
     p2p_host: str = "127.0.0.1"
     p2p_port: int = 0           # 0: any free port (used only when the chain has several validators)
     peers: tuple[str, ...] = ()  # KEYHEX@host:port of the other validators
+    p2p_max_peers: int = 50      # admitted p2p peers (validators and configured peers always get in)
+    p2p_max_other_peers: int = Limits.max_other_peers  # inbound peers neither validators nor configured
+    p2p_max_per_ip: int = Limits.max_per_ip            # handshakes in flight and other peers per IP
+    p2p_ban: float = Limits.ban  # seconds of a first ban for a protocol violation (doubling per repeat)
     test_faults: Path | None = None    # TEST ONLY: a fault schedule for p2p (net/faults.py)
     test_byzantine: str | None = None  # TEST ONLY: "double-sign" (net/faults.py)
 
@@ -225,11 +229,13 @@ class Node:
             raise NodeError(f"--peers: {e}") from None
         self.signer: Signer | None = None
         self.p2p: P2P | None = None
+        self._validators_at: tuple[int, frozenset[bytes]] = (-1, frozenset())
         if self.bft:
             try:
                 self.signer = Signer(self.key, self.genesis.chain_id, cfg.data_dir / SIGNER_STATE)
             except SignerError as e:
                 raise NodeError(str(e)) from None
+            self.signer.on_full = self._storage_full
         self.verifier = SignatureVerifier(cfg.verify_workers)
         self.engine: Any = None if self.bft else SoloEngine(
             self.chain, self.mempool, self.key, cfg.block_time, cfg.max_block_txs,
@@ -378,8 +384,11 @@ class Node:
         """p2p (the validator key is the node key), then BftEngine once the peers are linked."""
         assert self.signer is not None
         g = self.genesis
-        self.p2p = P2P(self.key, g.chain_id, g.hash, self.cfg.p2p_host, self.p2p_port, peers=self.peers,
-                       limits=Limits(max_frame=frame_limit(g.params.max_block_bytes)))
+        c = self.cfg
+        limits = Limits(max_frame=frame_limit(g.params.max_block_bytes), max_other_peers=c.p2p_max_other_peers,
+                        max_per_ip=c.p2p_max_per_ip, ban=c.p2p_ban)
+        self.p2p = P2P(self.key, g.chain_id, g.hash, c.p2p_host, self.p2p_port, max_peers=c.p2p_max_peers,
+                       peers=self.peers, limits=limits, validators=self._validator_keys)
         self.p2p.on("tx", self._on_gossip_tx)
         timer = LoopTimer()
         transport = P2PTransport(self.p2p)
@@ -414,6 +423,15 @@ class Node:
             self.engine.stop()
             timer.cancel_all()
             await self.p2p.stop()
+
+    def _validator_keys(self) -> frozenset[bytes]:
+        """Keys of the validators of the current and next heights (tip + 1, tip + 2): p2p
+        reserves their slots and bans them briefly.  Read from state once per tip."""
+        height = self.chain.tip.height
+        if self._validators_at[0] != height:
+            sets = (self.chain.validator_set(height + 1), self.chain.validator_set(height + 2))
+            self._validators_at = (height, frozenset(v.public_key for s in sets for v in s.validators))
+        return self._validators_at[1]
 
     async def _wait_for_a_quorum_of_peers(self) -> None:
         """Start once every peer is linked, or once the linked ones and this node hold more
@@ -525,6 +543,16 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
     p.add_argument("--p2p-port", type=int, default=d.p2p_port,
                    help="p2p port, used when the genesis has several validators (default: any free port)")
     p.add_argument("--peers", default="", help="the other validators: KEYHEX@host:port,... (comma-separated)")
+    p.add_argument("--p2p-max-peers", type=int, default=d.p2p_max_peers,
+                   help=f"p2p peers admitted; validators and --peers always get in (default {d.p2p_max_peers})")
+    p.add_argument("--p2p-max-other-peers", type=int, default=d.p2p_max_other_peers,
+                   help="inbound peers that are neither validators nor configured peers "
+                        f"(default {d.p2p_max_other_peers})")
+    p.add_argument("--p2p-max-per-ip", type=int, default=d.p2p_max_per_ip,
+                   help="inbound handshakes in progress, and peers other than validators, per IP "
+                        f"(default {d.p2p_max_per_ip})")
+    p.add_argument("--p2p-ban", type=float, default=d.p2p_ban,
+                   help=f"seconds a peer breaking the protocol is banned, doubling per repeat (default {d.p2p_ban:g})")
     p.add_argument("--test-faults", type=Path, metavar="FILE",
                    help="TEST ONLY: drop, delay and partition p2p messages by a JSON schedule (net/faults.py)")
     p.add_argument("--test-byzantine", choices=faults.BYZANTINE_MODES,
@@ -534,6 +562,8 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
         p.error("--block-time must be positive")
     if not 0 <= a.p2p_port < 65536:
         p.error("--p2p-port must be in [0, 65535]")
+    if min(a.p2p_max_peers, a.p2p_max_other_peers, a.p2p_max_per_ip) < 0 or a.p2p_ban < 0:
+        p.error("--p2p-max-peers, --p2p-max-other-peers, --p2p-max-per-ip and --p2p-ban must be >= 0")
     if a.test_faults is not None:
         try:
             faults.load_schedule(a.test_faults)
@@ -542,7 +572,8 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
     peers = tuple(x.strip() for x in a.peers.split(",") if x.strip())
     return NodeConfig(a.data_dir, a.rpc_host, a.rpc_port, a.genesis, a.key, a.block_time, a.verify_workers,
                       a.max_block_txs, a.mempool_size, a.min_gas_price, quiet=a.quiet,
-                      p2p_host=a.p2p_host, p2p_port=a.p2p_port, peers=peers,
+                      p2p_host=a.p2p_host, p2p_port=a.p2p_port, peers=peers, p2p_max_peers=a.p2p_max_peers,
+                      p2p_max_other_peers=a.p2p_max_other_peers, p2p_max_per_ip=a.p2p_max_per_ip, p2p_ban=a.p2p_ban,
                       test_faults=a.test_faults, test_byzantine=a.test_byzantine)
 
 

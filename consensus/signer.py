@@ -19,14 +19,16 @@ another process, off the same state file.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Callable
 
+from ledger import errors
 from ledger.encoding import DecodeError, decode, encode
 from ledger.hashing import hash_bytes
 from ledger.keys import VOTE_DOMAIN, PrivateKey, signing_bytes
@@ -148,6 +150,7 @@ class Signer:
         self.key, self.chain_id, self.path = key, chain_id, Path(path)
         self._mutex = threading.Lock()
         self._crash = os.environ.get(CRASH_ENV, "")
+        self.on_full: Callable[[errors.StorageFull], None] | None = None  # told when the disk is full
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_file: IO[str] | None = self._take_lock()
         try:
@@ -176,6 +179,20 @@ class Signer:
         except SignerError as e:
             raise type(e)(f"signer state {self.path}: {e}; refusing to start "
                           "(restore it, or remove it only if this key never signed on this chain)") from None
+
+    def _persist(self, new: SignState) -> None:
+        """Write the state before signing; a full disk is errors.StorageFull to on_full (the
+        node stops) and a SignerError here: nothing is signed that is not on disk."""
+        try:
+            _write_durably(self.path, encode_state(new, self.key.address, self.chain_id), self._crash)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            full = errors.StorageFull(f"the disk holding the signer state {self.path} is full ({e.strerror}): "
+                                      "free space on it, then restart the node")
+            if self.on_full is not None:
+                self.on_full(full)
+            raise SignerError(str(full)) from None
 
     def close(self) -> None:
         """Release the lock; this Signer signs nothing more."""
@@ -226,7 +243,7 @@ class Signer:
                                             "signed for other bytes")
             else:
                 new = SignState(height, round_, step, sign_hash)
-                _write_durably(self.path, encode_state(new, self.key.address, self.chain_id), self._crash)
+                self._persist(new)
                 self.state = new
                 if self._crash == "after_persist":
                     os.kill(os.getpid(), signal.SIGKILL)

@@ -5,6 +5,9 @@
   clients waiting on a commit are told `node_storage_full`, never "commit timeout"; after
   the filler is removed a restart holds every block and every committed transaction seen
   before (heights and hashes), and the chain goes on.
+- The same for one of four BFT validators: it stops without signing what it cannot persist
+  (the signer state is on the full disk too), the other three go on, and after a restart
+  it keeps its blocks, catches up, and all four agree at every height.
 - SIGKILL at seeded moments of a first start never leaves a data dir that cannot start, and
   genesis.json is always there and names the chain the node runs.
 """
@@ -167,3 +170,51 @@ def test_a_data_dir_without_genesis_json_starts_and_gets_it_back(tmp_path: Path)
     node.start(timeout=60)
     assert load_genesis(data / "genesis.json").hash.hex() == genesis_hash
     assert node.stop() == 0
+
+
+def test_a_validator_whose_disk_fills_stops_and_rejoins_with_nothing_lost(tmp_path: Path, small_disk: Path):
+    """Four BFT validators; validator 0's data dir is a small tmpfs, filled while a client
+    waits on a commit there.  Validator 0 stops (STORAGE FULL, exit 75) without signing what
+    it cannot persist; the other three (3/4 of the stake) go on; once space is freed it
+    restarts, keeps every block it had, catches up, and all four agree at every height."""
+    from ledger.keys import PrivateKey
+    from tests.nodeproc import check_agreement, heights, validator_processes
+    keys = [PrivateKey.from_label(f"disk test validator {i}") for i in range(4)]
+    mnt = small_disk
+    nodes = validator_processes(tmp_path / "tn", keys)
+    victim = nodes[0]
+    victim.data_dir, victim.log = mnt, tmp_path / "victim.log"
+    try:
+        for n in nodes:
+            n.start(timeout=60)
+        wait_until(lambda: min(heights(nodes)) >= 3, 60, "height 3 on every node")
+        sender = Sender(victim.url, SENDERS[0], 7)
+        sender.start()
+        with victim.client() as c:
+            seen = observed_blocks(c)
+        fill(mnt / "filler")
+        assert victim.proc is not None
+        code = victim.proc.wait(120)
+        victim.proc = None
+        sender.stop.set()
+        sender.join(90)
+        log = victim.log.read_text()
+        assert code == STORAGE_FULL_EXIT, log
+        assert "STORAGE FULL" in log and "free space" in log, log
+        assert not any("timeout" in r for r in sender.refusals), sender.refusals
+        live = nodes[1:]
+        top = max(heights(live))
+        wait_until(lambda: min(heights(live)) >= top + 3, 60, "three blocks without validator 0")
+
+        (mnt / "filler").unlink()
+        victim.start(timeout=60)
+        with victim.client() as c:
+            assert {h: c.block(h)["header"]["hash"] for h in seen} == seen
+            for tx_hash, height in sender.committed.items():
+                assert c.tx(tx_hash)["height"] == height
+        target = max(heights(live)) + 2
+        wait_until(lambda: min(heights(nodes)) >= target, 60, "validator 0 caught up, the chain going on")
+        check_agreement(nodes)
+    finally:
+        for n in nodes:
+            n.kill()
