@@ -958,7 +958,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tn = sub.add_parser("testnet", help="write genesis, keys and a start script for N local validators",
                         parents=[common])
-    tn.add_argument("-n", type=int, default=4, help="number of validators, equal stake (default 4)")
+    tn.add_argument("-n", type=int, default=4, help="number of validators, 1,000,000 GRAD of stake each (default 4)")
     tn.add_argument("--out", metavar="DIR", default="testnet", help="output directory (default ./testnet)")
     tn.add_argument("--rpc-port", type=int, default=8545, help="RPC port of node 0; node I uses it + I")
     tn.add_argument("--p2p-port", type=int, default=26656, help="p2p port of node 0; node I uses it + I")
