@@ -154,6 +154,14 @@ def _lock(data_dir: Path) -> Any:
     return f
 
 
+def _holds_genesis(path: Path, genesis: Genesis) -> bool:
+    """Whether `path` is a genesis file of this chain (not missing, torn or another chain's)."""
+    try:
+        return load_genesis(path).hash == genesis.hash
+    except ValueError:  # load_genesis says why; the caller rewrites it either way
+        return False
+
+
 def _open_genesis(cfg: NodeConfig, store: Store) -> tuple[Genesis, bool]:
     """The genesis this data dir holds, writing it on first start. (genesis, is_devnet)
 
@@ -174,8 +182,9 @@ def _open_genesis(cfg: NodeConfig, store: Store) -> tuple[Genesis, bool]:
         changes, root, nodes = genesis.initial_state()
         doc = json.dumps({"genesis": genesis.to_json(), "devnet": devnet}, sort_keys=True).encode()
         store.init_genesis(doc, genesis.header(root), changes, nodes)
-    if not (cfg.data_dir / "genesis.json").exists():
-        write_genesis(genesis, cfg.data_dir / "genesis.json")
+    copy = cfg.data_dir / "genesis.json"
+    if not _holds_genesis(copy, genesis):
+        write_genesis(genesis, copy)
     return given or genesis, devnet  # the same chain; the file given may list newer peers
 
 

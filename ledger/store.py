@@ -58,7 +58,9 @@ def write_durably(path: str | Path, data: bytes, mode: int = 0o644) -> None:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:  # a write cut short by the last free bytes: the next one raises ENOSPC
+            view = view[os.write(fd, view):]
         os.fsync(fd)
     finally:
         os.close(fd)
