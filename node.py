@@ -526,7 +526,10 @@ class Node:
                 bal = dict(g.accounts).get(k.address, 0)
                 lines.append(f"({i}) {address_hex(k.address)}  key 0x{k.seed.hex()}  ({bal // COIN} GRAD)")
             info["accounts"] = [{"address": address_hex(k.address), "private_key": k.seed.hex()} for k in keys]
-        write_durably(self.cfg.data_dir / "devnet.json", (json.dumps(info, indent=2) + "\n").encode())
+        try:
+            write_durably(self.cfg.data_dir / "devnet.json", (json.dumps(info, indent=2) + "\n").encode())
+        except OSError as e:  # a copy for tools: the chain does not depend on it (a full disk stops at the next block)
+            log.warning("cannot write %s: %s", self.cfg.data_dir / "devnet.json", e.strerror)
         lines += ["", f"Listening on {self.rpc_url}"]
         print("\n".join(lines), flush=True)
 
