@@ -156,11 +156,32 @@ def _bond_unbond_slash(c: Client, url: str, tmp_path) -> None:
     assert c.validators(s + 2).signing_stake(DEV1) == 0 and DEV1 not in cli("validators", url=url).stdout
 
 
+def bond_on_a_terminal(url: str, answer: str, *args: str) -> str:
+    """`gradchain bond ARGS` with a pseudo-terminal as stdin, `answer` typed: its stderr."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.nodeproc import ROOT
+    master, slave = os.openpty()
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "net.cli", "--rpc", url, "bond", *args], cwd=ROOT,
+                             env=dict(os.environ, PYTHONPATH=str(ROOT)), stdin=slave, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        os.write(master, answer.encode())
+        out, err = p.communicate(timeout=60)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert p.returncode == 1 and "Bond anyway? [y/N]" in out and "warning: " in err, (out, err)
+    return err
+
+
 def test_bond_that_would_give_keys_without_a_node_a_third_is_refused_without_force(tmp_path):
     """A one-validator chain of 10,000 GRAD whose genesis lists a p2p address for dev:3 (so
     dev:3 counts as running a node; dev:1 and dev:2 run none).  A bond after which keys with
     no known node hold 1/3 or more of the stake is refused before anything is sent, naming
-    them; --force sends it."""
+    them; on a terminal it asks, and "n" sends nothing; --force sends it."""
     from ledger.validators import Validator, ValidatorSet
     from net.cli import bond_stall_warning
     stake = 10_000 * COIN
@@ -183,6 +204,9 @@ def test_bond_that_would_give_keys_without_a_node_a_third_is_refused_without_for
         with Client(proc.url) as c:
             assert bond_stall_warning(c, DEV[3], 2000 * COIN) is None  # dev:3 is a listed peer
             assert bond_stall_warning(c, DEV[1], 1999 * COIN) is None  # just under 1/3
+        assert "bond not sent" in bond_on_a_terminal(proc.url, "n\n", "--key", "dev:1", "--amount", "2000")
+        with Client(proc.url) as c:
+            assert c.account(DEV[1].address).nonce == 0
         # forced: it is sent, and then the 10,000 GRAD validator holds only 2/3 (the chain stops)
         assert cli_json("bond", "--key", "dev:1", "--amount", "2000", "--force", url=proc.url)["stake"] == 2000 * COIN
     finally:
