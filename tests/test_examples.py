@@ -920,7 +920,8 @@ def test_doc_limits_table():
     assert c.prints() == 1 and 0 < len("\n".join(chain.last_receipt.logs).encode()) <= 16 * 1024
     nested_loops = "".join("    " * (i + 1) + "while True:\n" for i in range(17)) + "    " * 18 + "pass\n"
     for i, source in enumerate(["x" * 65537, "@export\ndef f():\n    return " + "[" * 101 + "]" * 101 + "\n",
-                                "@export\ndef f():\n" + nested_loops]):
+                                "@export\ndef f():\n" + nested_loops,
+                                "@export\ndef f():\n    return 0x1" + "0" * 1024 + "\n"]):
         with pytest.raises(ContractInvalid) as e:
             validate(source)
         issue = str(e.value.issues[0])
