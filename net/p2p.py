@@ -596,10 +596,7 @@ class P2P:
             return
         peername = writer.get_extra_info("peername")
         host, address = (peername[0], f"{peername[0]}:{peername[1]}") if peername else ("?", "?")
-        # unauthenticated handshakes in flight are bounded, in all and per IP (before any key is known)
-        busy = ("too many handshakes in progress" if self._pending >= self.max_peers else
-                f"too many handshakes in progress from {host} ({self.limits.max_per_ip})"
-                if self._pending_by_ip.get(host, 0) >= self.limits.max_per_ip else None)
+        busy = self._handshakes_full(host)
         if busy is not None:
             writer.close()
             self._record(address, None, busy, "refused")
@@ -616,6 +613,15 @@ class P2P:
             if not self._pending_by_ip[host]:
                 del self._pending_by_ip[host]
             self._tasks.discard(task)
+
+    def _handshakes_full(self, host: str) -> str | None:
+        """Why one more inbound handshake is refused before any byte is read, if it is: those in
+        flight are bounded in all and per IP, as no key is known yet to exempt a validator."""
+        if self._pending >= self.max_peers:
+            return "too many handshakes in progress"
+        if self._pending_by_ip.get(host, 0) >= self.limits.max_per_ip:
+            return f"too many handshakes in progress from {host} ({self.limits.max_per_ip})"
+        return None
 
     async def _establish(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, outbound: bool,
                          address: str, host: str, expect_key: bytes | None = None) -> Peer:
