@@ -101,42 +101,45 @@ def observed_blocks(c: Client) -> dict[int, str]:
 def test_disk_full_stops_cleanly_and_a_restart_loses_nothing(small_disk: Path):
     node = NodeProcess(small_disk, block_time=0.2).start(timeout=60)
     senders = [Sender(node.url, k, seed) for seed, k in enumerate(SENDERS)]
-    for s in senders:
-        s.start()
-    with node.client() as c:
-        wait_until(lambda: c.status()["height"] >= 5, 60, "blocks before the disk fills")
-    filler = small_disk / "filler"
-    fill(filler)
-    assert node.proc is not None
-    code = node.proc.wait(120)  # transfers go on until a block does not fit
-    node.proc = None
-    for s in senders:
-        s.stop.set()
-        s.join(90)
-    log = node.log.read_text()
-    assert code == STORAGE_FULL_EXIT, log
-    assert "STORAGE FULL" in log and "is full" in log and "free space" in log, log
-    assert "Traceback" not in log, log
-    reasons = [r for s in senders for r in s.refusals]
-    assert "node_storage_full" in reasons, reasons  # the block that did not fit had waiters
-    assert not any("timeout" in r for r in reasons), reasons
-    committed = {h: height for s in senders for h, height in s.committed.items()}
-    assert committed
+    try:
+        for s in senders:
+            s.start()
+        with node.client() as c:
+            wait_until(lambda: c.status()["height"] >= 5, 60, "blocks before the disk fills")
+            seen = observed_blocks(c)
+        filler = small_disk / "filler"
+        fill(filler)
+        assert node.proc is not None
+        code = node.proc.wait(120)  # transfers go on until a block does not fit
+        node.proc = None
+        for s in senders:
+            s.stop.set()
+            s.join(90)
+        log = node.log.read_text()
+        assert code == STORAGE_FULL_EXIT, log
+        assert "STORAGE FULL" in log and "is full" in log and "free space" in log, log
+        assert "Traceback" not in log, log
+        reasons = [r for s in senders for r in s.refusals]
+        assert "node_storage_full" in reasons, reasons  # the block that did not fit had waiters
+        assert not any("timeout" in r for r in reasons), reasons
+        committed = {h: height for s in senders for h, height in s.committed.items()}
+        assert committed
 
-    filler.unlink()
-    node.start(timeout=60)
-    with node.client() as c:
-        before = max(committed.values())
-        blocks = observed_blocks(c)
-        assert max(blocks) >= before
-        for tx_hash, height in committed.items():
-            assert c.tx(tx_hash)["height"] == height
-        k = devnet_keys()[9]
-        r = c.transfer(k, k.address, 1, timeout=60)
-        assert r["height"] > max(blocks)
-        again = observed_blocks(c)
-        assert {h: again[h] for h in blocks} == blocks  # nothing rewritten, nothing lost
-    assert node.stop() == 0
+        filler.unlink()
+        node.start(timeout=60)
+        with node.client() as c:
+            blocks = observed_blocks(c)
+            assert {h: blocks[h] for h in seen} == seen  # nothing rewritten, nothing lost
+            assert max(blocks) >= max(committed.values())
+            for tx_hash, height in committed.items():
+                assert c.tx(tx_hash)["height"] == height
+            k = devnet_keys()[9]
+            assert c.transfer(k, k.address, 1, timeout=60)["height"] > max(blocks)  # the chain goes on
+            again = observed_blocks(c)
+            assert {h: again[h] for h in blocks} == blocks
+        assert node.stop() == 0
+    finally:
+        node.kill()
 
 
 def test_sigkill_during_first_start_never_breaks_the_data_dir(tmp_path: Path):
@@ -152,10 +155,12 @@ def test_sigkill_during_first_start_never_breaks_the_data_dir(tmp_path: Path):
         os.killpg(proc.pid, 9)
         proc.wait()
         node = NodeProcess(data, "--verify-workers", "0").start(timeout=60)
-        with node.client() as c:
-            assert load_genesis(data / "genesis.json").hash.hex() == c.status()["genesis_hash"], delay
-            assert c.status()["height"] >= 0
-        assert node.stop() == 0, node.log.read_text()
+        try:
+            with node.client() as c:
+                assert load_genesis(data / "genesis.json").hash.hex() == c.status()["genesis_hash"], delay
+            assert node.stop() == 0, node.log.read_text()
+        finally:
+            node.kill()
 
 
 def test_a_data_dir_without_genesis_json_starts_and_gets_it_back(tmp_path: Path):
@@ -164,14 +169,17 @@ def test_a_data_dir_without_genesis_json_starts_and_gets_it_back(tmp_path: Path)
     re-derives the file from the store."""
     data = tmp_path / "n"
     node = NodeProcess(data, "--verify-workers", "0").start(timeout=60)
-    with node.client() as c:
-        genesis_hash = c.status()["genesis_hash"]
-    node.kill()
-    for damage in (lambda f: f.unlink(), lambda f: f.write_text(f.read_text()[:100])):  # missing, torn
-        damage(data / "genesis.json")
-        node.start(timeout=60)
-        assert load_genesis(data / "genesis.json").hash.hex() == genesis_hash
-        assert node.stop() == 0
+    try:
+        with node.client() as c:
+            genesis_hash = c.status()["genesis_hash"]
+        node.kill()
+        for damage in (lambda f: f.unlink(), lambda f: f.write_text(f.read_text()[:100])):  # missing, torn
+            damage(data / "genesis.json")
+            node.start(timeout=60)
+            assert load_genesis(data / "genesis.json").hash.hex() == genesis_hash
+            assert node.stop() == 0
+    finally:
+        node.kill()
 
 
 def test_a_validator_whose_disk_fills_stops_and_rejoins_with_nothing_lost(tmp_path: Path, small_disk: Path):
