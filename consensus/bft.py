@@ -9,10 +9,16 @@ It is the machine's caller, as the machine's docstring asks:
 - Broadcast: the message is signed with the `Signer` (which persists before it signs, so a
   crash never permits a double signature) and handed to the `Transport` (send to all others;
   the machine has already delivered it to this node);
-- inbound messages are checked before they become events: the signer is a validator (for a
-  proposal: a validator; the machine checks it is the round's proposer), the signature holds,
-  the height is the current one (a later height is held back and replayed after StartHeight,
-  an earlier one dropped); a proposal's block must hash to the proposed value and be valid
+- inbound messages are checked by `receive` BEFORE the transport may relay them, and it
+  says how they fared (`Verdict`): an earlier height is STALE; a height beyond the next
+  one is AHEAD (its set may be unknown); otherwise the signer must be a validator of the
+  message's height (the sets of tip+1 and tip+2 are known from state) and the signature
+  must hold, else `InvalidMessage` (the transport drops the sender).  Cheap checks come
+  first, so a flood of copies costs no signature check (dedup before verify): a message the machine would not
+  take (`machine.accepts`: a copy, an equivocator's third value, a far round) or one
+  already held back is IGNORED unverified.  A checked message of the next height is held
+  back (bounded per peer and in total, in count and bytes) and replayed after StartHeight;
+  a proposal's block must hash to the proposed value and be valid
   (`valid(v)`: its last commit verifies and `chain.execute_block` accepts it), else the
   proposal is not fed and the node prevotes nil when timeoutPropose fires;
 - ScheduleTimeout goes to the `Timer` (virtual in tests, the event loop in a node);
@@ -36,6 +42,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Protocol
 
 from ledger import errors
@@ -47,16 +54,22 @@ from ledger.mempool import Mempool
 from ledger.transition import BlockOutput
 from ledger.tx import Transaction
 
-from consensus.machine import (Broadcast, Decide, Equivocation, Event, GetValue, Proposal, ProposeValue,
-                               ScheduleTimeout, StartHeight, State, Timeout, TimeoutParams, new_state, step)
+from consensus.machine import (TIMEOUT_PRECOMMIT, TIMEOUT_PREVOTE, TIMEOUT_PROPOSE, Broadcast, Decide,
+                               Equivocation, Event, GetValue, Proposal, ProposeValue, ScheduleTimeout,
+                               StartHeight, State, Step, Timeout, TimeoutParams, accepts, new_state, step)
 from consensus.signer import Signer, SignerError, proposal_payload
 from ledger.evidence import DuplicateVoteEvidence
 from ledger.validators import ValidatorSet
-from ledger.votes import PRECOMMIT, SignedVote, Vote, verify_commit
+from ledger.votes import PRECOMMIT, PREVOTE, SignedVote, Vote, verify_commit
 
 log = logging.getLogger("gradchain.consensus.bft")
 
-MAX_FUTURE_MESSAGES = 10_000  # held-back messages of the next height, per node
+MAX_FUTURE_MESSAGES = 10_000          # held-back messages of the next height, in total
+MAX_FUTURE_BYTES = 64 * 1024 * 1024   # ... and their bytes (a proposal counts its block)
+MAX_FUTURE_PER_PEER = 1_000           # held back from one peer (messages it relayed included)
+MAX_FUTURE_PEER_BYTES = 20 * 1024 * 1024  # ... and their bytes: a peer can fill at most a third
+VOTE_BYTES = 160                      # what a held vote costs, about its wire size
+STALL_ROUNDS = 3                      # no decision for this many rounds' timeouts: stalled
 DEFAULT_TIMEOUTS = TimeoutParams()
 
 
@@ -72,6 +85,40 @@ class SignedProposal:
 
 
 Message = SignedProposal | SignedVote
+
+
+class Verdict(Enum):
+    """What `receive` made of a message: only ACCEPTED ones were checked and may be relayed."""
+
+    ACCEPTED = "accepted"  # signed by a validator of its height, new: fed or held back
+    IGNORED = "ignored"    # a copy, over a bound, or of no use: not relayed, sender not at fault
+    STALE = "stale"        # an earlier height
+    AHEAD = "ahead"        # beyond the next height: not checked (the sender is ahead of us)
+
+
+class InvalidMessage(ValueError):
+    """A message whose signer is no validator of its height or whose signature fails."""
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A checked message of the next height, held back until StartHeight."""
+
+    message: Message
+    peer: bytes | None
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stall:
+    """No decision at `height` for STALL_ROUNDS rounds' timeouts (a display, not state):
+    since when (ms, the timer's clock), our round, and whose votes of it are missing."""
+
+    height: int
+    round: int
+    since_ms: int
+    missing_prevotes: tuple[bytes, ...]
+    missing_precommits: tuple[bytes, ...]
 
 
 class Transport(Protocol):
@@ -90,6 +137,26 @@ class Timer(Protocol):
 
 OnCommit = Callable[[Block, BuiltBlock, list[Transaction]], None]
 OnEvidence = Callable[[DuplicateVoteEvidence], None]
+
+
+def message_key(m: Message) -> tuple:
+    """What identifies a message regardless of its signature bytes."""
+    if isinstance(m, SignedProposal):
+        p = m.proposal
+        return ("proposal", p.height, p.round, p.proposer, p.value, p.valid_round)
+    v = m.vote
+    return ("vote", v.type, v.height, v.round, v.validator, v.value)
+
+
+def message_size(m: Message) -> int:
+    """About what a held message costs in memory: a proposal, its block's transactions."""
+    if isinstance(m, SignedVote):
+        return VOTE_BYTES
+    return VOTE_BYTES + sum(len(t.raw) for t in m.block.txs)
+
+
+def signer_of(m: Message) -> bytes:
+    return m.proposal.proposer if isinstance(m, SignedProposal) else m.vote.validator
 
 
 def vote_signature_ok(vset: ValidatorSet, chain_id: str, sv: SignedVote) -> bool:
@@ -133,7 +200,11 @@ class BftEngine:
         self._invalid: set[bytes] = set()
         # vote signatures of this height: (type, round, validator, value) -> signature
         self._vote_sigs: dict[tuple[int, int, bytes, bytes | None], bytes] = {}
-        self._future: list[Message] = []
+        self._future: dict[tuple, Held] = {}
+        self._future_bytes = 0
+        self._future_by_peer: dict[bytes | None, tuple[int, int]] = {}  # peer -> (count, bytes)
+        self._sets: tuple[bytes, dict[int, ValidatorSet]] = (b"", {})   # tip hash -> sets by height
+        self.height_since_ms = timer.now_ms()  # when the current height started (display)
         self._queue: deque[Callable[[], None]] = deque()
         self._busy = False
         self.stopped = False
@@ -148,9 +219,14 @@ class BftEngine:
         """Ignore everything from now on (pending timeouts and messages included)."""
         self.stopped = True
 
-    def receive(self, message: Message) -> None:
-        """A signed message from the transport."""
-        self._submit(lambda: self._on_message(message))
+    def receive(self, message: Message, peer: bytes | None = None) -> Verdict:
+        """A signed message from the transport (`peer`: who handed it over), checked now,
+        before the transport relays it; InvalidMessage if its signer is no validator of its
+        height or its signature fails.  An accepted one is fed (or held back) in order."""
+        verdict = self._check(message, peer)
+        if verdict is Verdict.ACCEPTED:
+            self._submit(lambda: self._on_message(message))
+        return verdict
 
     @property
     def height(self) -> int:
@@ -179,12 +255,14 @@ class BftEngine:
         self._blocks = {}
         self._invalid = set()
         self._vote_sigs = {}
+        self.height_since_ms = self.timer.now_ms()
         vset = self.chain.validator_set(height)
         # a new set: the machine derives its proposer priorities (consensus/proposer.py)
         self._feed(StartHeight(height, None, vset if vset != self.state.validators else None))
-        held, self._future = self._future, []
-        for m in held:
-            self._on_message(m)
+        held = list(self._future.values())
+        self._clear_future()
+        for h in held:
+            self._on_message(h.message)
 
     def _propose(self, g: GetValue) -> None:
         """getValue(): build a block from the mempool on our tip and hand its hash back."""
@@ -265,29 +343,81 @@ class BftEngine:
 
     # ---- inbound -----------------------------------------------------------------------
 
-    def _on_message(self, m: Message) -> None:
-        """Check a signed message, then feed it (or hold it for the next height)."""
+    def _validator_set(self, height: int) -> ValidatorSet:
+        """The set of `height` (tip <= height <= tip + 2), read from state once per tip."""
+        tip = self.chain.tip
+        if self._sets[0] != tip.hash:
+            self._sets = (tip.hash, {})
+        sets = self._sets[1]
+        if height not in sets:
+            sets[height] = self.chain.validator_set(height)
+        return sets[height]
+
+    def _check(self, m: Message, peer: bytes | None) -> Verdict:
+        """The checks of `receive`, cheapest first: height, membership, copies, signature;
+        then a message of the next height is held back (if the bounds allow)."""
         inner = m.proposal if isinstance(m, SignedProposal) else m.vote
-        if type(inner.height) is not int or inner.height < self.state.height:
-            return
-        if inner.height > self.state.height:
-            # the next height (others decided first): replay it after StartHeight
-            if inner.height == max(self.state.height, self.chain.tip.height) + 1 \
-                    and len(self._future) < MAX_FUTURE_MESSAGES:
-                self._future.append(m)
+        height = inner.height
+        if type(height) is not int or height < self.state.height or height <= self.chain.tip.height:
+            return Verdict.STALE
+        if height > max(self.state.height, self.chain.tip.height) + 1:
+            return Verdict.AHEAD
+        vset = self._validator_set(height)
+        signer = signer_of(m)
+        if type(signer) is not bytes or vset.get(signer) is None:
+            raise InvalidMessage(f"the signer is not a validator of height {height}")
+        current = height == self.state.height
+        if current and not accepts(self.state, inner):
+            return Verdict.IGNORED
+        if not current and message_key(m) in self._future:
+            return Verdict.IGNORED
+        ok = vote_signature_ok(vset, self.chain.chain_id, m) if isinstance(m, SignedVote) \
+            else proposal_signature_ok(vset, self.chain.chain_id, m)
+        if not ok:
+            raise InvalidMessage(f"bad signature on a message of height {height}")
+        if not current:
+            return self._hold(m, peer)
+        return Verdict.ACCEPTED
+
+    def _hold(self, m: Message, peer: bytes | None) -> Verdict:
+        """Keep a checked message of the next height, unless its peer or the total is full."""
+        size = message_size(m)
+        count, nbytes = self._future_by_peer.get(peer, (0, 0))
+        if count >= MAX_FUTURE_PER_PEER or nbytes + size > MAX_FUTURE_PEER_BYTES \
+                or len(self._future) >= MAX_FUTURE_MESSAGES or self._future_bytes + size > MAX_FUTURE_BYTES:
+            return Verdict.IGNORED
+        self._future[message_key(m)] = Held(m, peer, size)
+        self._future_by_peer[peer] = (count + 1, nbytes + size)
+        self._future_bytes += size
+        return Verdict.ACCEPTED
+
+    def _clear_future(self) -> None:
+        self._future = {}
+        self._future_by_peer = {}
+        self._future_bytes = 0
+
+    def _on_message(self, m: Message) -> None:
+        """Feed a message `_check` accepted (held-back ones once their height starts)."""
+        inner = m.proposal if isinstance(m, SignedProposal) else m.vote
+        if inner.height != self.state.height:
             return
         if isinstance(m, SignedVote):
-            if not vote_signature_ok(self.state.validators, self.chain.chain_id, m):
-                return
             v = m.vote
             self._vote_sigs.setdefault((v.type, v.round, v.validator, v.value), m.signature)
             self._feed(m.vote)
-        else:
-            if not proposal_signature_ok(self.state.validators, self.chain.chain_id, m):
-                return
-            if not self._valid(m.proposal.value, m.block):
-                return
+            if v.round > self.state.round or not self._logged(v):  # it may have evicted a far round
+                self._prune_sigs(v.validator)
+        elif self._valid(m.proposal.value, m.block):
             self._feed(m.proposal)
+
+    def _logged(self, v: Vote) -> bool:
+        return v in self.state.votes.get((v.type, v.round), {}).get(v.validator, ())
+
+    def _prune_sigs(self, validator: bytes) -> None:
+        """Forget the signatures of `validator`'s votes the machine no longer holds."""
+        for key in [k for k in self._vote_sigs if k[2] == validator]:
+            if not self._logged(Vote(key[0], self.state.height, key[1], key[3], validator)):
+                del self._vote_sigs[key]
 
     def _valid(self, value: bytes, block: Block) -> bool:
         """valid(v) of the paper: the block hashes to v, extends our tip, its last commit
@@ -337,8 +467,12 @@ class BftEngine:
         if self.started:  # running: the height we were in is decided, go on
             self._start_next_height()
         else:                      # not started yet: held messages of that height are stale
-            self._future = [m for m in self._future
-                            if (m.proposal if isinstance(m, SignedProposal) else m.vote).height > block.height]
+            held = [h for h in self._future.values() if
+                    (h.message.proposal if isinstance(h.message, SignedProposal) else h.message.vote).height
+                    > block.height]
+            self._clear_future()
+            for h in held:
+                self._hold(h.message, h.peer)
 
     def _start_height(self, height: int) -> None:
         """Start `height` unless sync already moved us there or past it (the commit delay
@@ -350,3 +484,22 @@ class BftEngine:
     def started(self) -> bool:
         """Whether consensus has started (StartHeight fed at least once)."""
         return self.state.height > 0
+
+    # ---- liveness that users can see (RPC status, the log) --------------------------------
+
+    def stall(self) -> Stall | None:
+        """A Stall if the current height has gone undecided for STALL_ROUNDS rounds' worth
+        of timeouts (any round: a round without 2f+1 votes has no timeout that ends it)."""
+        s = self.state
+        if not self.started or self.stopped or s.step == Step.COMMIT:
+            return None
+        t = s.timeouts
+        after = sum(t.duration(k, r) for r in range(STALL_ROUNDS)
+                    for k in (TIMEOUT_PROPOSE, TIMEOUT_PREVOTE, TIMEOUT_PRECOMMIT))
+        if self.timer.now_ms() - self.height_since_ms < after:
+            return None
+
+        def missing(vote_type: int) -> tuple[bytes, ...]:
+            book = s.votes.get((vote_type, s.round), {})
+            return tuple(v.address for v in s.validators.validators if v.address not in book)
+        return Stall(s.height, s.round, self.height_since_ms, missing(PREVOTE), missing(PRECOMMIT))

@@ -35,6 +35,9 @@ TIMEOUT_PROPOSE = "propose"
 TIMEOUT_PREVOTE = "prevote"
 TIMEOUT_PRECOMMIT = "precommit"
 NIL_ROUND = -1
+MAX_PER_SLOT = 2        # distinct messages kept per (type, round, signer): the first conflicting pair
+MAX_FUTURE_ROUNDS = 2   # rounds above ours in which one signer's messages are kept (the highest)
+PROPOSAL_HORIZON = 16   # a proposal further above our round is dropped: finding its proposer costs a step per round
 
 
 class Step(IntEnum):
@@ -164,9 +167,12 @@ class State:
     order: the paper's rules range over the whole log, and a node that saw an equivocating
     proposer's other value first must still decide the value 2f+1 precommitted.
     `votes[(type, r)]` maps each validator to its distinct votes of that type and round:
-    two or more is equivocation, reported once.  As in the paper, a quorum for a value
+    two is equivocation, reported once; the log keeps at most that first conflicting pair
+    per slot (`MAX_PER_SLOT`, the evidence) and drops the rest, and keeps a signer's messages
+    in at most `MAX_FUTURE_ROUNDS` rounds above ours (the highest), so no signer can grow
+    the log without bound (`accepts`).  As in the paper, a quorum for a value
     counts the messages for that value, so an equivocator counts toward each value it
-    signed (once per value): safety does not suffer, since two quorums share an honest
+    signed (once per value, of the two kept): safety does not suffer, since two quorums share an honest
     validator and honest validators sign one vote per slot; liveness needs it, because
     honest nodes that saw an equivocator's votes in different orders must still agree on
     what 2f+1 precommitted.  "2f+1 of any kind" counts each validator once.
@@ -275,27 +281,75 @@ def votes_any(s: State, vote_type: int, round_: int) -> int:
     return stake_of(s, s.votes.get((vote_type, round_), {}).keys())
 
 
-def receive(s: State, msg: Proposal | Vote, out: list[Action]) -> State:
-    """Add a message to the log.  An identical copy is ignored; a second, different message
-    of one signer for one slot is kept (each counts toward its own value, see State) and
-    reported once as equivocation."""
+def _slot(s: State, msg: Proposal | Vote) -> tuple | None:
+    """What the log holds in `msg`'s slot (None: a message the log never takes)."""
     if isinstance(msg, Proposal):
-        if msg.round < 0 or msg.proposer != proposer_of(s, msg.round):
-            return s
-        seen: tuple = s.proposals.get(msg.round, ())
-        if msg in seen:
-            return s
+        if not 0 <= msg.round <= s.round + PROPOSAL_HORIZON or msg.proposer != proposer_of(s, msg.round):
+            return None
+        return s.proposals.get(msg.round, ())
+    if msg.type not in (PREVOTE, PRECOMMIT) or msg.round < 0 or s.validators.get(msg.validator) is None:
+        return None
+    return s.votes.get((msg.type, msg.round), {}).get(msg.validator, ())
+
+
+def signer_of(msg: Proposal | Vote) -> bytes:
+    return msg.proposer if isinstance(msg, Proposal) else msg.validator
+
+
+def future_rounds(s: State, signer: bytes) -> set[int]:
+    """Rounds above ours in which the log holds a message of `signer`."""
+    rounds = {r for (_, r), book in s.votes.items() if r > s.round and signer in book}
+    return rounds | {r for r, ps in s.proposals.items() if r > s.round and any(p.proposer == signer for p in ps)}
+
+
+def accepts(s: State, msg: Proposal | Vote) -> bool:
+    """Whether `receive` would add `msg` to the log: not a copy, its slot not full (the first
+    conflicting pair is kept, the rest dropped), and not below the `MAX_FUTURE_ROUNDS`
+    highest rounds above ours that its signer already fills.  The caller asks before it
+    checks a signature, so a flood of copies or of an equivocator's extra votes is cheap."""
+    if s.step == Step.COMMIT or msg.height != s.height:
+        return False
+    seen = _slot(s, msg)
+    if seen is None or msg in seen or len(seen) >= MAX_PER_SLOT:
+        return False
+    if msg.round <= s.round:
+        return True
+    ahead = future_rounds(s, signer_of(msg))
+    return msg.round in ahead or len(ahead) < MAX_FUTURE_ROUNDS or msg.round > min(ahead)
+
+
+def keep_highest_rounds(s: State, signer: bytes) -> State:
+    """Drop `signer`'s messages of all but its `MAX_FUTURE_ROUNDS` highest rounds above ours:
+    an honest signer's latest round is the one that matters (round skip), and a signer
+    cannot make the log grow by signing ever higher rounds."""
+    ahead = sorted(future_rounds(s, signer))
+    drop = set(ahead[:-MAX_FUTURE_ROUNDS])
+    if not drop:
+        return s
+    votes = {k: {a: vs for a, vs in book.items() if a != signer} if k[1] in drop else book
+             for k, book in s.votes.items()}
+    proposals = {r: tuple(p for p in ps if p.proposer != signer) if r in drop else ps
+                 for r, ps in s.proposals.items()}
+    return replace(s, votes={k: b for k, b in votes.items() if b},
+                   proposals={r: ps for r, ps in proposals.items() if ps})
+
+
+def receive(s: State, msg: Proposal | Vote, out: list[Action]) -> State:
+    """Add a message to the log (if it `accepts` it).  A second, different message of one
+    signer for one slot is kept (each counts toward its own value, see State) and reported
+    once as equivocation; a third is dropped."""
+    if not accepts(s, msg):
+        return s
+    seen: tuple = _slot(s, msg)  # type: ignore[assignment]
+    if isinstance(msg, Proposal):
         s = replace(s, proposals={**s.proposals, msg.round: (*seen, msg)})
         key: tuple = ("proposal", msg.round, msg.proposer)
     else:
-        if msg.type not in (PREVOTE, PRECOMMIT) or msg.round < 0 or s.validators.get(msg.validator) is None:
-            return s
         book = s.votes.get((msg.type, msg.round), {})
-        seen = book.get(msg.validator, ())
-        if msg in seen:
-            return s
         s = replace(s, votes={**s.votes, (msg.type, msg.round): {**book, msg.validator: (*seen, msg)}})
         key = (msg.type, msg.round, msg.validator)
+    if msg.round > s.round:
+        s = keep_highest_rounds(s, signer_of(msg))
     if not seen or key in s.reported:
         return s
     out.append(Equivocation(seen[0], msg))

@@ -8,11 +8,14 @@ module gives it real ones (CometBFT's consensus reactor plays the same part):
 - `LoopTimer` is the asyncio event loop's clock (`call_later`) with wall-clock `now_ms`;
 - `attach` registers inbound handlers: a body is decoded strictly (exact field count and
   types, the block through `decode_block` with the chain's size limits) and handed to
-  `engine.receive`; a malformed body raises BadMessage, which drops the sending peer.
-  Signatures, heights and block validity are the engine's checks, not this module's.
-  A message of a height the engine cannot use yet (beyond the one it holds back) is
-  NOT_HANDLED: p2p forgets its hash (so a later re-gossip is handled), it is not relayed,
-  and block sync (net/sync.py) is told that the sender is ahead of us;
+  `engine.receive`, which checks the signer and signature before anything is relayed and
+  answers a `Verdict`: only an ACCEPTED message is relayed (the handler returns None);
+  an IGNORED or STALE one is not (False: p2p keeps its hash, so copies stay cheap).  A
+  malformed body, or one the engine refuses (InvalidMessage: no validator of its height,
+  a bad signature), raises BadMessage, which drops (and bans) the sending peer.
+  A message of a height the engine cannot check yet (AHEAD: beyond the one it holds back)
+  is NOT_HANDLED: p2p forgets its hash (so a later re-gossip is handled), it is not
+  relayed, and block sync (net/sync.py) is told that the sender is ahead of us;
 - re-gossip: the transport keeps our own signed messages of the latest height we signed
   at and sends them again (the same bytes, no new signature) to a peer that (re)connects,
   and to everyone when we have sent nothing for `regossip_s` while that height is still
@@ -32,7 +35,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from consensus.bft import BftEngine, Message, SignedProposal
+from consensus.bft import BftEngine, InvalidMessage, Message, SignedProposal, Verdict
 from consensus.machine import Proposal
 from ledger.votes import PRECOMMIT, PREVOTE, SignedVote, Vote
 from ledger import errors
@@ -203,13 +206,16 @@ def attach(p2p: P2P, engine: BftEngine, params: ChainParams, transport: P2PTrans
     `transport`, a peer that connects gets our own messages of the current height; with
     `sync`, a message of a later height than we can use tells sync that its sender is ahead."""
     def deliver(peer: bytes, height: int, message: Message) -> Any:
-        # the engine feeds its current height and holds back the next one; beyond: forget
-        if height > max(engine.height, engine.chain.tip.height) + 1:
+        # the engine checks before p2p relays: only what it accepted travels on
+        try:
+            verdict = engine.receive(message, peer)
+        except InvalidMessage as e:
+            raise BadMessage(str(e)) from None
+        if verdict is Verdict.AHEAD:
             if sync is not None:
                 sync.note_height(peer, height - 1)
             return NOT_HANDLED
-        engine.receive(message)
-        return None
+        return None if verdict is Verdict.ACCEPTED else False
 
     def on_proposal(peer: bytes, body: Any) -> Any:
         sp = decode_proposal(body, params, engine.mempool.get)

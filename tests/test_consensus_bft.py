@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from consensus.bft import BftEngine, SignedProposal
+from consensus.bft import BftEngine, InvalidMessage, SignedProposal, Verdict
 from consensus.genesis import Genesis
 from consensus.machine import TimeoutParams
 from consensus.signer import Signer
@@ -226,6 +226,12 @@ def test_invalid_block_gets_nil_prevotes(cluster):
     assert len(prevotes) == 4 and prevotes[first] is not None
 
 
+def refused(e: BftEngine, m) -> None:
+    """A forged message is refused before anything could relay it (the sender is dropped)."""
+    with pytest.raises(InvalidMessage):
+        e.receive(m)
+
+
 def test_forged_messages_are_dropped(cluster):
     clock, net, nodes = cluster([0, 1, 2])   # one validator silent: its votes matter
     outsider = PrivateKey.from_label("not a validator")
@@ -235,9 +241,9 @@ def test_forged_messages_are_dropped(cluster):
             # a copy claiming to be from the silent validator, signed by nobody valid
             fake = replace(msg.vote, validator=VKEYS[3].address)
             for e in nodes:
-                clock.schedule(1, lambda e=e: e.receive(SignedVote(fake, msg.signature)))
-                clock.schedule(1, lambda e=e: e.receive(SignedVote(replace(fake, validator=outsider.address),
-                                                                  msg.signature)))
+                clock.schedule(1, lambda e=e: refused(e, SignedVote(fake, msg.signature)))
+                clock.schedule(1, lambda e=e: refused(e, SignedVote(replace(fake, validator=outsider.address),
+                                                                   msg.signature)))
         return msg
 
     net.tamper = forge
@@ -313,7 +319,10 @@ def test_malformed_messages_are_ignored(cluster):
                 replace(good, vote=replace(good.vote, validator=None)),
                 replace(good, vote=replace(good.vote, round=-5)),
                 replace(good, signature=None)):
-        e.receive(bad)                  # no exception, nothing fed
+        try:                            # refused or ignored, never fed, never a crash
+            assert e.receive(bad) is Verdict.IGNORED
+        except InvalidMessage:
+            pass
     assert VKEYS[1].address not in e.state.votes.get((PREVOTE, 0), {})
     clock.run(60_000, until=lambda: min_height(nodes) >= 1)
     check_agreement(nodes, 1)

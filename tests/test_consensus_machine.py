@@ -142,7 +142,8 @@ def test_duplicate_votes_count_once_and_conflicts_are_reported():
     assert acts == [] and s.votes[(PREVOTE, 0)] == {other: (v1,)}
     s, acts = feed(s, v2, v2, Vote(PREVOTE, 1, 0, None, other))
     assert acts == [Equivocation(v1, v2)]                       # reported once
-    assert len(s.votes[(PREVOTE, 0)][other]) == 3               # each counts for its own value
+    assert s.votes[(PREVOTE, 0)][other] == (v1, v2)             # each counts for its own value;
+    # the first conflicting pair is the evidence: a third value is dropped (issue 12 item 8)
     p = proposer(VS, 1, 0)
     s, acts = feed(s, Proposal(1, 0, A, -1, p), Proposal(1, 0, B, -1, p))
     assert Equivocation(Proposal(1, 0, A, -1, p), Proposal(1, 0, B, -1, p)) in acts

@@ -100,8 +100,14 @@ class StubEngine:
         self.stopped = False
         self.got: list = []
 
-    def receive(self, m) -> None:
+    def receive(self, m, peer=None):
+        """The engine's verdicts by height alone (tests/test_consensus_bft.py checks the rest)."""
+        from consensus.bft import Verdict
+        inner = m.vote if isinstance(m, SignedVote) else m.proposal
+        if inner.height > max(self.height, self.chain.tip.height) + 1:
+            return Verdict.AHEAD
         self.got.append(m)
+        return Verdict.ACCEPTED
 
 
 class StubSync:
