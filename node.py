@@ -38,7 +38,7 @@ from ledger.evidence import encode as evidence_encode
 from ledger.tx import (Transaction, TxKind, contract_address, decode_transaction, submit_evidence,
                        validate_transaction)
 from net import faults
-from net.consensus_reactor import LoopTimer, P2PTransport, attach, regossip_loop
+from net.consensus_reactor import LoopTimer, P2PTransport, attach, regossip_loop, stall_loop
 from net.p2p import P2P, BadMessage, Limits, PeerAddress, frame_limit, parse_peer
 from net.sync import BlockSync
 from net.rpc import make_app
@@ -419,7 +419,8 @@ class Node:
             if self.peers:
                 await self._wait_for_a_quorum_of_peers()
             background = [asyncio.create_task(self.sync.run()),
-                          asyncio.create_task(regossip_loop(transport, self.engine))]
+                          asyncio.create_task(regossip_loop(transport, self.engine)),
+                          asyncio.create_task(stall_loop(self.engine))]
             # a fresh signer state past genesis (a wiped data dir): one block more first
             await self.sync.catch_up(fresh_since_ms)
             self.engine.start()

@@ -27,7 +27,8 @@ It is the machine's caller, as the machine's docstring asks:
   told, and the next height starts after `commit_delay_ms` (CometBFT's timeout_commit);
 - Equivocation: two signed votes of one validator for one step become DuplicateVoteEvidence
   (ledger/evidence.py), kept in `self.evidence` and handed to `on_evidence` (the node sends
-  it to the chain in an EVIDENCE transaction, which slashes the signer).
+  it to the chain in an EVIDENCE transaction, which slashes the signer); once per validator
+  and height, however many slots it double-signs.
 
 The validator set of each height comes from the chain (`chain.validator_set`, fixed by the
 state two heights before), so bonding, unbonding and slashing change who signs without any
@@ -200,6 +201,7 @@ class BftEngine:
         self._invalid: set[bytes] = set()
         # vote signatures of this height: (type, round, validator, value) -> signature
         self._vote_sigs: dict[tuple[int, int, bytes, bytes | None], bytes] = {}
+        self._evidenced: set[bytes] = set()   # validators with evidence at this height: once is enough
         self._future: dict[tuple, Held] = {}
         self._future_bytes = 0
         self._future_by_peer: dict[bytes | None, tuple[int, int]] = {}  # peer -> (count, bytes)
@@ -255,6 +257,7 @@ class BftEngine:
         self._blocks = {}
         self._invalid = set()
         self._vote_sigs = {}
+        self._evidenced = set()
         self.height_since_ms = self.timer.now_ms()
         vset = self.chain.validator_set(height)
         # a new set: the machine derives its proposer priorities (consensus/proposer.py)
@@ -319,6 +322,9 @@ class BftEngine:
                 return
             votes.append(SignedVote(v, sig))
         ev = DuplicateVoteEvidence.of(*votes)
+        if ev.validator in self._evidenced:
+            return
+        self._evidenced.add(ev.validator)
         log.warning("double signing by %s at height %d round %d", ev.validator.hex()[:16], ev.height, e.first.round)
         self.evidence.append(ev)
         if self.on_evidence is not None:

@@ -5,6 +5,8 @@ module gives it real ones (CometBFT's consensus reactor plays the same part):
 
 - `P2PTransport.broadcast` encodes a SignedProposal or SignedVote as a canonical msgpack
   body and gossips it ("proposal" / "vote"); p2p relays and de-duplicates;
+- `stall_loop` logs `engine.stall()` once when it starts, then at a bounded rate;
+  `stall_json` is its form in RPC status;
 - `LoopTimer` is the asyncio event loop's clock (`call_later`) with wall-clock `now_ms`;
 - `attach` registers inbound handlers: a body is decoded strictly (exact field count and
   types, the block through `decode_block` with the chain's size limits) and handed to
@@ -35,7 +37,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from consensus.bft import BftEngine, InvalidMessage, Message, SignedProposal, Verdict
+from consensus.bft import BftEngine, InvalidMessage, Message, SignedProposal, Stall, Verdict
 from consensus.machine import Proposal
 from ledger.votes import PRECOMMIT, PREVOTE, SignedVote, Vote
 from ledger import errors
@@ -175,6 +177,38 @@ async def regossip_loop(transport: P2PTransport, engine: BftEngine, interval_s: 
             n = transport.resend()
             if n:
                 log.debug("re-sent %d own messages of height %d", n, transport.height)
+
+
+STALL_LOG_S = 60.0         # a stall is logged when it starts, then at most this often
+
+
+def stall_json(st: Stall) -> dict:
+    """The `stalled` field of RPC status (docs/rpc.md): addresses in hex, `since` in unix s."""
+    return {"height": st.height, "round": st.round, "since": st.since_ms // 1000,
+            "missing": {"prevote": [a.hex() for a in st.missing_prevotes],
+                        "precommit": [a.hex() for a in st.missing_precommits]}}
+
+
+def stall_line(st: Stall) -> str:
+    miss = sorted(set(st.missing_prevotes) | set(st.missing_precommits))
+    return (f"no progress at height {st.height} (round {st.round}) since {st.since_ms // 1000}: votes missing "
+            f"from {', '.join(a.hex()[:16] for a in miss) or 'nobody'}")
+
+
+async def stall_loop(engine: BftEngine, interval_s: float = 1.0, log_every_s: float = STALL_LOG_S) -> None:
+    """Log a stall once when it starts and then every `log_every_s` while it lasts (never
+    once per round), and one line when the chain moves again."""
+    logged_at: float | None = None
+    while True:
+        await asyncio.sleep(interval_s)
+        st, now = engine.stall(), time.monotonic()
+        if st is None:
+            if logged_at is not None:
+                log.warning("progress again at height %d", engine.height)
+            logged_at = None
+        elif logged_at is None or now - logged_at >= log_every_s:
+            log.warning("%s", stall_line(st))
+            logged_at = now
 
 
 class LoopTimer:

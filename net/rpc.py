@@ -41,7 +41,9 @@ from ledger.encoding import encode
 from ledger.chain import Chain
 from ledger.keys import PrivateKey
 from ledger.mempool import AlreadyKnown, Mempool
+from consensus.bft import BftEngine
 from consensus.genesis import Genesis
+from net.consensus_reactor import stall_json
 
 
 
@@ -282,11 +284,15 @@ def _state_at(node: Node, h: int) -> Iterator[tuple[State, Header]]:
 
 @method
 async def m_status(node: Node) -> dict:
+    """`stalled`: null, or where a BFT node has made no progress for several rounds and
+    whose votes are missing (net/consensus_reactor.stall_json)."""
     tip = node.chain.tip
+    stall = node.engine.stall() if isinstance(node.engine, BftEngine) else None
     return {"chain_id": node.chain.chain_id, "height": tip.height, "latest_block_hash": tip.hash.hex(),
             "latest_block_time_ms": tip.time_ms, "genesis_hash": node.genesis.hash.hex(),
             "node_version": NODE_VERSION, "validator": address_hex(node.key.address),
-            "mempool_size": len(node.mempool), "ml": vm_ml.stats()}
+            "mempool_size": len(node.mempool), "ml": vm_ml.stats(),
+            "stalled": None if stall is None else stall_json(stall)}
 
 
 @method

@@ -161,3 +161,12 @@ def test_a_stall_names_the_validators_whose_votes_are_missing(cluster):
     st = e.stall()
     assert st is not None and st.height == 1 and st.since_ms == nodes[0].height_since_ms
     assert set(st.missing_prevotes) == {ADDRS[2], ADDRS[3]} and ADDRS[2] in st.missing_precommits
+
+
+def test_one_evidence_per_validator_and_height_however_many_slots_it_double_signs(cluster):
+    _, _, (e,) = cluster([0])
+    e.start()
+    for t in (PREVOTE, PRECOMMIT):
+        for v in (value(1), value(2), value(3)):
+            e.receive(signed(VKEYS[1], t, 1, 0, v))
+    assert len(e.evidence) == 1 and e.evidence[0].validator == ADDRS[1]
