@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Coroutine
 
-from aiohttp import web
-
 from consensus.bft import BftEngine
 from consensus.genesis import (COIN, Genesis, devnet_genesis, devnet_keys, devnet_validator_key, load_genesis,
                                write_genesis)
@@ -41,7 +39,7 @@ from net import faults
 from net.consensus_reactor import LoopTimer, P2PTransport, attach, regossip_loop, stall_loop
 from net.p2p import P2P, BadMessage, Limits, PeerAddress, frame_limit, parse_peer
 from net.sync import BlockSync
-from net.rpc import make_app
+from net import rpc
 from vm import ml as vm_ml
 from vm.limits import MAX_OUTPUT_BYTES
 from vm.values import decode_value, to_json
@@ -113,6 +111,7 @@ class NodeConfig:
     min_gas_price: int = 1
     max_body_bytes: int = 16 << 20
     quiet: bool = False
+    rpc_limits: rpc.Limits = rpc.Limits()
     p2p_host: str = "127.0.0.1"
     p2p_port: int = 0           # 0: any free port (used only when the chain has several validators)
     peers: tuple[str, ...] = ()  # KEYHEX@host:port of the other validators
@@ -369,13 +368,10 @@ class Node:
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         self.verifier.warm_up()
-        runner = web.AppRunner(make_app(self, self.cfg.max_body_bytes), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.cfg.rpc_host, self.cfg.rpc_port)
         try:
-            await site.start()
+            server = await rpc.start(self, self.cfg.rpc_host, self.cfg.rpc_port, self.cfg.max_body_bytes,
+                                     self.cfg.rpc_limits)
         except OSError as e:
-            await runner.cleanup()
             raise NodeError(f"cannot listen on {self.cfg.rpc_host}:{self.cfg.rpc_port}: {e.strerror}") from None
         if not self.cfg.quiet:
             self._banner()
@@ -387,7 +383,7 @@ class Node:
             else:
                 await self.engine.run()
         finally:
-            await runner.cleanup()
+            await server.close()
 
     async def _run_bft(self) -> None:
         """p2p (the validator key is the node key), then BftEngine once the peers are linked."""
@@ -542,6 +538,16 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
     p.add_argument("--data-dir", type=Path, default=d.data_dir, help=f"chain data directory (default {d.data_dir})")
     p.add_argument("--rpc-host", default=d.rpc_host, help="RPC listen address (default 127.0.0.1)")
     p.add_argument("--rpc-port", type=int, default=d.rpc_port, help=f"RPC port (default {d.rpc_port})")
+    lim = rpc.Limits()
+    p.add_argument("--rpc-max-connections", type=int, default=lim.max_connections,
+                   help=f"open RPC connections, all clients together (default {lim.max_connections})")
+    p.add_argument("--rpc-max-per-ip", type=int, default=lim.max_per_ip,
+                   help=f"open RPC connections from one IP (default {lim.max_per_ip})")
+    p.add_argument("--rpc-header-timeout", type=float, default=lim.header_timeout,
+                   help="seconds an RPC connection may take to send a request's headers, from connecting or "
+                        f"from the last answer (default {lim.header_timeout:g})")
+    p.add_argument("--rpc-body-timeout", type=float, default=lim.body_timeout,
+                   help=f"seconds to read an RPC request's body (default {lim.body_timeout:g})")
     p.add_argument("--genesis", type=Path, help="genesis file (default: a new devnet genesis)")
     p.add_argument("--key", type=Path, help="validator key file (default: the devnet validator key)")
     p.add_argument("--block-time", type=float, default=d.block_time,
@@ -577,6 +583,8 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
         p.error("--p2p-port must be in [0, 65535]")
     if min(a.p2p_max_peers, a.p2p_max_other_peers, a.p2p_max_per_ip) < 0 or a.p2p_ban < 0:
         p.error("--p2p-max-peers, --p2p-max-other-peers, --p2p-max-per-ip and --p2p-ban must be >= 0")
+    if min(a.rpc_max_connections, a.rpc_max_per_ip) < 1 or min(a.rpc_header_timeout, a.rpc_body_timeout) <= 0:
+        p.error("--rpc-max-connections and --rpc-max-per-ip must be >= 1, the --rpc-*-timeout flags positive")
     if a.test_faults is not None:
         try:
             faults.load_schedule(a.test_faults)
@@ -585,6 +593,8 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
     peers = tuple(x.strip() for x in a.peers.split(",") if x.strip())
     return NodeConfig(a.data_dir, a.rpc_host, a.rpc_port, a.genesis, a.key, a.block_time, a.verify_workers,
                       a.max_block_txs, a.mempool_size, a.min_gas_price, quiet=a.quiet,
+                      rpc_limits=rpc.Limits(a.rpc_max_connections, a.rpc_max_per_ip, a.rpc_header_timeout,
+                                            a.rpc_body_timeout),
                       p2p_host=a.p2p_host, p2p_port=a.p2p_port, peers=peers, p2p_max_peers=a.p2p_max_peers,
                       p2p_max_other_peers=a.p2p_max_other_peers, p2p_max_per_ip=a.p2p_max_per_ip, p2p_ban=a.p2p_ban,
                       test_faults=a.test_faults, test_byzantine=a.test_byzantine)

@@ -8,8 +8,17 @@ Every method is documented in docs/rpc.md.  Errors use the standard codes
     -32002 timed out waiting for commit (data: {"hash": ...})
     -32003 contract execution failed (data: {"code", "message", "contract", "function",
            "line", "gas_used", "logs"}: where and why, never opaque bytes)
+    -32004 batch limit reached: the batch's work, reply bytes or commit wait is spent
+           (data: {"limit": "work" | "reply_bytes" | "commit_wait", "max": ...})
+    -32005 server busy: too many connections, in all or from this IP (HTTP 503)
+    -32006 request timeout: the body did not arrive in time (HTTP 408)
 A batch's broadcast_tx calls are admitted together, so their signatures are checked
 in one parallel batch.
+
+Nothing a client sends may hold the event loop or memory for long (Limits): a batch runs
+one request at a time, yielding to the loop after each, and stops at its work, reply
+and commit-wait bounds; connections are counted in all and per IP, and one that has not
+sent its headers (or its body) in time is closed.
 """
 from __future__ import annotations
 
@@ -20,6 +29,7 @@ import json
 import keyword
 import logging
 import re
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Coroutine, Iterator, Protocol
 
 from aiohttp import web
@@ -35,7 +45,7 @@ from vm import ml as vm_ml
 from vm import runtime
 from vm.errors import InvalidContract, VMError
 from vm.host import pinned
-from vm.limits import MAX_EVENT_BYTES, MAX_OUTPUT_BYTES, MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES
+from vm.limits import MAX_INT_DIGITS, MAX_EVENT_BYTES, MAX_OUTPUT_BYTES, MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES
 from vm.values import Decimal, decode_value, encode_value, from_json_arg, to_json
 from ledger.encoding import encode
 from ledger.chain import Chain
@@ -65,11 +75,16 @@ log = logging.getLogger("gradchain.rpc")
 
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32601, -32602, -32603
 TX_REJECTED, NOT_FOUND, COMMIT_TIMEOUT, CONTRACT_FAILED = -32000, -32001, -32002, -32003
+BATCH_LIMIT, SERVER_BUSY, REQUEST_TIMEOUT = -32004, -32005, -32006
 CALL_GAS = 50_000_000       # default and most gas of `call` (geth's rpc gas cap;
                             # about 50 ms of contract work: calls run on the node's event loop)
 MAX_EVENT_BLOCKS = 10_000   # blocks one `events` query may scan
 MAX_EVENT_LIMIT = 10_000    # events one `events` answer may hold
-MAX_BATCH = 20_000
+MAX_BATCH = 1_000           # requests in one batch
+MAX_BATCH_WORK = 1_000      # work units of one batch (WORK: 1 for most methods)
+MAX_REPLY_BYTES = 4 << 20   # bytes of one batch's answers
+MAX_COMMIT_WAIT = 600       # seconds: one broadcast_tx_commit's timeout, and a batch's total of them
+WORK = {"call": 50, "estimate_gas": 50, "events": 50, "code": 5, "block": 2, "broadcast_tx_commit": 5}
 NODE_VERSION = "0.1.0"
 
 
@@ -407,11 +422,15 @@ async def m_broadcast_tx_async(node: Node, tx: Any) -> dict:
     return {"hash": parsed.hash.hex()}
 
 
+def _is_timeout(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= MAX_COMMIT_WAIT
+
+
 @method
 async def m_broadcast_tx_commit(node: Node, tx: Any, timeout: Any = 30) -> dict:
     """Returns the receipt once the transaction is in a committed block."""
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 600:
-        raise _bad("timeout", "a number of seconds in (0, 600]")
+    if not _is_timeout(timeout):
+        raise _bad("timeout", f"a number of seconds in (0, {MAX_COMMIT_WAIT}]")
     raw = p_hex(tx, "tx")
     (res,) = await node.submit([raw])
     if isinstance(res, (errors.NonceTooLow, AlreadyKnown)):
@@ -618,12 +637,55 @@ def _bind(fn: Method, node: Node, params: Any) -> Awaitable[Any]:
     return fn(*bound.args, **bound.kwargs)
 
 
+@dataclass(frozen=True)
+class HugeInt:
+    """A JSON number with more digits than any int the node takes: kept as this marker, not
+    parsed, so that no host setting (PYTHONINTMAXSTRDIGITS) decides how a request reads."""
+
+    digits: int
+
+
+SAFE_DIGITS = 640  # CPython's lowest digit limit: int() of this many digits works on every host
+
+
+def parse_int(text: str) -> int | HugeInt:
+    """json.loads' parse_int: ints of up to MAX_INT_DIGITS digits under the VM's digit rule."""
+    digits = len(text) - text.startswith("-")
+    if digits <= SAFE_DIGITS:
+        return int(text)
+    if digits > MAX_INT_DIGITS:
+        return HugeInt(digits)
+    with pinned():
+        return int(text)
+
+
+def _huge(v: Any) -> HugeInt | None:
+    """The first HugeInt inside a params value, walked without recursion."""
+    stack = [v]
+    while stack:
+        x = stack.pop()
+        if type(x) is HugeInt:
+            return x
+        if isinstance(x, dict):
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+    return None
+
+
 def _check_request(req: Any) -> tuple[Any, str, Any]:
     if not isinstance(req, dict) or req.get("jsonrpc") != "2.0" or not isinstance(req.get("method"), str):
         raise RpcError(INVALID_REQUEST, 'invalid request: expected {"jsonrpc": "2.0", "method": ..., "id": ...}')
     rid = req.get("id")
+    if type(rid) is HugeInt:
+        raise RpcError(INVALID_REQUEST, f"invalid request: id is a number of {rid.digits} digits (at most "
+                                        f"{MAX_INT_DIGITS}): use a string, a smaller integer or null")
     if rid is not None and type(rid) not in (int, str):
         raise RpcError(INVALID_REQUEST, "invalid request: id must be a string, an integer or null")
+    huge = _huge(req.get("params"))
+    if huge is not None:
+        raise RpcError(INVALID_PARAMS, f"invalid params: a number of {huge.digits} digits is over the limit of "
+                                       f"{MAX_INT_DIGITS} digits")
     return rid, req["method"], req.get("params")
 
 
@@ -641,63 +703,266 @@ async def _call(node: Node, req: Any) -> dict | None:
     except Exception:  # an engine bug: say so, keep serving
         log.exception("internal error in %r", req)
         resp = {"jsonrpc": "2.0", "id": rid, "error": {"code": INTERNAL_ERROR, "message": "internal error"}}
-    if isinstance(req, dict) and "id" not in req and req.get("jsonrpc") == "2.0" and isinstance(req.get("method"), str):
+    if _is_notification(req):
         return None  # a notification is never answered, not even with an error (JSON-RPC 2.0)
     return resp
 
 
-async def _batch(node: Node, reqs: list) -> list[dict]:
-    """Answer a batch; its broadcast_tx calls are admitted as one group."""
-    out: list[dict | None] = [None] * len(reqs)
+def _is_notification(req: Any) -> bool:
+    return isinstance(req, dict) and "id" not in req and req.get("jsonrpc") == "2.0" \
+        and isinstance(req.get("method"), str)
+
+
+def _answer_id(req: Any) -> Any:
+    """The id an answer to req carries (null where req has no valid one)."""
+    rid = req.get("id") if isinstance(req, dict) else None
+    return rid if type(rid) in (int, str) else None
+
+
+def _commit_timeout(params: Any) -> float:
+    """The wait a broadcast_tx_commit call asks for (0 where its params are invalid: the
+    method refuses those itself)."""
+    t = params[1] if isinstance(params, list) and len(params) > 1 else \
+        params.get("timeout", 30) if isinstance(params, dict) else 30
+    return t if _is_timeout(t) else 0
+
+
+@dataclass
+class Budget:
+    """What the rest of one batch may spend: work units (WORK), answer bytes and seconds of
+    broadcast_tx_commit waits.  Once one is spent, the rest of the batch is answered -32004."""
+
+    work: int = MAX_BATCH_WORK
+    reply: int = MAX_REPLY_BYTES
+    wait: float = MAX_COMMIT_WAIT
+    spent: RpcError | None = None
+
+    def _stop(self, limit: str, most: float) -> RpcError:
+        self.spent = RpcError(BATCH_LIMIT, f"batch limit reached: the batch's {limit.replace('_', ' ')} "
+                              f"(at most {most:g}) is spent; this and the later requests were not run: send "
+                              "them in another batch", {"limit": limit, "max": most})
+        return self.spent
+
+    def charge(self, req: Any) -> RpcError | None:
+        """Take req's work (and commit wait) from the budget, or say which bound it passes."""
+        if self.spent is not None:
+            return self.spent
+        name = req.get("method") if isinstance(req, dict) else None
+        self.work -= WORK.get(name, 1) if type(name) is str else 1
+        if self.work < 0:
+            return self._stop("work", MAX_BATCH_WORK)
+        if name == "broadcast_tx_commit":
+            self.wait -= _commit_timeout(req.get("params"))
+            if self.wait < 0:
+                return self._stop("commit_wait", MAX_COMMIT_WAIT)
+        return None
+
+    def take_reply(self, n: int) -> RpcError | None:
+        if self.spent is None and n > self.reply:
+            return self._stop("reply_bytes", MAX_REPLY_BYTES)
+        self.reply -= n
+        return self.spent
+
+
+def _dumps(body: Any) -> str:
+    """JSON text under the VM's settings (vm/host.py): a contract's ints have up to 1,234
+    digits, which json.dumps refuses under a host digit limit below that."""
+    with pinned():
+        return json.dumps(body, separators=(",", ":"))
+
+
+def _group_tx(req: Any) -> bytes | None:
+    """The transaction of a broadcast_tx request that can join the batch's admission group."""
+    if not (isinstance(req, dict) and req.get("jsonrpc") == "2.0" and req.get("method") == "broadcast_tx"
+            and type(req.get("id")) in (int, str)):
+        return None
+    p = req.get("params")
+    tx = p[0] if isinstance(p, list) and len(p) == 1 else p.get("tx") if isinstance(p, dict) and len(p) == 1 else None
+    try:
+        return p_hex(tx, "tx")
+    except RpcError:
+        return None
+
+
+GROUP_ANSWER_BYTES = 512  # reserved per broadcast_tx of the group: its hash or rejection, beside its id
+
+
+async def _batch(node: Node, reqs: list) -> list[str]:
+    """Answer a batch as JSON texts, one request at a time, yielding to the event loop after
+    each so that other clients are served in between; its broadcast_tx calls are admitted
+    as one group at the end."""
+    budget = Budget()
+    out: list[str | None] = [None] * len(reqs)
     group: list[tuple[int, Any, bytes]] = []
     for i, req in enumerate(reqs):
-        if (isinstance(req, dict) and req.get("jsonrpc") == "2.0" and req.get("method") == "broadcast_tx"
-                and type(req.get("id")) in (int, str)):
-            p = req.get("params")
-            tx = p[0] if isinstance(p, list) and len(p) == 1 else p.get("tx") if isinstance(p, dict) and len(p) == 1 else None
-            try:
-                group.append((i, req["id"], p_hex(tx, "tx")))
+        over = budget.charge(req)
+        raw = None if over else _group_tx(req)
+        if raw is not None:
+            over = budget.take_reply(len(_dumps(req["id"])) + GROUP_ANSWER_BYTES)
+            if over is None:
+                group.append((i, req["id"], raw))
                 continue
-            except RpcError:
-                pass
-        out[i] = await _call(node, req)
+        answer = {"jsonrpc": "2.0", "id": _answer_id(req), "error": over.to_json()} if over else await _call(node, req)
+        if answer is not None and not _is_notification(req):
+            text = _dumps(answer)
+            over = None if over else budget.take_reply(len(text))
+            out[i] = _dumps({"jsonrpc": "2.0", "id": _answer_id(req), "error": over.to_json()}) if over else text
+        await asyncio.sleep(0)
     if group:
         results = await node.submit([raw for _, _, raw in group])
         for (i, rid, _), res in zip(group, results):
             if isinstance(res, errors.LedgerError):
-                out[i] = {"jsonrpc": "2.0", "id": rid, "error": rejected(res).to_json()}
+                out[i] = _dumps({"jsonrpc": "2.0", "id": rid, "error": rejected(res).to_json()})
             else:
-                out[i] = {"jsonrpc": "2.0", "id": rid, "result": {"hash": res.hex()}}
+                out[i] = _dumps({"jsonrpc": "2.0", "id": rid, "result": {"hash": res.hex()}})
     return [r for r in out if r is not None]
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
-    """A JSON answer.  Written under the VM's settings (vm/host.py): a contract's ints have up
-    to 1,234 digits, which json.dumps refuses under a host digit limit below that."""
-    with pinned():
-        text = json.dumps(body, separators=(",", ":"))
-    return web.Response(text=text, status=status, content_type="application/json")
+    return web.Response(text=_dumps(body), status=status, content_type="application/json")
 
 
-def make_app(node: Node, max_body: int) -> web.Application:
+def _error(code: int, message: str, status: int = 200) -> web.Response:
+    return _json({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}, status)
+
+
+# ---- connections --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Limits:
+    """What clients may hold of the server (node.py's --rpc-* flags)."""
+
+    max_connections: int = 256     # open connections, all clients together
+    max_per_ip: int = 32           # open connections from one IP
+    header_timeout: float = 10.0   # s from connecting, or from the last answer, to a request's headers
+    body_timeout: float = 30.0     # s to read a request's body once its headers are in
+
+
+class _Guard(asyncio.Protocol):
+    """An aiohttp connection (inner) counted against Limits and closed when its client does
+    not send a request's headers within header_timeout (slowloris)."""
+
+    def __init__(self, conns: "_Connections", inner: asyncio.Protocol):
+        self.conns, self.inner = conns, inner
+        self.transport: asyncio.Transport | None = None
+        self.ip = ""
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        peer = transport.get_extra_info("peername")
+        self.ip = peer[0] if peer else ""
+        why = self.conns.admit(self.ip)
+        if why:
+            body = _dumps({"jsonrpc": "2.0", "id": None, "error": {"code": SERVER_BUSY, "message": why}}).encode()
+            transport.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            transport.close()
+            return
+        self.transport = transport
+        self.conns.guards[transport] = self
+        self.inner.connection_made(transport)
+        self.arm()
+
+    def arm(self) -> None:
+        """Start the wait for the next request's headers."""
+        self.disarm()
+        self.timer = asyncio.get_running_loop().call_later(self.conns.limits.header_timeout, self._expire)
+
+    def disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _expire(self) -> None:
+        log.info("rpc: closed a connection from %s: no request within %g s", self.ip, self.conns.limits.header_timeout)
+        assert self.transport is not None
+        self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received() if self.transport is not None else None
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is None:
+            return
+        self.disarm()
+        self.conns.release(self.ip, self.transport)
+        self.transport = None
+        self.inner.connection_lost(exc)
+
+
+@dataclass
+class _Connections:
+    """The open connections, in all and per IP."""
+
+    limits: Limits
+    per_ip: dict[str, int] = field(default_factory=dict)
+    guards: dict[Any, _Guard] = field(default_factory=dict)
+
+    def admit(self, ip: str) -> str | None:
+        """Count a new connection from ip, or say why it is refused."""
+        if len(self.guards) >= self.limits.max_connections:
+            return f"server busy: {self.limits.max_connections} connections are open, the most it serves: retry later"
+        if self.per_ip.get(ip, 0) >= self.limits.max_per_ip:
+            return f"server busy: {self.limits.max_per_ip} connections from {ip} are open, the most per IP"
+        self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
+        return None
+
+    def release(self, ip: str, transport: Any) -> None:
+        del self.guards[transport]
+        self.per_ip[ip] -= 1
+        if not self.per_ip[ip]:
+            del self.per_ip[ip]
+
+
+def make_app(node: Node, max_body: int, conns: _Connections) -> web.Application:
+    limits = conns.limits
+
     async def handle(request: web.Request) -> web.Response:
+        guard = conns.guards.get(request.transport)
+        if guard is not None:
+            guard.disarm()  # the headers are in
         try:
-            body = await request.read()
+            return await answer(request)
+        finally:
+            if guard is not None and guard.transport is not None:
+                guard.arm()
+
+    async def answer(request: web.Request) -> web.Response:
+        try:
+            body = await asyncio.wait_for(request.read(), limits.body_timeout)
         except web.HTTPRequestEntityTooLarge:
-            return _json({"jsonrpc": "2.0", "id": None, "error": {
-                "code": INVALID_REQUEST, "message": f"invalid request: body is over the limit of {max_body} bytes"}}, 413)
+            return _error(INVALID_REQUEST, f"invalid request: body is over the limit of {max_body} bytes", 413)
+        except asyncio.TimeoutError:
+            resp = _error(REQUEST_TIMEOUT, f"request timeout: the body did not arrive within {limits.body_timeout:g} s",
+                          408)
+            resp.force_close()
+            return resp
+        except ConnectionError:  # the client went away mid-body: nothing to answer, one line to say
+            log.info("rpc: %s dropped the connection while sending a request", request.remote)
+            raise web.HTTPBadRequest() from None
         try:
-            doc = json.loads(body)
+            doc = json.loads(body, parse_int=parse_int)
         except (ValueError, RecursionError):
-            return _json({"jsonrpc": "2.0", "id": None, "error": {"code": PARSE_ERROR, "message": "parse error: body is not JSON"}})
+            return _error(PARSE_ERROR, "parse error: body is not JSON")
         if isinstance(doc, list):
             if not doc or len(doc) > MAX_BATCH:
-                return _json({"jsonrpc": "2.0", "id": None, "error": {
-                    "code": INVALID_REQUEST, "message": f"invalid request: a batch holds 1 to {MAX_BATCH} requests"}})
-            answers = await _batch(node, doc)
-            return _json(answers) if answers else web.Response(status=204)
-        answer = await _call(node, doc)
-        return _json(answer) if answer is not None else web.Response(status=204)
+                return _error(INVALID_REQUEST, f"invalid request: a batch holds 1 to {MAX_BATCH} requests")
+            texts = await _batch(node, doc)
+            if not texts:
+                return web.Response(status=204)
+            return web.Response(text="[" + ",".join(texts) + "]", content_type="application/json")
+        single = await _call(node, doc)
+        return _json(single) if single is not None else web.Response(status=204)
 
     async def get_root(request: web.Request) -> web.Response:
         return _json({"service": "gradchain JSON-RPC 2.0", "methods": sorted(METHODS), "docs": "docs/rpc.md"})
@@ -706,3 +971,31 @@ def make_app(node: Node, max_body: int) -> web.Application:
     app.router.add_post("/", handle)
     app.router.add_get("/", get_root)
     return app
+
+
+@dataclass
+class Server:
+    """A listening RPC server (start)."""
+
+    runner: web.AppRunner
+    listener: asyncio.AbstractServer
+
+    async def close(self) -> None:
+        self.listener.close()
+        await self.runner.cleanup()
+
+
+async def start(node: Node, host: str, port: int, max_body: int, limits: Limits = Limits()) -> Server:
+    """Listen on host:port; OSError where that cannot be done."""
+    conns = _Connections(limits)
+    runner = web.AppRunner(make_app(node, max_body, conns), access_log=None)
+    await runner.setup()
+    assert runner.server is not None
+    protocol = runner.server
+    try:
+        listener = await asyncio.get_running_loop().create_server(lambda: _Guard(conns, protocol()), host, port,
+                                                                  reuse_address=True)
+    except OSError:
+        await runner.cleanup()
+        raise
+    return Server(runner, listener)
