@@ -39,6 +39,7 @@ from typing import Iterator
 STACK_FRAMES = 4000
 
 _LOCK = threading.RLock()
+_nesting = 0  # pinned() bodies in progress (in the thread that holds _LOCK)
 
 
 def _stack_depth() -> int:
@@ -51,14 +52,29 @@ def _stack_depth() -> int:
 
 @contextlib.contextmanager
 def pinned() -> Iterator[None]:
-    """Run the body with the VM's settings instead of the host's (see the module doc)."""
-    with _LOCK, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        digits, recursion = sys.get_int_max_str_digits(), sys.getrecursionlimit()
+    """Run the body with the VM's settings instead of the host's (see the module doc).
+    Nested uses (execute -> deploy -> compile -> validate) keep the outer pin."""
+    global _nesting
+    with _LOCK:
+        if _nesting:
+            _nesting += 1
+            try:
+                yield
+            finally:
+                _nesting -= 1
+            return
+        # The filters list is swapped, not edited (catch_warnings costs 15 us): CPython reads
+        # warnings.filters at each warning, and "ignore" neither reads nor writes the
+        # per-module registries, so nothing needs invalidating on the way in or out.
+        filters, digits, recursion = warnings.filters, sys.get_int_max_str_digits(), sys.getrecursionlimit()
+        warnings.filters = [("ignore", None, Warning, None, 0)]
         sys.set_int_max_str_digits(0)
         sys.setrecursionlimit(_stack_depth() + STACK_FRAMES)
+        _nesting = 1
         try:
             yield
         finally:
+            _nesting = 0
             sys.setrecursionlimit(recursion)
             sys.set_int_max_str_digits(digits)
+            warnings.filters = filters
