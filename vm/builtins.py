@@ -12,8 +12,9 @@ from vm.limits import MAX_INT_BITS, MAX_LEN, MAX_PRINT_BYTES
 from vm.values import Decimal, Model, Tensor, int_to_str, str_to_int
 from vm import ml
 from vm import meter
-from vm.meter import _bigint, allocate, charge
-from vm.sizes import Storage, _a, _check_len, _err, _isint, _key, _len_cost, _mem_of, _size_cost, type_name
+from vm.meter import _bigint, allocate, charge, hold
+from vm.sizes import (LIST_BYTES, LIST_SLOT, TUPLE_BYTES, Storage, _a, _check_len, _err, _isint, _key, _len_cost,
+                      _size_cost, bytes_bytes, dict_bytes, fresh_bytes, int_bytes, seq_bytes, str_bytes, type_name)
 from vm.world import _ABSENT, _sget
 from vm.ops import _ITERABLE, _add, _divide, _iadd, _index, _number, _power, _range_items
 
@@ -73,9 +74,11 @@ def _text(v: Any, top: bool = True) -> str:
 def _to_text(v: Any) -> str:
     n = _size_cost(v)
     if type(v) is not str:
-        allocate(32 * n)
+        allocate(32 * n)  # before the work: about the text's size; the rest once it is known
     s = _text(v)
     _check_len(len(s), "str")
+    if type(v) is not str:
+        hold(max(str_bytes(len(s), s.isascii()) - 32 * n, 0))
     return s
 
 
@@ -122,14 +125,14 @@ def b_bytes(x: Any = b"") -> bytes:
         if x < 0:
             raise _err("bytes(n) needs n >= 0")
         _check_len(x, "bytes")
-        allocate(x + 64)
+        allocate(bytes_bytes(x))
         return bytes(x)
     if t is bytes:
         charge(G.BUILTIN)
         return x
     if t in (list, tuple):
         _check_len(len(x), "bytes")
-        allocate(len(x) + 64)
+        allocate(bytes_bytes(len(x)))
         charge(_len_cost(x))
         try:  # checked in C: a loop in Python would cost far more than the gas charged
             return bytes(x)
@@ -160,7 +163,7 @@ def b_dict(x: Any = None, **kw: Any) -> dict:
         d = dict(_pairs(x))
     d.update(kw)
     _check_len(len(d), "dict")
-    allocate(64 * len(d) + 64)
+    allocate(dict_bytes(len(d)) + sum(map(fresh_bytes, kw.values())))
     charge(len(d) * G.PER_ELEMENT)
     return d
 
@@ -170,18 +173,20 @@ def b_divmod(a: Any, b: Any) -> tuple:
 
 
 def _materialise(it: Any, what: str) -> list:
+    """A new list of the items of `it`; a range's items are new ints."""
     it = _flat(it, what)
     _check_len(len(it))
-    allocate(8 * len(it) + 64)
+    allocate(LIST_BYTES + 8 * len(it))
+    if type(it) is range and len(it):
+        hold(len(it) * max(int_bytes(it[0]), int_bytes(it[-1])))
     return list(it)
 
 
 def b_enumerate(it: Any, start: Any = 0) -> list:
     items = _materialise(it, "enumerate")
-    allocate(64 * len(items))
     s = int(_index(start))
-    if s.bit_length() > 512:  # every index is a new int as big as start: count them
-        allocate(len(items) * (s.bit_length() >> 3))
+    # a pair and a new index for every item
+    allocate(len(items) * (TUPLE_BYTES + 16 + max(int_bytes(s), int_bytes(s + len(items)))))
     return [(i + s, x) for i, x in enumerate(items)]
 
 
@@ -384,7 +389,7 @@ def b_tuple(x: Any = ()) -> tuple:
 def b_zip(*its: Any) -> list:
     seqs = [_flat(i, "zip") for i in its]
     n = min((len(s) for s in seqs), default=0)
-    allocate((64 + 8 * len(seqs)) * n + 64)
+    allocate((TUPLE_BYTES + 8 * len(seqs) + 8) * n + LIST_BYTES)
     charge(n * len(seqs) * G.PER_ELEMENT)
     return list(zip(*seqs))
 
@@ -398,7 +403,7 @@ def b_Decimal(x: Any = 0) -> Decimal:
 
 def _list_append(x: list, v: Any) -> None:
     _check_len(len(x) + 1)
-    allocate(16)
+    allocate(LIST_SLOT + fresh_bytes(v))
     x.append(v)
 
 
@@ -408,7 +413,7 @@ def _list_extend(x: list, v: Any) -> None:
 
 def _list_insert(x: list, i: Any, v: Any) -> None:
     _check_len(len(x) + 1)
-    allocate(16)
+    allocate(LIST_SLOT + fresh_bytes(v))
     charge(_len_cost(x))
     x.insert(_index(i), v)
 
@@ -466,7 +471,7 @@ def _list_sort(x: list, key: Any = None, reverse: Any = False) -> None:
 
 
 def _copy(x: Any) -> Any:
-    allocate(_mem_of(type(x), len(x)) * (8 if type(x) is dict else 1))
+    allocate(dict_bytes(len(x)) if type(x) is dict else seq_bytes(x, len(x)))
     charge(_len_cost(x))
     return x.copy()
 
@@ -491,7 +496,7 @@ def _sget_or(k: Any, default: Any = None) -> Any:
 
 def _dict_view(which: str) -> Callable[[dict], list]:
     def view(x: dict) -> list:
-        allocate((8 if which != "items" else 72) * len(x) + 64)
+        allocate(LIST_BYTES + (8 if which != "items" else TUPLE_BYTES + 24) * len(x))
         charge(len(x) * G.PER_ELEMENT)
         return list(getattr(x, which)())
     return view
@@ -507,7 +512,7 @@ def _dict_pop(x: dict, k: Any, *default: Any) -> Any:
 def _dict_setdefault(x: dict, k: Any, default: Any = None) -> Any:
     if _key(k) not in x:
         _check_len(len(x) + 1, "dict")
-        allocate(64)
+        allocate(dict_bytes(len(x) + 1) - dict_bytes(len(x)) + fresh_bytes(k) + fresh_bytes(default))
     return x.setdefault(k, default)
 
 
@@ -515,7 +520,7 @@ def _dict_update(x: dict, other: Any) -> None:
     # other's keys are hashed again as they go into x: each is charged and counted (_key)
     pairs = _pairs(list(other.items()) if type(other) is dict else other)
     _check_len(len(x) + len(pairs), "dict")
-    allocate(64 * len(pairs))
+    allocate(dict_bytes(len(x) + len(pairs)) - dict_bytes(len(x)))
     charge(len(pairs) * G.PER_ELEMENT)
     x.update(pairs)
 
@@ -527,7 +532,7 @@ def _text_cost(x: Any, extra: int = 0) -> None:
 def _case(table: dict) -> Callable[[Any], Any]:
     def change(x: Any) -> Any:
         _text_cost(x)
-        allocate(len(x) + 64)
+        allocate(seq_bytes(x, len(x)))
         return x.translate(table) if type(x) is str else (x.upper() if table is _UPPER else x.lower())
     return change
 
@@ -537,7 +542,7 @@ def _strip(kind: str) -> Callable[..., Any]:
         if chars is not None and type(chars) is not type(x):
             raise _err(f"{kind}() takes {_a(x)} of characters")
         _text_cost(x)
-        allocate(len(x) + 64)
+        allocate(seq_bytes(x, len(x)))
         if chars is None and type(x) is str:
             chars = _ASCII_WS
         return getattr(x, kind)(chars)
@@ -552,7 +557,11 @@ def _split(x: Any, sep: Any = None, maxsplit: Any = -1) -> list:
         raise _err("empty separator")
     if not _isint(maxsplit):
         raise _err("maxsplit must be an int")
-    allocate(2 * len(x) + 64)
+    # before the work: the parts' characters, and a header and slot for each part there can be
+    most = len(x) // 2 + 1 if sep is None else x.count(sep) + 1
+    if maxsplit >= 0:
+        most = min(most, maxsplit + 1)
+    allocate(seq_bytes(x, len(x)) + LIST_BYTES + 80 * most)
     if sep is None and type(x) is str:
         parts = _ASCII_WS_RUN.split(x.lstrip(_ASCII_WS), maxsplit=max(maxsplit, 0) if maxsplit >= 0 else 0)
         if maxsplit == 0:
@@ -561,7 +570,6 @@ def _split(x: Any, sep: Any = None, maxsplit: Any = -1) -> list:
             parts.pop()
     else:
         parts = x.split(sep, maxsplit)
-    allocate(64 * len(parts))
     return parts
 
 
@@ -569,12 +577,14 @@ def _join(sep: Any, items: Any) -> Any:
     if type(items) not in (list, tuple):
         raise _err("join() takes a list or tuple")
     total = len(sep) * max(len(items) - 1, 0)
+    ascii = sep.isascii()
     for s in items:
         if type(s) is not type(sep):
             raise _err(f"join() on {_a(sep)} needs {type_name(sep)} items, not {type_name(s)}")
         total += len(s)
+        ascii = ascii and s.isascii()
     _check_len(total, type_name(sep))
-    allocate(total + 64)
+    allocate(str_bytes(total, ascii) if type(sep) is str else bytes_bytes(total))
     charge(G.BUILTIN + len(items) * G.PER_ELEMENT + (total >> 5) * G.PER_32_BYTES)
     return sep.join(items)
 
@@ -589,7 +599,7 @@ def _replace(x: Any, old: Any, new: Any, count: Any = -1) -> Any:
         hits = min(hits, count)
     n = len(x) + hits * (len(new) - len(old))
     _check_len(n, type_name(x))
-    allocate(n + 64)
+    allocate(str_bytes(n, x.isascii() and new.isascii()) if type(x) is str else bytes_bytes(n))
     charge((n >> 5) * G.PER_32_BYTES)
     return x.replace(old, new, count)
 
@@ -624,18 +634,20 @@ def _encode(x: str, encoding: Any = "utf-8") -> bytes:
     if encoding not in ("utf-8", "utf8"):
         raise _err("encode() only supports utf-8")
     _text_cost(x)
-    allocate(4 * len(x) + 64)
+    allocate(bytes_bytes(len(x) if x.isascii() else 4 * len(x)))
     try:
-        return x.encode("utf-8")
+        b = x.encode("utf-8")
     except UnicodeEncodeError:
         raise _err("str holds a lone surrogate and cannot be encoded") from None
+    _check_len(len(b), "bytes")
+    return b
 
 
 def _decode(x: bytes, encoding: Any = "utf-8") -> str:
     if encoding not in ("utf-8", "utf8"):
         raise _err("decode() only supports utf-8")
     _text_cost(x)
-    allocate(len(x) + 64)
+    allocate(str_bytes(len(x), x.isascii()))
     try:
         return x.decode("utf-8")
     except UnicodeDecodeError:
@@ -643,8 +655,9 @@ def _decode(x: bytes, encoding: Any = "utf-8") -> str:
 
 
 def _hex(x: bytes) -> str:
+    _check_len(2 * len(x), "str")
     _text_cost(x)
-    allocate(2 * len(x) + 64)
+    allocate(str_bytes(2 * len(x), True))
     return x.hex()
 
 
@@ -652,7 +665,7 @@ def _fromhex(cls: Any, s: Any) -> bytes:
     if cls is not b_bytes or type(s) is not str:
         raise _err("fromhex is called as bytes.fromhex(text)")
     _text_cost(s)
-    allocate(len(s) + 64)
+    allocate(bytes_bytes(len(s) // 2))
     try:
         return bytes.fromhex(s)
     except ValueError:
@@ -663,7 +676,7 @@ def _to_bytes(x: int, length: Any = 1, byteorder: Any = "big", *, signed: Any = 
     if not _isint(length) or not 0 <= length <= MAX_LEN or byteorder not in ("big", "little") \
             or type(signed) is not bool:
         raise _err("to_bytes(length, byteorder='big'|'little', signed=False)")
-    allocate(length + 64)
+    allocate(bytes_bytes(length))
     charge((length >> 5) * G.PER_32_BYTES)
     try:
         return int(x).to_bytes(length, byteorder, signed=signed)

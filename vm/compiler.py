@@ -49,7 +49,8 @@ from dataclasses import dataclass
 
 from vm import gas
 from vm.host import pinned
-from vm.limits import MAX_CALL_DEPTH, MAX_INT_BITS
+from vm.limits import MAX_CALL_DEPTH, MAX_INT_BITS, MAX_LEN
+from vm.sizes import LIST_BYTES, LIST_SLOT, TUPLE_BYTES, dict_bytes
 from vm.validate import ContractInfo, ContractInvalid, Issue, validate
 
 FILENAME_PREFIX = "<contract "
@@ -147,6 +148,15 @@ def _inline_charge(counter: str, amount: int, raiser: str) -> ast.expr:
         ast.Compare(left=walrus, ops=[ast.GtE()], comparators=[_const(0)]), _call(raiser)])
 
 
+def _inline_count(counter: str) -> ast.expr:
+    """`(counter := counter + 1) <= MAX_LEN or _toolong()`: one more result of a
+    comprehension, which may make no more than MAX_LEN."""
+    walrus = ast.NamedExpr(target=_name(counter, True),
+                           value=ast.BinOp(left=_name(counter), op=ast.Add(), right=_const(1)))
+    return ast.BoolOp(op=ast.Or(), values=[
+        ast.Compare(left=walrus, ops=[ast.LtE()], comparators=[_const(MAX_LEN)]), _call("_toolong")])
+
+
 # ---- static costs ------------------------------------------------------------------------
 
 _FREE = (ast.expr_context, ast.operator, ast.cmpop, ast.boolop, ast.unaryop, ast.arguments, ast.arg,
@@ -164,9 +174,9 @@ def static_costs(node: ast.AST) -> tuple[int, int]:
         if not isinstance(n, _FREE):
             cost += gas.NODE
         if isinstance(n, (ast.List, ast.Tuple)) and isinstance(n.ctx, ast.Load):
-            mem += 64 + 8 * len(n.elts)
+            mem += (LIST_BYTES if isinstance(n, ast.List) else TUPLE_BYTES) + 8 * len(n.elts)
         elif isinstance(n, ast.Dict):
-            mem += 64 + 48 * len(n.keys)
+            mem += dict_bytes(len(n.keys))
         elif isinstance(n, (ast.ListComp, ast.DictComp)):
             todo.append(n.generators[0].iter)
             continue
@@ -578,47 +588,65 @@ class _Lowering:
         # evaluating them twice is the same as Python's once
         return parts[0] if len(parts) == 1 else ast.BoolOp(op=ast.And(), values=parts)
 
+    def element(self, e: ast.expr) -> ast.expr:
+        """A value put in the container being built: the int or Decimal it may keep alive
+        counts as memory (vm.sizes._kept); a constant is shared."""
+        if isinstance(e, ast.Constant):
+            return self.expr(e)
+        return _call("_kept", self.value(e))
+
     def e_List(self, e: ast.List) -> ast.expr:
-        return ast.List(elts=[self.value(x) for x in e.elts], ctx=ast.Load())
+        return ast.List(elts=[self.element(x) for x in e.elts], ctx=ast.Load())
 
     def e_Tuple(self, e: ast.Tuple) -> ast.expr:
-        return ast.Tuple(elts=[self.value(x) for x in e.elts], ctx=ast.Load())
+        return ast.Tuple(elts=[self.element(x) for x in e.elts], ctx=ast.Load())
 
     def key(self, k: ast.expr) -> ast.expr:
         if isinstance(k, ast.Constant) and (type(k.value) in (str, bytes, bool) or k.value is None or (
                 type(k.value) is int and abs(k.value) < 2**61 - 1)):
             return k
-        return _call("_key", self.value(k))
+        return _call("_key", self.element(k))
 
     def e_Dict(self, e: ast.Dict) -> ast.expr:
-        return ast.Dict(keys=[self.key(k) for k in e.keys], values=[self.value(v) for v in e.values])
+        return ast.Dict(keys=[self.key(k) for k in e.keys], values=[self.element(v) for v in e.values])
 
-    def comprehension(self, gens: list[ast.comprehension], result_cost: int,
-                      result_mem: int) -> list[ast.comprehension]:
-        """`result_mem`: the bytes each result takes (its slot and the literals that make it)."""
+    def comprehension(self, gens: list[ast.comprehension], result_cost: int, result_mem: int,
+                      counter: str) -> list[ast.comprehension]:
+        """`result_mem`: the bytes each result takes (its slot and the literals that make it).
+        Each iteration is charged before its `if`s; each result is counted (`counter`,
+        at most MAX_LEN) and its memory charged after them, before it is made."""
         out = []
         for i, g in enumerate(gens):
             last = i == len(gens) - 1
             per = gas.ITERATION + static_cost(g.target) + sum(static_cost(c) for c in g.ifs)
             per += result_cost if last else static_cost(gens[i + 1].iter)
             it = _call("_iter", self.expr(g.iter))  # a range too: its items may be big ints
-            ifs = [_inline_charge(GAS, per, "_oog")]
+            ifs = [_inline_charge(GAS, per, "_oog")] + [self.expr(c) for c in g.ifs]
             if last:
-                ifs.append(_inline_charge(MEMORY, result_mem, "_oom"))
-            ifs += [self.expr(c) for c in g.ifs]
+                ifs += [_inline_count(counter), _inline_charge(MEMORY, result_mem, "_oom")]
             out.append(ast.comprehension(target=self.store_target(g.target) if _names_only(g.target) else g.target,
                                          iter=it, ifs=ifs, is_async=0))
         return out
 
+    def counted(self, comp: ast.expr, counter: str) -> ast.expr:
+        """`(counter := 0) or comp`: the comprehension's count of results starts at 0 (a
+        local of the function: a walrus in a comprehension binds there)."""
+        start = ast.NamedExpr(target=_name(counter, True), value=_const(0))
+        return ast.BoolOp(op=ast.Or(), values=[start, comp])
+
     def e_ListComp(self, e: ast.ListComp) -> ast.expr:
         cost, mem = static_costs(e.elt)
-        gens = self.comprehension(e.generators, cost, 16 + mem)  # 16: as list.append counts
-        return ast.ListComp(elt=self.value(e.elt), generators=gens)
+        counter = self.temp()
+        gens = self.comprehension(e.generators, cost, LIST_SLOT + mem, counter)
+        return self.counted(ast.ListComp(elt=self.element(e.elt), generators=gens), counter)
 
     def e_DictComp(self, e: ast.DictComp) -> ast.expr:
         (kc, km), (vc, vm) = static_costs(e.key), static_costs(e.value)
-        gens = self.comprehension(e.generators, kc + vc, 64 + km + vm)  # 64: as d[k] = v counts
-        return ast.DictComp(key=self.key(e.key), value=self.value(e.value), generators=gens)
+        counter = self.temp()
+        entry = dict_bytes(2) - dict_bytes(1)  # as d[k] = v counts
+        gens = self.comprehension(e.generators, kc + vc, entry + km + vm, counter)
+        comp = ast.DictComp(key=self.key(e.key), value=self.element(e.value), generators=gens)
+        return self.counted(comp, counter)
 
     def e_Call(self, e: ast.Call) -> ast.expr:
         args = [self.value(a) for a in e.args]

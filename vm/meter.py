@@ -11,7 +11,7 @@ from typing import Any
 
 from vm import errors as E
 from vm import gas as G
-from vm.limits import MAX_CALL_DEPTH, MAX_INT_BITS, MAX_MEMORY
+from vm.limits import MAX_CALL_DEPTH, MAX_INT_BITS, MAX_LEN, MAX_MEMORY
 
 
 _GAS = types.CellType(0)
@@ -39,6 +39,15 @@ def allocate(nbytes: int) -> None:
     charge(G.BUILTIN + (nbytes >> 10) * G.MEMORY_PER_KIB)
 
 
+def hold(nbytes: int) -> None:
+    """Count memory that stays live without charging gas: the caller's own charge
+    covers the work (an element kept in a container, vm.sizes._kept)."""
+    v = _MEM.cell_contents - nbytes
+    _MEM.cell_contents = v
+    if v < 0:
+        _oom()
+
+
 def _oog() -> None:
     raise E.OutOfGas("out of gas")
 
@@ -49,6 +58,10 @@ def _oom() -> None:
 
 def _deep() -> None:
     raise E.LimitExceeded(f"call depth over {MAX_CALL_DEPTH}")
+
+
+def _toolong() -> None:
+    raise E.LimitExceeded(f"a comprehension of more than {MAX_LEN} elements is over the limit")
 
 
 def _bigint() -> None:

@@ -11,9 +11,9 @@ from vm.limits import MAX_INT_BITS, MAX_MEMORY
 from vm.validate import CTX_FIELDS, METHODS, ML_METHODS
 from vm.values import Decimal, Model, Tensor
 from vm import ml
-from vm.meter import _bigint, _ck, allocate, charge
-from vm.sizes import (Ctx, Storage, _SEQ, _a, _check_len, _err, _isint, _key, _len_cost, _mem_of, _size_cost,
-                      type_name)
+from vm.meter import _bigint, _ck, allocate, charge, hold
+from vm.sizes import (LIST_SLOT, Ctx, Storage, _SEQ, _a, _check_len, _err, _isint, _key, _len_cost, _size_cost,
+                      dict_bytes, fresh_bytes, seq_bytes, str_bytes, type_name)
 from vm.world import _sdel, _shas, _sload, _sstore
 
 
@@ -49,7 +49,7 @@ def _add(a: Any, b: Any) -> Any:
     if ta is tb and ta in _SEQ:
         n = len(a) + len(b)
         _check_len(n)
-        allocate(_mem_of(ta, n))
+        allocate(str_bytes(n, a.isascii() and b.isascii()) if ta is str else seq_bytes(a, n))
         charge(_len_cost(a) + _len_cost(b))
         return a + b
     if _decimal_pair(a, b):
@@ -64,7 +64,7 @@ def _iadd(a: Any, b: Any) -> Any:
         if type(b) not in (list, tuple):
             raise _bad_operands("+=", a, b)
         _check_len(len(a) + len(b))
-        allocate(8 * len(b))
+        allocate(LIST_SLOT * len(b))
         charge(_len_cost(b))
         a += b
         return a
@@ -84,7 +84,7 @@ def _sub(a: Any, b: Any) -> Any:
 def _repeat(seq: Any, k: int) -> Any:
     n = len(seq) * max(int(k), 0)
     _check_len(n)
-    allocate(_mem_of(type(seq), n))
+    allocate(seq_bytes(seq, n))
     charge(_len_cost(seq) * max(int(k), 0))
     return seq * k
 
@@ -110,7 +110,7 @@ def _imul(a: Any, b: Any) -> Any:
     if type(a) is list and _isint(b):
         k = max(int(b), 0)
         _check_len(len(a) * k)
-        allocate(8 * len(a) * k)
+        allocate(LIST_SLOT * len(a) * k)
         charge(_len_cost(a) * k)
         a *= k
         return a
@@ -371,7 +371,10 @@ def _getslice(x: Any, lo: Any, hi: Any, st: Any) -> Any:
     if t not in _SEQ and t is not range:
         raise _err(f"{_a(x)} cannot be sliced")
     n = _slice_len(x, lo, hi, st)
-    allocate(_mem_of(t, n))
+    if t is range:  # a range of the range: no items made
+        charge(G.BUILTIN)
+        return x[lo:hi:st]
+    allocate(seq_bytes(x, n))
     charge(n * G.PER_ELEMENT if t in (list, tuple) else (n >> 5) * G.PER_32_BYTES)
     return x[lo:hi:st]
 
@@ -380,6 +383,7 @@ def _setitem(x: Any, k: Any, v: Any) -> None:
     t = type(x)
     if t is list:
         charge(G.BUILTIN)
+        hold(fresh_bytes(v))
         try:
             x[_index(k)] = v
         except IndexError:
@@ -389,7 +393,8 @@ def _setitem(x: Any, k: Any, v: Any) -> None:
         _key(k)
         if k not in x:
             _check_len(len(x) + 1, "dict")
-            allocate(64)
+            allocate(dict_bytes(len(x) + 1) - dict_bytes(len(x)) + fresh_bytes(k))
+        hold(fresh_bytes(v))
         x[k] = v
     elif t is Storage:
         _sstore(k, v)
@@ -404,7 +409,7 @@ def _setslice(x: Any, lo: Any, hi: Any, st: Any, v: Any) -> None:
         raise _err("a slice can only be assigned a list or tuple")
     n = _slice_len(x, lo, hi, st)
     _check_len(len(x) - n + len(v))
-    allocate(8 * len(v))
+    allocate(LIST_SLOT * len(v))
     charge(_len_cost(x) + _len_cost(v))
     try:
         x[lo:hi:st] = v

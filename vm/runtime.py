@@ -23,8 +23,8 @@ from vm.validate import METHODS, ML_FIELDS, ML_METHODS, ContractInvalid
 from vm.values import Decimal, encode_value
 from vm import meter
 from vm.host import pinned
-from vm.meter import _DEPTH, _GAS, _MEM, _bigint, _ck, _deep, _oog, _oom
-from vm.sizes import _CTX, _ML, _STORAGE, _key
+from vm.meter import _DEPTH, _GAS, _MEM, _bigint, _ck, _deep, _oog, _oom, _toolong
+from vm.sizes import _CTX, _ML, _STORAGE, _kept, _key
 from vm import ml
 from vm.world import _sdel, _sload, _sstore, b_call, b_emit, b_require, b_transfer
 from vm.ops import (_add, _and, _argtype, _attr, _delitem, _delslice, _eq, _floordiv, _ge, _getitem,
@@ -156,7 +156,7 @@ INJECTED: dict[str, Any] = {
 _ISINSTANCE_TYPES.update({b_int: (int,), b_str: (str,), b_bytes: (bytes,), b_bool: (bool,), b_list: (list,),
                           b_dict: (dict,), b_tuple: (tuple,), b_Decimal: (Decimal,)})
 _HELPERS = {f.__name__: f for f in (
-    _oog, _oom, _deep, _bigint, _ck, _key, _add, _iadd, _sub, _mul, _imul, _floordiv, _mod, _truediv, _pow,
+    _oog, _oom, _toolong, _deep, _bigint, _ck, _kept, _key, _add, _iadd, _sub, _mul, _imul, _floordiv, _mod, _truediv, _pow,
     _lshift, _rshift, _and, _or, _xor, _neg, _pos, _inv, _eq, _ne, _lt, _le, _gt, _ge, _in, _notin,
     _getitem, _getslice, _setitem, _setslice, _delitem, _delslice, _iter, _unpack, _attr, _argtype,
     _sload, _sstore, _sdel, _sget_or)}

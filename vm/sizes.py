@@ -9,7 +9,7 @@ from vm import gas as G
 from vm.limits import MAX_LEN, MAX_SAME_HASH, MAX_VALUE_DEPTH
 from vm.values import Decimal, Model, Tensor, hash_group, int_to_str
 from vm import meter
-from vm.meter import _GAS, _MEM, _oom, charge
+from vm.meter import _GAS, _MEM, _oom, charge, hold
 
 
 # ---- value types -------------------------------------------------------------------------
@@ -100,8 +100,89 @@ def _check_len(n: int, what: str = "value") -> None:
         raise E.LimitExceeded(f"{what} of {size} elements is over the limit of {MAX_LEN}")
 
 
-def _mem_of(t: type, n: int) -> int:
-    return n + 64 if t is str or t is bytes else 8 * n + 64
+# ---- what CPython allocates ------------------------------------------------------------------
+# Fixed formulas of the value alone (never sys.getsizeof, which differs between releases),
+# at or above what CPython 3.11-3.13 on 64 bits really allocates: object headers as in
+# Include/cpython/*.h, 16 bytes of GC header on containers, pymalloc's 16-byte rounding.
+# The memory budget (MAX_MEMORY) is counted with them, so a transaction's real growth
+# stays within it for every kind of value (tests/test_hostile_vm.py measures RSS).
+
+LIST_SLOT = 16      # a list item grown one at a time: 8 bytes, 1/8 over-allocation, a realloc's slack
+LIST_BYTES = 80     # a list's header (GC header included) and its item array's rounding
+TUPLE_BYTES = 48    # a tuple's header (GC header included) and rounding, beside its 8-byte slots
+DICT_BYTES = 64     # an empty dict (it shares CPython's empty key table)
+DICT_TABLE = 96     # its first table beyond its entries (8 slots, 5 usable)
+DICT_ENTRY = 80     # a dict entry: 24 bytes in a table kept at most 2/3 full, indices, resize slack
+DECIMAL_BYTES = 48  # a vm.values.Decimal: one slot and a GC header, beside its int
+
+
+def _round16(n: int) -> int:
+    return (n + 15) & ~15
+
+
+def int_bytes(v: int) -> int:
+    """A new int object: 24 bytes of header and 4 bytes per 30-bit digit."""
+    return _round16(24 + 4 * max((abs(v).bit_length() + 29) // 30, 1))
+
+
+def str_bytes(n: int, ascii: bool) -> int:
+    """A str of n characters and its NUL: 48 bytes of header (3.11's; 40 since 3.12) and 1
+    byte a character when it is ASCII, else 72 (56) and up to 4 (str.isascii() is free;
+    the widest character is not)."""
+    return _round16(49 + n) if ascii else _round16(72 + 4 * (n + 1))
+
+
+def bytes_bytes(n: int) -> int:
+    return _round16(33 + n)
+
+
+def dict_bytes(n: int) -> int:
+    return DICT_BYTES + (DICT_TABLE + DICT_ENTRY * n if n else 0)
+
+
+def seq_bytes(v: Any, n: int) -> int:
+    """A new str, bytes, list or tuple of n items made from (the items of) v."""
+    t = type(v)
+    if t is str:
+        return str_bytes(n, v.isascii())
+    if t is bytes:
+        return bytes_bytes(n)
+    return (TUPLE_BYTES if t is tuple else LIST_BYTES) + 8 * n
+
+
+def fresh_bytes(v: Any) -> int:
+    """The object a value placed in a container may be new for: an int (outside the
+    -5..256 that CPython caches) or a Decimal.  Every other value was counted where it was
+    built (literals, wrappers), and None, bools and the cached ints are shared."""
+    t = type(v)
+    if t is int:
+        return 0 if -5 <= v <= 256 else int_bytes(v)
+    if t is Decimal:
+        return DECIMAL_BYTES + int_bytes(v._q)
+    return 0
+
+
+def _kept(v: Any) -> Any:
+    """An element of a literal or comprehension: count the int or Decimal it may make
+    live for as long as its container (`[i * 7 for i in range(n)]` keeps a 32-byte int
+    per item beside its 8-byte slot)."""
+    t = type(v)
+    if t is int:
+        if -5 <= v <= 256:
+            return v
+        n = 32 if -_SMALL < v < _SMALL else int_bytes(v)
+    elif t is Decimal:
+        n = DECIMAL_BYTES + int_bytes(v._q)
+    else:
+        return v
+    left = _MEM.cell_contents - n  # meter.hold, inline: this runs for every element
+    _MEM.cell_contents = left
+    if left < 0:
+        _oom()
+    return v
+
+
+_SMALL = 1 << 60  # ints of at most two 30-bit digits: 32 bytes
 
 
 def _key(k: Any) -> Any:
@@ -119,10 +200,7 @@ def _key(k: Any) -> Any:
             same.append(k)
             # kept to the end of the execution: its memory counts (not its gas, which
             # the key's own charges cover)
-            left = _MEM.cell_contents - 160
-            _MEM.cell_contents = left
-            if left < 0:
-                _oom()
+            hold(160)
     return k
 
 
