@@ -279,7 +279,8 @@ def _height(node: Node, height: Any, name: str = "height") -> int:
         return latest
     h = p_int(height, name)
     if h > latest:
-        raise RpcError(NOT_FOUND, f"no block at height {h} yet (latest is {latest})")
+        with pinned():  # h may have up to MAX_INT_DIGITS digits, over a host's limit
+            raise RpcError(NOT_FOUND, f"no block at height {h} yet (latest is {latest})")
     return h
 
 
@@ -682,10 +683,6 @@ def _check_request(req: Any) -> tuple[Any, str, Any]:
                                         f"{MAX_INT_DIGITS}): use a string, a smaller integer or null")
     if rid is not None and type(rid) not in (int, str):
         raise RpcError(INVALID_REQUEST, "invalid request: id must be a string, an integer or null")
-    huge = _huge(req.get("params"))
-    if huge is not None:
-        raise RpcError(INVALID_PARAMS, f"invalid params: a number of {huge.digits} digits is over the limit of "
-                                       f"{MAX_INT_DIGITS} digits")
     return rid, req["method"], req.get("params")
 
 
@@ -693,6 +690,10 @@ async def _call(node: Node, req: Any) -> dict | None:
     rid: Any = None
     try:
         rid, name, params = _check_request(req)
+        huge = _huge(params)
+        if huge is not None:
+            raise RpcError(INVALID_PARAMS, f"invalid params: a number of {huge.digits} digits is over the limit of "
+                                           f"{MAX_INT_DIGITS} digits")
         fn = METHODS.get(name)
         if fn is None:
             raise RpcError(METHOD_NOT_FOUND, f"method not found: {name!r}")
