@@ -67,8 +67,8 @@ def block_rate(nodes: list[NodeProcess], seconds: float) -> float:
 
 
 def attack(node: NodeProcess, votes, seconds: float, seed: int) -> dict:
-    """Connect to `node` with a random key, send `votes(rng, tip)` in bursts for `seconds`,
-    reconnecting whenever dropped; what happened (connections, drops, refused dials, sent)."""
+    """Connect to `node` with a random key, send `votes(rng, tip)` in bursts for `seconds`
+    (a link open then: until dropped, at most 5 s more), reconnecting whenever dropped; what happened (connections, drops, refused dials, sent)."""
     g = genesis_of(node)
     stats = {"connections": 0, "dropped": 0, "refused": 0, "sent": 0}
 
@@ -88,7 +88,7 @@ def attack(node: NodeProcess, votes, seconds: float, seed: int) -> dict:
                 stats["connections"] += 1
                 with node.client() as c:
                     tip = c.status()["height"]
-                while peer in me.peers and time.monotonic() < end:
+                while peer in me.peers and time.monotonic() < end + 5:  # each link: until dropped
                     for sv in votes(rng, tip):
                         me.send(peer, "vote", encode_vote(sv))
                         stats["sent"] += 1
@@ -129,6 +129,10 @@ def test_bogus_signature_flood_drops_the_sender_and_keeps_the_block_rate(testnet
     print(f"bogus flood: unattacked {base:.2f} blocks/s, attacked {rate:.2f}, {stats}, RSS growth {growth}")
     assert stats["connections"] >= 1 and stats["dropped"] == stats["connections"]  # every link dropped
     assert stats["sent"] <= 400 * stats["connections"]     # dropped after its first burst or two
+    bans = [ln for ln in nodes[0].log.read_text().splitlines() if "banned peer" in ln]
+    assert bans and all("bad signature" in ln for ln in bans)  # dropped and banned (p2p), not re-admitted
+    for n in nodes[1:]:                                     # nothing unchecked was relayed to them
+        assert "bad vote" not in n.log.read_text()
     assert base > 0 and rate >= MIN_RATE_FRACTION * base
     assert max(growth) < MAX_RSS_GROWTH_MB
     top = check_agreement(nodes)
