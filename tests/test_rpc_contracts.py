@@ -461,7 +461,9 @@ BAD = [
     ("call", {"contract": C, "function": "f", "args": [{"tuple": 5}]}, ["args[0]", "array"]),
     ("call", {"contract": C, "function": "f", "args": [{"dict": [[1]]}]}, ["args[0]", "pairs"]),
     ("call", {"contract": C, "function": "f", "args": [{"dict": [[[1], 2]]}]}, ["args[0]", "hashable"]),
-    ("call", {"contract": C, "function": "f", "args": [2**5000]}, ["args[0]", "bits"]),
+    # refused as the JSON is read (by the RPC's own digit rule, never the host's), before params have names
+    ("call", {"contract": C, "function": "f", "args": [2**5000]}, ["1506 digits", "1234"]),
+    ("call", {"contract": C, "function": "f", "args": [2**4096]}, ["args[0]", "bits"]),
     ("call", {"contract": C, "function": "f", "args": ["\ud800"]}, ["args", "surrogate"]),
     ("call", {"contract": C, "function": "f", "args": ["x" * 70_000]}, ["args"]),
     ("call", {"contract": C, "function": "f", "args": [DEEP]}, ["args[0]", "deep"]),
@@ -573,8 +575,11 @@ def test_garbage_params_never_crash_the_node(node, token):
             if "gas" in params and type(params["gas"]) is int:
                 params["gas"] = 1_000_000
         reqs.append({"jsonrpc": "2.0", "id": i, "method": method, "params": params})
-    status, answers = node.post(json.dumps(reqs))
-    assert status == 200 and len(answers) == len(reqs)
+    answers = []
+    for i in range(0, len(reqs), 20):  # 20 heavy calls fit one batch's work bound (net/rpc.py WORK)
+        status, part = node.post(json.dumps(reqs[i:i + 20]))
+        assert status == 200 and len(part) == len(reqs[i:i + 20])
+        answers += part
     codes: dict[Any, int] = {}
     for a in answers:
         if "error" in a:
