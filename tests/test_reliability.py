@@ -137,7 +137,7 @@ class Load:
                         if isinstance(r, Exception) or r != {"hash": h}:
                             obs.anomalies.append(f"broadcast_tx {h}: {r!r}")
                     outstanding += hashes
-                polls = outstanding[:2000]
+                polls = outstanding[:999]  # with the status call: net/rpc.py MAX_BATCH
                 res = c.batch([("status", {})] + [("tx", {"hash": h}) for h in polls])
                 st = res[0]
                 if not isinstance(st, Exception):
@@ -224,8 +224,8 @@ def check_store(data_dir: Path) -> dict:
 
 def rpc_tx_batch(c: Client, hashes: list[str]) -> list:
     out = []
-    for i in range(0, len(hashes), 2000):
-        out += c.batch([("tx", {"hash": h}) for h in hashes[i:i + 2000]])
+    for i in range(0, len(hashes), 1000):
+        out += c.batch([("tx", {"hash": h}) for h in hashes[i:i + 1000]])
     return out
 
 
