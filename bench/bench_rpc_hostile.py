@@ -64,7 +64,7 @@ def probe(port: int, seconds: float) -> list[float]:
 
 
 def attack(port: int, stop: threading.Event, kind: int, counts: dict) -> None:
-    bodies = [batch("account", ["0x" + "11" * 20]), batch("events", []), batch("block", [1, None, True])]
+    bodies = [batch("account", ["0x" + "11" * 20]), batch("events", []), batch("block", [0, None, True])]
     body = bodies[kind % len(bodies)]
     while not stop.is_set():
         try:
