@@ -47,7 +47,8 @@ from enum import Enum
 from typing import Protocol
 
 from ledger import errors
-from ledger.block import Block, Commit, CommitSig
+from ledger.block import Block
+from ledger.commit import Commit, CommitSig
 from ledger.chain import Chain
 from ledger.chain import Proposal as BuiltBlock
 from ledger.keys import VOTE_DOMAIN, verify

@@ -12,7 +12,8 @@ import logging
 import time
 from typing import Callable
 
-from ledger.block import Block, Commit
+from ledger.block import Block
+from ledger.commit import Commit
 from ledger.chain import Chain, Proposal
 from ledger.keys import PrivateKey
 from ledger.mempool import Mempool

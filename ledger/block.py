@@ -1,4 +1,4 @@
-"""Blocks, headers, commits and receipts, with their canonical wire forms.
+"""Blocks, headers and receipts, with their canonical wire forms (commits: ledger/commit.py).
 
 A block at height H carries the commit (precommit signatures) that finalised block H-1,
 as CometBFT does; the commit of block H itself is stored beside it once it exists.
@@ -12,7 +12,8 @@ from typing import Any, Callable
 from ledger import errors
 from ledger.encoding import DecodeError, decode, encode
 from ledger.hashing import HASH_SIZE, hash_bytes
-from ledger.keys import ADDRESS_SIZE, SIGNATURE_SIZE
+from ledger.keys import ADDRESS_SIZE
+from ledger.commit import Commit, commit_from_wire
 from ledger.tx import Transaction, decode_transaction
 
 BLOCK_VERSION = 1
@@ -40,30 +41,6 @@ class Header:
         return [BLOCK_VERSION, self.chain_id, self.height, self.time_ms, self.parent_hash,
                 self.proposer, self.tx_root, self.receipts_root, self.state_root,
                 self.validators_hash, self.next_validators_hash, self.last_commit_hash]
-
-    @property
-    def hash(self) -> bytes:
-        return hash_bytes(encode(self.to_wire()))
-
-
-@dataclass(frozen=True, slots=True)
-class CommitSig:
-    validator: bytes  # address
-    signature: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Commit:
-    """Precommit signatures of more than 2/3 of the stake for one block."""
-
-    height: int
-    round: int
-    block_hash: bytes
-    signatures: tuple[CommitSig, ...]
-
-    def to_wire(self) -> list:
-        return [self.height, self.round, self.block_hash,
-                [[s.validator, s.signature] for s in self.signatures]]
 
     @property
     def hash(self) -> bytes:
@@ -137,19 +114,6 @@ def header_from_wire(w: Any) -> Header:
     _need(type(proposer) is bytes and len(proposer) == ADDRESS_SIZE, "proposer must be an address")
     _need(all(_is_hash(h) for h in (parent, tx_root, rc_root, st_root, vh, nvh, lch)), "header hashes must be 32 bytes")
     return Header(chain_id, height, time_ms, parent, proposer, tx_root, rc_root, st_root, vh, nvh, lch)
-
-
-def commit_from_wire(w: Any) -> Commit:
-    _need(isinstance(w, list) and len(w) == 4, "commit must be an array of 4 fields")
-    height, rnd, block_hash, sigs = w
-    _need(type(height) is int and type(rnd) is int and rnd >= 0 and _is_hash(block_hash), "bad commit fields")
-    _need(isinstance(sigs, list), "commit signatures must be a list")
-    out = []
-    for s in sigs:
-        _need(isinstance(s, list) and len(s) == 2 and type(s[0]) is bytes and len(s[0]) == ADDRESS_SIZE
-              and type(s[1]) is bytes and len(s[1]) == SIGNATURE_SIZE, "bad commit signature")
-        out.append(CommitSig(s[0], s[1]))
-    return Commit(height, rnd, block_hash, tuple(out))
 
 
 def encode_block(block: Block) -> bytes:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Container, Iterable
 
 from ledger import errors, staking
-from ledger.block import Block, Commit, Header
+from ledger.block import Block, Header
+from ledger.commit import Commit
 from ledger.params import ChainParams
 from ledger.state import Account, State, get_account
 from ledger.store import Store

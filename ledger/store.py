@@ -23,8 +23,8 @@ from typing import Callable, Iterator
 import lmdb
 
 from ledger import errors
-from ledger.block import (Block, Commit, Header, Receipt, commit_from_wire, header_from_wire,
-                          receipt_from_wire)
+from ledger.block import Block, Header, Receipt, header_from_wire, receipt_from_wire
+from ledger.commit import Commit, commit_from_wire
 from ledger.encoding import decode, encode
 from ledger.hashing import hash_bytes
 from ledger.transition import BlockOutput

@@ -18,8 +18,8 @@ from typing import Callable, Container, Iterable
 
 from ledger import errors
 from ledger.contracts import ContractResult, ExecutionFailure, run_contract_tx
-from ledger.block import (STATUS_FAILED, STATUS_SUCCESS, Block, Commit, Header, Receipt,
-                          encode_receipt)
+from ledger.block import STATUS_FAILED, STATUS_SUCCESS, Block, Header, Receipt, encode_receipt
+from ledger.commit import Commit
 from ledger.hashing import EMPTY_HASH
 from ledger.merkle import merkle_root
 from ledger import staking

@@ -26,7 +26,7 @@ from vm.errors import VMError
 from vm.limits import MAX_ARGS_BYTES
 from vm.values import decode_value, encode_value, measure
 
-from ledger import errors
+from ledger import errors, evidence
 from ledger.encoding import DecodeError, decode, encode
 from ledger.hashing import hash_bytes
 from ledger.keys import (ADDRESS_SIZE, PUBKEY_SIZE, SIGNATURE_SIZE, TX_DOMAIN, PrivateKey,
@@ -231,7 +231,6 @@ def _payload_from_wire(kind: int, wire: Any) -> Any:
             raise errors.MalformedTransaction("a staked amount must be an integer in (0, 2**64)")
         return (Bond if kind == TxKind.BOND else Unbond)(amount)
     if kind == TxKind.EVIDENCE:
-        from ledger import evidence  # evidence -> votes -> block -> this module
         if not (isinstance(wire, list) and len(wire) == 1 and type(wire[0]) is bytes):
             raise errors.MalformedTransaction("an evidence payload is [evidence bytes]")
         try:
@@ -295,7 +294,6 @@ def unbond(key: PrivateKey, chain_id: str, nonce: int, amount: int, gas_price: i
 def submit_evidence(key: PrivateKey, chain_id: str, nonce: int, evidence_bytes: bytes,
                     gas_price: int = 1) -> Transaction:
     """A signed EVIDENCE transaction carrying ledger.evidence bytes (anyone may send one)."""
-    from ledger import evidence
     ev = evidence.decode(evidence_bytes)
     return sign_transaction(key, chain_id, nonce, TxKind.EVIDENCE, Evidence(ev, evidence_bytes), None, gas_price)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ledger import errors
-from ledger.block import Commit, CommitSig
+from ledger.commit import Commit, CommitSig
 from ledger.encoding import encode
 from ledger.keys import VOTE_DOMAIN, PrivateKey, verify
 

@@ -50,7 +50,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger import errors
-from ledger.block import Block, Commit, commit_from_wire, decode_block, encode_block
+from ledger.block import Block, decode_block, encode_block
+from ledger.commit import Commit, commit_from_wire
 from ledger.chain import Chain
 from ledger.hashing import HASH_SIZE
 from ledger.params import ChainParams

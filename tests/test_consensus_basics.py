@@ -13,7 +13,7 @@ from consensus.solo import SoloEngine, SoloEngineStopped
 from ledger.validators import Validator, ValidatorSet
 from ledger.votes import PRECOMMIT, PREVOTE, make_commit, sign_vote, verify_commit, vote_payload
 from ledger import errors
-from ledger.block import Commit, CommitSig, commit_from_wire
+from ledger.commit import Commit, CommitSig, commit_from_wire
 from ledger.chain import Chain
 from ledger.keys import TX_DOMAIN, PrivateKey, address_hex
 from ledger.mempool import Mempool

@@ -37,3 +37,43 @@ def test_package_imports_only_lower_layers(package):
         if wrong:
             bad[str(f.relative_to(ROOT))] = sorted(wrong)
     assert not bad, f"layering violated: {bad}"
+
+
+PACKAGES = ("ledger", "vm", "mlcore", "consensus", "net")
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Each project module -> the project modules it imports, at any level of the file
+    (a function-level import is as much a dependency as a top-level one)."""
+    mods = {".".join(f.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): f
+            for p in PACKAGES for f in sorted((ROOT / p).rglob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for name, f in mods.items():
+        deps = set()
+        for n in ast.walk(ast.parse(f.read_text(), filename=str(f))):
+            if isinstance(n, ast.Import):
+                deps.update(a.name for a in n.names if a.name in mods)
+            elif isinstance(n, ast.ImportFrom) and n.module and n.level == 0:
+                deps.update(f"{n.module}.{a.name}" for a in n.names if f"{n.module}.{a.name}" in mods)
+                if n.module in mods:
+                    deps.add(n.module)
+        graph[name] = deps - {name}
+    return graph
+
+
+def test_no_import_cycles_among_the_projects_modules():
+    graph, state, cycles = module_graph(), {}, []
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = "open"
+        for d in sorted(graph[m]):
+            if state.get(d) == "open":
+                cycles.append(path[path.index(d):] + [d])
+            elif d not in state:
+                visit(d, path + [d])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)

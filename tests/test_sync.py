@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from consensus.signer import decode_state
-from ledger.block import Commit, CommitSig
+from ledger.commit import Commit, CommitSig
 from ledger.encoding import decode, encode
 from ledger.keys import PrivateKey, address_hex
 from ledger.votes import make_commit

@@ -99,6 +99,11 @@ class Execution:
         self.log_bytes = 0
         self.chosen_hashes: dict[Any, list] = {}  # see _key
 
+    def call(self, contract: bytes, caller: bytes, function: str, args: list, kwargs: dict) -> Any:
+        """A cross-contract call of this execution: how vm/world.py's call() reaches the
+        runtime without importing it (the runtime imports the world)."""
+        return invoke(self, contract, caller, 0, function, args, kwargs)
+
 
 meter.RT: Execution | None = None
 

@@ -155,6 +155,5 @@ def b_call(contract: Any, function: Any, /, *args: Any, **kwargs: Any) -> Any:
         raise E.Reentrancy(f"contract 0x{contract.hex()} is already running: re-entering it is not allowed")
     args = _copy_value(list(args), MAX_ARGS_BYTES, "call() arguments")
     kwargs = _copy_value(kwargs, MAX_ARGS_BYTES, "call() arguments")
-    from vm.runtime import invoke  # here: vm.runtime imports this module
-    out = invoke(rt, contract, rt.frames[-1].this, 0, function, args, kwargs)
+    out = rt.call(contract, rt.frames[-1].this, function, args, kwargs)
     return _copy_value(out, MAX_OUTPUT_BYTES, "call() result")
