@@ -1,8 +1,11 @@
 """Peer-to-peer transport: authenticated TCP links between nodes carrying typed messages.
 
-Each link starts with a handshake in which both sides prove they hold their node key and
-agree on the chain (id and genesis hash); only then are messages exchanged.  A message is
-a frame: a 4-byte big-endian length, then the canonical msgpack of [type, body].  A peer
+Each link starts with a handshake in which both sides exchange ephemeral X25519 keys,
+prove they hold their node key by signing the transcript, and agree on the chain (id and
+genesis hash); only then are messages exchanged.  A message is a frame: a 4-byte
+big-endian length, then the canonical msgpack of [type, body], sealed with ChaCha20-Poly1305
+under the link's key for that direction (net/secret.py): a frame altered, injected or
+replayed on the path closes the link, without blaming (banning) the peer.  A peer
 that breaks a rule (bad frame, malformed body, a body its handler refuses) is dropped and
 banned for a time; one that does not read (a full send queue, a write that stalls) is
 dropped; neither ever stops the node.  Peer slots are reserved for the validators and the
@@ -19,7 +22,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import os
 import random
 import time
 from collections import OrderedDict, deque
@@ -29,16 +31,16 @@ from typing import Any, Awaitable, Callable, Collection, Hashable, Iterable, Pro
 from ledger.encoding import DecodeError, decode, encode
 from ledger.hashing import HASH_SIZE, hash_bytes
 from ledger.keys import PUBKEY_SIZE, SIGNATURE_SIZE, PrivateKey, parse_hex, verify
+from net.secret import EPHEMERAL_KEY_SIZE, TAG_SIZE, Direction, Ephemeral, SecretError, SecretLink, derive
 
 log = logging.getLogger("gradchain.p2p")
 
-PROTOCOL_VERSION = 1
-HANDSHAKE_DOMAIN = b"gradchain/p2p-handshake/v1\x00"
-NONCE_SIZE = 32
+PROTOCOL_VERSION = 2            # 2: sealed frames (net/secret.py)
+HANDSHAKE_DOMAIN = b"gradchain/p2p-handshake/v2\x00"
 LENGTH_PREFIX = 4
 MAX_FRAME = 4 << 20            # bytes of one message after the length prefix (the default)
 FRAME_OVERHEAD = 1 << 20       # room beside a largest block in a frame: proposal fields or a commit
-MAX_HANDSHAKE_FRAME = 1024     # an unauthenticated peer never makes us allocate more
+MAX_HANDSHAKE_FRAME = 1024     # an unauthenticated peer never makes us allocate more (plus the tag)
 HELLO, AUTH = "hello", "auth"  # handshake only
 MSG_TYPES = ("tx", "proposal", "vote", "block_request", "block_response", "status")
 GOSSIP_TYPES = frozenset({"tx", "proposal", "vote"})
@@ -79,6 +81,12 @@ class HandshakeRefused(PeerError):
     def __init__(self, reason: str, peer_key: bytes | None = None):
         super().__init__(reason)
         self.peer_key = peer_key
+
+
+class SealError(PeerError):
+    """A sealed frame refused: its tag did not match (or its length was impossible, or the
+    counter ran out).  Anyone on the path can cause this, so the peer is dropped and may
+    redial at once, never banned."""
 
 
 class Violation(PeerError):
@@ -181,44 +189,58 @@ def decode_message(payload: bytes) -> tuple[str, Any]:
     return msg[0], msg[1]
 
 
-async def read_frame(reader: asyncio.StreamReader, max_frame: int, frame_timeout: float | None) -> bytes:
-    """One frame's payload.  A length over max_frame is refused before reading the body."""
+async def read_frame(reader: asyncio.StreamReader, max_frame: int, frame_timeout: float | None,
+                     recv: Direction | None = None) -> bytes:
+    """One frame's payload, opened with `recv` when the link is sealed.  A length over
+    max_frame (plus the tag) is refused before reading the body: a Violation on a plain
+    link, a SealError on a sealed one (an unauthenticated length proves nothing of the peer)."""
     try:
         prefix = await reader.readexactly(LENGTH_PREFIX)
     except asyncio.IncompleteReadError as e:
         raise PeerError("connection closed" if not e.partial else "truncated length prefix") from None
     size = int.from_bytes(prefix, "big")
-    if size > max_frame:
+    if recv is None and size > max_frame:
         raise Violation(f"frame of {size} bytes is over the limit of {max_frame}")
+    if recv is not None and size > max_frame + TAG_SIZE:
+        raise SealError(f"sealed frame of {size} bytes is over the limit of {max_frame} + {TAG_SIZE} (tag)")
+    if recv is not None and size < TAG_SIZE:
+        raise SealError(f"sealed frame of {size} bytes is shorter than its {TAG_SIZE}-byte tag")
     try:
-        return await asyncio.wait_for(reader.readexactly(size), frame_timeout)
+        body = await asyncio.wait_for(reader.readexactly(size), frame_timeout)
     except asyncio.IncompleteReadError as e:
         raise PeerError(f"truncated frame: {len(e.partial)} of {size} bytes") from None
     except asyncio.TimeoutError:
         raise PeerError(f"frame body not received within {frame_timeout} s") from None
+    if recv is None:
+        return body
+    try:
+        return recv.open(prefix, body)
+    except SecretError as e:
+        raise SealError(str(e)) from None
 
 
 # ---- handshake ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Hello:
-    """What each side announces first: [version, node key, chain id, genesis hash, nonce]."""
+    """What each side announces first: [version, node key, chain id, genesis hash,
+    ephemeral X25519 key] (the fresh ephemeral key also makes the transcript unique)."""
 
     public_key: bytes
     chain_id: str
     genesis_hash: bytes
-    nonce: bytes
+    ephemeral_key: bytes
     version: int = PROTOCOL_VERSION
 
     def body(self) -> list:
-        return [self.version, self.public_key, self.chain_id, self.genesis_hash, self.nonce]
+        return [self.version, self.public_key, self.chain_id, self.genesis_hash, self.ephemeral_key]
 
 
 def parse_hello(body: Any) -> Hello:
     """Shape checks only (stateless); HandshakeRefused if malformed."""
     if type(body) is not list or len(body) != 5:
         raise HandshakeRefused("malformed hello: not a 5-item list")
-    version, key, chain_id, genesis_hash, nonce = body
+    version, key, chain_id, genesis_hash, ephemeral_key = body
     if type(version) is not int:
         raise HandshakeRefused("malformed hello: version")
     if type(key) is not bytes or len(key) != PUBKEY_SIZE:
@@ -227,9 +249,9 @@ def parse_hello(body: Any) -> Hello:
         raise HandshakeRefused("malformed hello: chain id", key)
     if type(genesis_hash) is not bytes or len(genesis_hash) != HASH_SIZE:
         raise HandshakeRefused("malformed hello: genesis hash", key)
-    if type(nonce) is not bytes or len(nonce) != NONCE_SIZE:
-        raise HandshakeRefused("malformed hello: nonce", key)
-    return Hello(key, chain_id, genesis_hash, nonce, version)
+    if type(ephemeral_key) is not bytes or len(ephemeral_key) != EPHEMERAL_KEY_SIZE:
+        raise HandshakeRefused("malformed hello: ephemeral key", key)
+    return Hello(key, chain_id, genesis_hash, ephemeral_key, version)
 
 
 def check_hello(ours: Hello, theirs: Hello, allow: frozenset[bytes] | None) -> None:
@@ -247,38 +269,42 @@ def check_hello(ours: Hello, theirs: Hello, allow: frozenset[bytes] | None) -> N
         raise HandshakeRefused("key is not in the allow-list", key)
 
 
-def auth_payload(verifier_nonce: bytes, signer_key: bytes, verifier_key: bytes, genesis_hash: bytes) -> bytes:
-    """What a side signs (under HANDSHAKE_DOMAIN and the chain id): the other side's fresh
-    nonce, so the signature cannot be replayed, and both keys and the genesis, so it
-    cannot be relayed to a third node or chain."""
-    return verifier_nonce + signer_key + verifier_key + genesis_hash
-
-
 async def handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: PrivateKey,
-                    ours: Hello, allow: frozenset[bytes] | None) -> Hello:
-    """Run the handshake on a fresh connection (same steps on both sides): send our hello,
-    check theirs, sign their nonce, verify their signature of ours.  Returns their hello."""
-    writer.write(frame(encode_message(HELLO, ours.body())))
-    theirs = parse_hello(await _handshake_message(reader, HELLO, None))
+                    ours: Hello, ephemeral: Ephemeral, allow: frozenset[bytes] | None) -> tuple[Hello, SecretLink]:
+    """Run the handshake on a fresh connection (same steps on both sides): send our hello
+    (carrying ephemeral.public), check theirs, derive the link's keys, then exchange sealed
+    `auth` frames, each a signature of the transcript hash.  Their hello and the link."""
+    our_hello = encode_message(HELLO, ours.body())
+    writer.write(frame(our_hello))
+    their_hello = await _handshake_frame(reader, None, None)
+    theirs = parse_hello(_handshake_body(their_hello, HELLO, None))
     check_hello(ours, theirs, allow)
-    signature = key.sign(HANDSHAKE_DOMAIN, ours.chain_id,
-                         auth_payload(theirs.nonce, ours.public_key, theirs.public_key, ours.genesis_hash))
-    writer.write(frame(encode_message(AUTH, [signature])))
-    body = await _handshake_message(reader, AUTH, theirs.public_key)
+    try:
+        link = derive(ephemeral, our_hello, theirs.ephemeral_key, their_hello)
+    except SecretError as e:
+        raise HandshakeRefused(f"key exchange refused: {e}", theirs.public_key) from None
+    signature = key.sign(HANDSHAKE_DOMAIN, ours.chain_id, link.transcript)
+    writer.write(link.send.seal(encode_message(AUTH, [signature])))
+    body = _handshake_body(await _handshake_frame(reader, link.recv, theirs.public_key), AUTH, theirs.public_key)
     if type(body) is not list or len(body) != 1 or type(body[0]) is not bytes or len(body[0]) != SIGNATURE_SIZE:
         raise HandshakeRefused("malformed auth", theirs.public_key)
-    signed = auth_payload(ours.nonce, theirs.public_key, ours.public_key, ours.genesis_hash)
-    if not verify(theirs.public_key, body[0], HANDSHAKE_DOMAIN, ours.chain_id, signed):
+    if not verify(theirs.public_key, body[0], HANDSHAKE_DOMAIN, ours.chain_id, link.transcript):
         raise HandshakeRefused("bad handshake signature", theirs.public_key)
     await writer.drain()
-    return theirs
+    return theirs, link
 
 
-async def _handshake_message(reader: asyncio.StreamReader, want: str, peer_key: bytes | None) -> Any:
+async def _handshake_frame(reader: asyncio.StreamReader, recv: Direction | None, peer_key: bytes | None) -> bytes:
+    """A handshake frame's payload (at most MAX_HANDSHAKE_FRAME); any failure refuses."""
     try:
-        msg_type, body = decode_message(await read_frame(reader, MAX_HANDSHAKE_FRAME, None))
-    except HandshakeRefused:
-        raise
+        return await read_frame(reader, MAX_HANDSHAKE_FRAME, None, recv)
+    except PeerError as e:
+        raise HandshakeRefused(str(e), peer_key) from None
+
+
+def _handshake_body(payload: bytes, want: str, peer_key: bytes | None) -> Any:
+    try:
+        msg_type, body = decode_message(payload)
     except PeerError as e:
         raise HandshakeRefused(str(e), peer_key) from None
     if msg_type != want:
@@ -291,7 +317,9 @@ async def _handshake_message(reader: asyncio.StreamReader, want: str, peer_key: 
 @dataclass(eq=False)
 class SendQueue:
     """Frames waiting to be written to one peer, bounded in count and in bytes, so that a
-    peer that does not read costs at most the bound.  `nbytes` counts the frames queued and
+    peer that does not read costs at most the bound.  They wait as plaintext payloads (one
+    payload object shared by every peer it is queued for) and are sealed by the peer's
+    write loop as they go out.  `nbytes` counts the payloads queued and
     the one being written (until `done`); a frame that would take it over `max_bytes` is
     refused, except when nothing is waiting, so that one largest block always goes."""
 
@@ -389,6 +417,7 @@ class Peer:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     queue: SendQueue
+    link: SecretLink                 # the keys and counters sealing its frames
     host: str = "?"                  # the IP (or dialled host): per-IP limits and bans
     reserved: bool = False           # a validator, a configured peer or one we dialled (see P2P._admit)
     connected_at: float = field(default_factory=time.monotonic)
@@ -627,11 +656,12 @@ class P2P:
                          address: str, host: str, expect_key: bytes | None = None) -> Peer:
         """Handshake, then admit the peer and start its session; refusals are logged.  A full
         node still runs the handshake: only the key tells whether a reserved slot is due."""
-        ours = Hello(self.public_key, self.chain_id, self.genesis_hash, os.urandom(NONCE_SIZE))
+        ephemeral = Ephemeral.generate()
+        ours = Hello(self.public_key, self.chain_id, self.genesis_hash, ephemeral.public)
         try:
             try:
-                theirs = await asyncio.wait_for(handshake(reader, writer, self.key, ours, self.allow),
-                                                self.limits.handshake_timeout)
+                theirs, link = await asyncio.wait_for(handshake(reader, writer, self.key, ours, ephemeral, self.allow),
+                                                      self.limits.handshake_timeout)
             except asyncio.TimeoutError:
                 raise HandshakeRefused(f"handshake not done within {self.limits.handshake_timeout} s") from None
             except (ConnectionError, OSError) as e:
@@ -644,7 +674,7 @@ class P2P:
             queue_bytes = max(self.limits.send_queue_bytes, 2 * self.limits.max_frame) if reserved \
                 else self.limits.send_queue_bytes
             peer = Peer(theirs.public_key, address, outbound, reader, writer,
-                        SendQueue(self.limits.send_queue, queue_bytes), host, reserved)
+                        SendQueue(self.limits.send_queue, queue_bytes), link, host, reserved)
             self._admit(peer)
         except HandshakeRefused as e:
             writer.close()
@@ -742,11 +772,14 @@ class P2P:
         writer_task = asyncio.create_task(self._write_loop(peer))
         try:
             while True:
-                payload = await read_frame(peer.reader, self.limits.max_frame, self.limits.frame_timeout)
+                payload = await read_frame(peer.reader, self.limits.max_frame, self.limits.frame_timeout,
+                                           peer.link.recv)
                 await self._dispatch(peer, payload)
         except PeerError as e:
             if isinstance(e, Violation) and peer.reason is None:
                 self._ban(peer, str(e))
+            if isinstance(e, SealError) and peer.reason is None:
+                log.warning("dropped peer %s (%s), not banned: %s", peer.key.hex()[:16], peer.address, e)
             peer.close(str(e))
         except (ConnectionError, OSError) as e:
             peer.close(f"connection failed: {e}")
@@ -765,13 +798,17 @@ class P2P:
             self._record(peer.address, peer.key, peer.reason or "closed", "dropped")
 
     async def _write_loop(self, peer: Peer) -> None:
+        """Seal each queued payload for this peer (the same payload queued to every peer is
+        sealed per link) and write it."""
         try:
             while True:
                 data = await peer.queue.get()
-                peer.writer.write(data)
+                peer.writer.write(peer.link.send.seal(data))
                 async with asyncio.timeout(self.limits.write_timeout):
                     await peer.writer.drain()
                 peer.queue.done(data)
+        except SecretError as e:
+            peer.close(str(e))
         except TimeoutError:
             peer.close(f"not reading: a frame not taken within {self.limits.write_timeout} s")
         except (ConnectionError, OSError) as e:
@@ -810,7 +847,7 @@ class P2P:
         peer = self._peers.get(peer_id)
         if peer is None:
             return False
-        self._enqueue(peer, msg_type, frame(encode_message(msg_type, body, self.limits.max_frame)))
+        self._enqueue(peer, msg_type, encode_message(msg_type, body, self.limits.max_frame))
         return True
 
     def broadcast(self, msg_type: str, body: Any, exclude: bytes | None = None) -> int:
@@ -827,10 +864,10 @@ class P2P:
         return True
 
     def _send_payload(self, payload: bytes, msg_type: str, exclude: bytes | None) -> int:
-        data, n = frame(payload), 0
+        n = 0
         for peer in list(self._peers.values()):
             if peer.key != exclude:
-                self._enqueue(peer, msg_type, data)
+                self._enqueue(peer, msg_type, payload)
                 n += 1
         return n
 

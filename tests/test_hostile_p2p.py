@@ -14,7 +14,6 @@ attack are still there, and blocks kept coming during it."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import re
 import socket
@@ -28,6 +27,7 @@ from ledger.encoding import encode
 from ledger.keys import PrivateKey
 from ledger.tx import transfer
 from net import p2p
+from net.secret import Ephemeral, SecretLink
 from tests.nodeproc import NodeProcess, check_agreement, heights, validator_processes, wait_until
 
 SEED = 12
@@ -55,6 +55,7 @@ class Intruder:
         self.key, self.chain_id, self.genesis_hash, self.port = key, g.chain_id, g.hash, p2p_port(node)
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.link: SecretLink | None = None
 
     async def open(self, rcvbuf: int | None = None) -> None:
         sock = socket.socket()
@@ -68,9 +69,11 @@ class Intruder:
         """Connect and handshake; True if the node admitted us (its first message, a status,
         arrives), False if it closed the link (refused, before or after the handshake)."""
         await self.open(rcvbuf)
-        hello = p2p.Hello(self.key.public_key, self.chain_id, self.genesis_hash, os.urandom(p2p.NONCE_SIZE))
+        eph = Ephemeral.generate()
+        hello = p2p.Hello(self.key.public_key, self.chain_id, self.genesis_hash, eph.public)
         try:
-            await asyncio.wait_for(p2p.handshake(self.reader, self.writer, self.key, hello, None), 10)
+            _, self.link = await asyncio.wait_for(p2p.handshake(self.reader, self.writer, self.key, hello, eph,
+                                                                None), 10)
         except (p2p.PeerError, OSError):
             return False
         return await self.read_something()
@@ -97,8 +100,9 @@ class Intruder:
         except asyncio.TimeoutError:
             return False
 
-    async def send_raw(self, data: bytes) -> None:
-        self.writer.write(data)
+    async def send_sealed(self, payload: bytes) -> None:
+        """A payload of our choice, sealed as the link expects: the node opens it and judges it."""
+        self.writer.write(self.link.send.seal(payload))
         await self.writer.drain()
 
     def close(self) -> None:
@@ -258,21 +262,21 @@ def test_a_peer_sending_junk_is_dropped_then_refused_for_its_ban(network):
     admitted after the ban, and a second offence bans it for 4 s."""
     node = network[0]
     before = block_hashes(node, min(heights(network)))
-    junk = p2p.frame(encode(["no-such-type", 1]))
+    junk = encode(["no-such-type", 1])
     key = intruder_keys(1, "junk")[0]
 
     async def attack() -> list[bool]:
         seen = []
         x = Intruder(key, node)
         seen.append(await x.join())                   # admitted
-        await x.send_raw(junk)
+        await x.send_sealed(junk)
         seen.append(not await x.closed_by_node(5))    # dropped
         x.close()
         seen.append(await x.join())                   # refused: banned
         x.close()
         await asyncio.sleep(2.5)
         seen.append(await x.join())                   # the ban is over
-        await x.send_raw(junk)
+        await x.send_sealed(junk)
         seen.append(not await x.closed_by_node(5))
         x.close()
         await asyncio.sleep(2.5)

@@ -18,8 +18,8 @@ from ledger.hashing import hash_bytes
 from ledger.keys import PrivateKey
 from net import p2p
 from net.p2p import (AUTH, HANDSHAKE_DOMAIN, HELLO, MAX_FRAME, P2P, BadMessage, HandshakeRefused, Hello, Limits,
-                     PeerAddress, SeededFaults, auth_payload, decode_message, encode_message, frame, parse_peer,
-                     read_frame)
+                     PeerAddress, SeededFaults, decode_message, encode_message, frame, parse_peer, read_frame)
+from net.secret import Ephemeral, SecretLink, derive
 
 CHAIN = "p2p-test"
 GENESIS = hash_bytes(b"p2p-test genesis")
@@ -85,6 +85,7 @@ class RawPeer:
         self.key = key(label)
         self.reader: asyncio.StreamReader
         self.writer: asyncio.StreamWriter
+        self.link: SecretLink
 
     async def open(self, port: int, rcvbuf: int | None = None) -> "RawPeer":
         """Connect; with rcvbuf, a receive buffer that small (a peer that never reads then
@@ -100,16 +101,21 @@ class RawPeer:
         return self
 
     async def handshake(self, bad_signature: bool = False) -> bytes:
-        ours = Hello(self.key.public_key, CHAIN, GENESIS, os.urandom(32))
-        self.writer.write(frame(encode_message(HELLO, ours.body())))
-        _, body = decode_message(await read_frame(self.reader, 1024, 2.0))
-        theirs = p2p.parse_hello(body)
-        nonce = bytes(32) if bad_signature else theirs.nonce
-        sig = self.key.sign(HANDSHAKE_DOMAIN, CHAIN, auth_payload(nonce, self.key.public_key,
-                                                                   theirs.public_key, GENESIS))
-        self.writer.write(frame(encode_message(AUTH, [sig])))
+        """Hello, key exchange and a sealed auth by hand; bad_signature signs the wrong transcript."""
+        eph = Ephemeral.generate()
+        our_hello = encode_message(HELLO, Hello(self.key.public_key, CHAIN, GENESIS, eph.public).body())
+        self.writer.write(frame(our_hello))
+        their_hello = await read_frame(self.reader, 1024, 2.0)
+        theirs = p2p.parse_hello(decode_message(their_hello)[1])
+        self.link = derive(eph, our_hello, theirs.ephemeral_key, their_hello)
+        signed = bytes(32) if bad_signature else self.link.transcript
+        self.writer.write(self.seal(encode_message(AUTH, [self.key.sign(HANDSHAKE_DOMAIN, CHAIN, signed)])))
         await self.writer.drain()
         return theirs.public_key
+
+    def seal(self, payload: bytes) -> bytes:
+        """A frame as this link carries it after the hellos."""
+        return self.link.send.seal(payload)
 
     async def send(self, data: bytes) -> None:
         self.writer.write(data)
@@ -295,7 +301,7 @@ def test_a_handshake_that_never_completes_times_out(send_hello):
             raw = await RawPeer().open(b.port)
             if send_hello:
                 await raw.send(frame(encode_message(HELLO, Hello(raw.key.public_key, CHAIN, GENESIS,
-                                                                 bytes(32)).body())))
+                                                                 Ephemeral.generate().public).body())))
             assert await raw.closed_by_peer()
             assert any("handshake not done within 0.5 s" in r for r in reasons(b))
             raw.close()
@@ -308,18 +314,23 @@ JUNK = random.Random(5).randbytes(200)
 NON_CANONICAL = b"\x92\xa6status\xcd\x00\x01"   # [ "status", 1 ] with 1 as a uint16
 
 
+def sealed(payload: bytes) -> Callable[[RawPeer], bytes]:
+    """Wire bytes made by the raw peer's link once it has handshaken."""
+    return lambda raw: raw.seal(payload)
+
+
 @pytest.mark.parametrize("authenticated, data, reason", [
     (False, JUNK, ""),
     (False, (2000).to_bytes(4, "big") + bytes(2000), "over the limit of 1024"),
     (False, frame(b"\xc1"), "malformed message"),
     (True, JUNK, ""),
-    (True, (MAX_FRAME + 1).to_bytes(4, "big"), f"over the limit of {MAX_FRAME}"),
+    (True, (MAX_FRAME + 17).to_bytes(4, "big"), f"over the limit of {MAX_FRAME} + 16 (tag)"),
     (True, (100).to_bytes(4, "big") + bytes(10), "frame body not received within 0.5 s"),
-    (True, frame(b"\xc1"), "malformed message"),
-    (True, frame(NON_CANONICAL), "not in canonical form"),
-    (True, frame(encode([1, 2, 3])), "not [type, body]"),
-    (True, frame(encode(["no-such-type", 1])), "unknown message type"),
-    (True, frame(encode_message(HELLO, [])), "unknown message type 'hello'"),
+    (True, sealed(b"\xc1"), "malformed message"),
+    (True, sealed(NON_CANONICAL), "not in canonical form"),
+    (True, sealed(encode([1, 2, 3])), "not [type, body]"),
+    (True, sealed(encode(["no-such-type", 1])), "unknown message type"),
+    (True, sealed(encode_message(HELLO, [])), "unknown message type 'hello'"),
 ], ids=["junk-before-handshake", "big-hello", "bad-msgpack-hello", "junk", "oversized-length",
         "truncated-stalled", "bad-msgpack", "non-canonical", "not-a-pair", "unknown-type", "late-hello"])
 def test_a_peer_sending_garbage_is_dropped_and_others_are_still_served(authenticated, data, reason):
@@ -331,7 +342,7 @@ def test_a_peer_sending_garbage_is_dropped_and_others_are_still_served(authentic
             if authenticated:
                 await raw.handshake()
                 await until(lambda: raw.key.public_key in b.peers)
-            await raw.send(data)
+            await raw.send(data if isinstance(data, bytes) else data(raw))
             assert await raw.closed_by_peer()
             assert raw.key.public_key not in b.peers
             assert reason in " | ".join(reasons(b)), reasons(b)
@@ -509,7 +520,7 @@ def test_a_peer_breaking_the_protocol_is_banned_with_growing_bans_then_its_ip():
             async def offend(raw: RawPeer) -> None:
                 await raw.open(b.port)
                 await raw.handshake()
-                await raw.send(frame(encode(["no-such-type", 1])))
+                await raw.send(raw.seal(encode(["no-such-type", 1])))
                 assert await raw.closed_by_peer()
                 raw.close()
 
