@@ -79,7 +79,8 @@ class SyncConfig:
     lag_grace_s: float = 1.0        # consensus running, a peer one block ahead: wait this long first
     serve_queue: int = 16           # frames already queued to a requester: ignore its requests
     settle_s: float = 2.0           # catch_up: wait this long at most for every peer's status
-    distrust_s: float = 30.0        # a peer that failed to deliver: its claims are ignored this long
+    distrust_s: float = 3.0         # a peer that failed to deliver: its claims are ignored this long,
+    max_distrust_s: float = 30.0    # doubled for each further failure in a row up to this
 
 
 # ---- wire ------------------------------------------------------------------------------
@@ -153,6 +154,7 @@ class BlockSync:
         self._announced: tuple[int, bytes] | None = None
         self._last_status = 0.0
         self._distrust: dict[bytes, float] = {}  # peer -> until when its height claims are ignored
+        self._failures: dict[bytes, int] = {}    # peer -> requests timed out in a row
 
     def attach(self) -> None:
         self.p2p.on(STATUS, self._on_status)
@@ -222,9 +224,10 @@ class BlockSync:
         try:
             output = self.check(block, commit)
         except BadMessage:
-            self._forget(peer)
+            self._forget(peer, self.config.max_distrust_s)
             raise
         self.apply(block, commit, output)
+        self._failures.pop(peer, None)
         if self.chain.tip.height == height:
             self.synced += 1
             self._progress = time.monotonic()
@@ -256,13 +259,22 @@ class BlockSync:
 
     # ---- requests --------------------------------------------------------------------------
 
-    def _forget(self, peer: bytes) -> None:
+    def _timed_out(self, peer: bytes) -> None:
+        """The peer sent no block in time: distrust it for distrust_s, doubled for each
+        timeout in a row (a lossy link costs seconds; a peer that claims a height it never
+        serves is soon ignored for max_distrust_s)."""
+        n = self._failures.get(peer, 0) + 1
+        self._failures[peer] = n
+        cfg = self.config
+        self._forget(peer, min(cfg.max_distrust_s, cfg.distrust_s * 2 ** min(n - 1, 16)))
+
+    def _forget(self, peer: bytes, for_s: float) -> None:
         """The peer did not deliver: it is no longer believed ahead, nor asked, and what it
-        claims is ignored for distrust_s (else a peer claiming a height it never serves
-        would keep a node in catch_up forever)."""
+        claims is ignored for for_s (else a peer claiming a height it never serves would
+        keep a node in catch_up forever)."""
         if self.heights.get(peer, 0) > self.chain.tip.height:
             self.heights[peer] = self.chain.tip.height
-        self._distrust[peer] = time.monotonic() + self.config.distrust_s
+        self._distrust[peer] = time.monotonic() + for_s
         if peer == self._peer:
             self._peer = None
             self._inflight.clear()
@@ -275,7 +287,7 @@ class BlockSync:
         if self._peer is not None and self._inflight and now - self._progress > self.config.request_timeout_s:
             log.info("peer %s sent no block for %.1f s; asking another", self._peer.hex()[:16],
                      self.config.request_timeout_s)
-            self._forget(self._peer)
+            self._timed_out(self._peer)
         target = self.target
         if target <= tip:
             self._ahead_since = None
@@ -307,6 +319,8 @@ class BlockSync:
         connected = set(self.p2p.peers)
         for p in [p for p in self.heights if p not in connected]:
             del self.heights[p]
+        for p in [p for p in self._failures if p not in connected]:
+            del self._failures[p]
         for p in [p for p, until in self._distrust.items() if until <= now]:
             del self._distrust[p]
         tip = self.chain.tip

@@ -297,6 +297,41 @@ def test_a_peer_claiming_a_height_it_never_serves_is_not_believed_for_a_while(ch
     assert not hub.dropped
 
 
+def test_a_lost_answer_costs_the_peer_seconds_and_failures_in_a_row_double_the_distrust(chains):
+    """A request or answer lost on a lossy link must not silence a peer for the full 30 s
+    (with every peer ahead distrusted, a laggard could not sync at all): the first timeout
+    distrusts for distrust_s, each further one in a row doubles it, a delivered block resets."""
+    src, dst = chains
+    hub = Hub()
+    pa, _ = make_sync(hub, src, "a")
+    pb, b = make_sync(hub, dst, "b")
+    b.config = SyncConfig(request_timeout_s=0.01, distrust_s=0.2, max_distrust_s=0.5)
+    serve = pa.handlers[BLOCK_REQUEST]
+    pa.handlers[BLOCK_REQUEST] = lambda peer, body: None   # the link loses every request
+    pa.link(pb)
+    hub.pump()
+    spans = []
+    for _ in range(3):
+        assert b.target == 5
+        time.sleep(0.02)
+        b.tick()                                           # timed out: distrusted for a while
+        assert b.target == 0
+        spans.append(b._distrust[pa.key] - time.monotonic())
+        time.sleep(spans[-1] + 0.01)
+        hub.queue[:] = [(pa.key, pb.key, STATUS, [src.tip.height, src.tip.hash])]
+        hub.pump()
+    assert 0.15 < spans[0] <= 0.2 and 0.35 < spans[1] <= 0.4 and 0.45 < spans[2] <= 0.5
+    pa.handlers[BLOCK_REQUEST] = serve                     # the link heals: blocks flow again
+    time.sleep(0.02)
+    b.tick()                                               # (the last request was lost too)
+    assert b._failures[pa.key] == 4
+    time.sleep(b._distrust[pa.key] - time.monotonic() + 0.01)
+    hub.queue[:] = [(pa.key, pb.key, STATUS, [src.tip.height, src.tip.hash])]
+    hub.pump()
+    assert dst.tip.hash == src.tip.hash and not hub.dropped
+    assert pa.key not in b._failures                       # a delivery resets the count
+
+
 def test_requests_for_heights_we_lack_get_no_answer_and_malformed_ones_drop_the_peer(chains):
     src, dst = chains
     hub = Hub()
