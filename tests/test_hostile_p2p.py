@@ -7,16 +7,21 @@ attacked from outside by clients that speak the handshake with keys of their own
 - connections from one IP beyond the per-IP limit are refused, handshaken or not;
 - 10 peers that never read are dropped, and the node's RSS stays within a stated bound;
 - a peer sending junk is dropped, refused for its ban, admitted after it, banned twice as
-  long for a second offence.
+  long for a second offence;
+- on the path between two validators (issue 12 item 9), a relay that flips one byte of one
+  sealed frame, or replays one: the link closes, the validator is not banned and redials, the
+  chain keeps committing; and no plaintext message type is ever seen on that wire.
 
 Afterwards every node holds the same hash at every height, the blocks committed before the
 attack are still there, and blocks kept coming during it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import re
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -290,3 +295,179 @@ def test_a_peer_sending_junk_is_dropped_then_refused_for_its_ban(network):
     assert re.search(rf"banned peer {who} \(.*\) for 2\.0 s \(offence 1\): unknown message type", log), log[-2000:]
     assert re.search(rf"banned peer {who} \(.*\) for 4\.0 s \(offence 2\)", log)
     after_attack(network, before)
+
+
+# ---- on the path: sealed links (issue 12 item 9) -------------------------------------------
+
+class OnPath:
+    """A TCP relay on loopback through which node 0 dials node 1.  It splits both streams
+    into frames (each link's frame 0 is the plain hello, frame 1 the sealed auth, then
+    messages), keeps them, and on request alters one message frame from node 0 to node 1:
+    "flip" flips one byte of it, "replay" sends it twice.  Which frame and which byte come
+    from the seeded schedule."""
+
+    def __init__(self, target_port: int, rng: random.Random):
+        self.target_port, self.rng = target_port, rng
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.lock = threading.Lock()
+        self.frames: list[dict[str, list[bytes]]] = []   # per link: "ab" (0 -> 1) and "ba" frames
+        self.closed: list[threading.Event] = []
+        self.action: tuple[str, int] | None = None        # (what, skip this many message frames first)
+        self.done: tuple[int, int] | None = None          # (link, frame index) altered
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def arm(self, what: str) -> None:
+        with self.lock:
+            self.action, self.done = (what, self.rng.randrange(10)), None
+
+    def links(self) -> int:
+        with self.lock:
+            return len(self.frames)
+
+    def messages(self, link: int, direction: str) -> int:
+        """Frames after the handshake (hello, auth) relayed on that link in that direction."""
+        with self.lock:
+            return max(0, len(self.frames[link][direction]) - 2)
+
+    def _accept(self) -> None:
+        while True:
+            a, _ = self.listener.accept()
+            try:
+                b = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:   # node 1 not up yet: node 0 redials
+                a.close()
+                continue
+            with self.lock:
+                link = len(self.frames)
+                self.frames.append({"ab": [], "ba": []})
+                self.closed.append(threading.Event())
+            for src, dst, direction in ((a, b, "ab"), (b, a, "ba")):
+                threading.Thread(target=self._pump, args=(link, src, dst, direction, (a, b)), daemon=True).start()
+
+    def _pump(self, link: int, src: socket.socket, dst: socket.socket, direction: str,
+              both: tuple[socket.socket, socket.socket]) -> None:
+        try:
+            while True:
+                prefix = recv_exactly(src, 4)
+                if prefix is None:
+                    break
+                body = recv_exactly(src, int.from_bytes(prefix, "big"))
+                if body is None:
+                    break
+                dst.sendall(self._relay(link, direction, prefix + body))
+        except OSError:
+            pass
+        finally:
+            for sock in both:   # either side closing closes the relay, as a real link would
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            self.closed[link].set()
+
+    def _relay(self, link: int, direction: str, data: bytes) -> bytes:
+        """What goes on for one frame: itself, altered, or twice."""
+        with self.lock:
+            frames = self.frames[link][direction]
+            frames.append(data)
+            if direction != "ab" or len(frames) <= 2 or self.action is None:
+                return data
+            what, skip = self.action
+            if skip:
+                self.action = (what, skip - 1)
+                return data
+            self.action, self.done = None, (link, len(frames) - 1)
+        if what == "replay":
+            return data + data
+        i = self.rng.randrange(4, len(data))
+        return data[:i] + bytes([data[i] ^ 1 << self.rng.randrange(8)]) + data[i + 1:]
+
+
+def recv_exactly(sock: socket.socket, n: int) -> bytes | None:
+    """n bytes, or None at EOF."""
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(min(n - len(buf), 1 << 20))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+@pytest.fixture(scope="module")
+def on_path(tmp_path_factory):
+    """Four validators; node 0's link to node 1 runs through an OnPath relay (node 1 does not
+    dial node 0, so that link is the only one between them)."""
+    nodes = validator_processes(tmp_path_factory.mktemp("on-path") / "tn", KEYS)
+    relay = OnPath(p2p_port(nodes[1]), random.Random(f"{SEED}/on-path"))
+    for i, own in ((0, lambda entry: entry.replace(f":{p2p_port(nodes[1])}", f":{relay.port}")),
+                   (1, lambda entry: None if entry.startswith(KEYS[0].public_key.hex()) else entry)):
+        at = nodes[i].extra.index("--peers") + 1
+        nodes[i].extra[at] = ",".join(e for e in map(own, nodes[i].extra[at].split(",")) if e)
+    try:
+        for n in nodes:
+            n.start()
+        wait_until(lambda: min(heights(nodes)) >= 3, 60, "four validators finalising")
+        wait_until(lambda: relay.links() and relay.messages(0, "ab") and relay.messages(0, "ba"), 30,
+                   "node 0 and node 1 talking through the relay")
+        yield nodes, relay
+    finally:
+        for n in nodes:
+            n.kill()
+
+
+def tamper_and_reconnect(nodes: list[NodeProcess], relay: OnPath, what: str) -> tuple[int, int]:
+    """Alter one frame of the current link; wait for the link to close and for a new one that
+    carries messages both ways (node 1 admitted node 0 again: not banned).  (link, frame)."""
+    first = relay.links()
+    relay.arm(what)
+    wait_until(lambda: relay.done is not None, 30, f"the relay to {what} a frame")
+    link, index = relay.done
+    assert relay.closed[link].wait(10), "the link was not closed after a bad frame"
+    wait_until(lambda: relay.links() > first and relay.messages(relay.links() - 1, "ab") >= 2
+               and relay.messages(relay.links() - 1, "ba") >= 2, 30, "node 0 linked to node 1 again")
+    return link, index
+
+
+def assert_dropped_not_banned(nodes: list[NodeProcess], counter: int) -> None:
+    """Node 1 said why it dropped node 0 (the sealed frame with that counter failed) and
+    banned nobody for it."""
+    who = KEYS[0].public_key.hex()[:16]
+    wait_until(lambda: re.search(rf"dropped peer {who} \(.*\), not banned: frame {counter} failed authentication",
+                                 nodes[1].log.read_text()), 10, "node 1 logging the drop")
+    assert "banned peer" not in nodes[1].log.read_text()
+
+
+def test_a_flipped_byte_on_the_wire_closes_the_link_and_the_validator_reconnects(on_path):
+    nodes, relay = on_path
+    before = block_hashes(nodes[0], min(heights(nodes)))
+    link, index = tamper_and_reconnect(nodes, relay, "flip")
+    assert_dropped_not_banned(nodes, index - 1)      # frame 1 (the auth) had counter 0
+    rate = block_rate(nodes, 3)
+    assert rate >= MIN_BLOCKS_PER_S, rate
+    after_attack(nodes, before)
+
+
+def test_a_replayed_frame_is_refused_and_the_validator_reconnects(on_path):
+    """The original frame (counter index - 1) is taken; its copy is read where counter index
+    is due, fails, and closes the link: it is never handled twice."""
+    nodes, relay = on_path
+    before = block_hashes(nodes[0], min(heights(nodes)))
+    link, index = tamper_and_reconnect(nodes, relay, "replay")
+    assert_dropped_not_banned(nodes, index)
+    rate = block_rate(nodes, 3)
+    assert rate >= MIN_BLOCKS_PER_S, rate
+    after_attack(nodes, before)
+
+
+def test_the_wire_carries_no_plaintext_message_after_the_hellos(on_path):
+    """In both directions of every link through the relay: the hellos are plain (the check
+    sees their type), everything after them is sealed (no msgpack type string appears)."""
+    _, relay = on_path
+    wait_until(lambda: relay.messages(relay.links() - 1, "ab") >= 50, 30, "traffic on the link")
+    with relay.lock:
+        frames = [f for link in relay.frames for d in ("ab", "ba") for f in link[d]]
+        hellos = [link[d][0] for link in relay.frames for d in ("ab", "ba") if link[d]]
+        sealed = b"".join(f for link in relay.frames for d in ("ab", "ba") for f in link[d][1:])
+    assert all(b"\xa5hello" in h for h in hellos) and len(frames) > 100 and len(sealed) > 10_000
+    for plain in (b"\xa6status", b"\xa4vote", b"\xa8proposal", b"\xa2tx", b"\xa4auth", b"\xadblock_request"):
+        assert plain not in sealed, plain
