@@ -352,6 +352,33 @@ def test_a_peer_sending_garbage_is_dropped_and_others_are_still_served(authentic
     run(main())
 
 
+@pytest.mark.parametrize("spoil", ["flip", "replay", "unsealed"])
+def test_a_frame_failing_its_tag_drops_the_link_without_a_ban_and_the_peer_comes_back_at_once(spoil):
+    """What an on-path attacker can do to a sealed link (flip a byte, replay a frame, inject a
+    plain one) closes it; the peer is not banned, so it is admitted again on its next dial."""
+    async def main():
+        ib = Inbox()
+        async with started(make("b", ib)) as (b,):
+            raw = await RawPeer().open(b.port)
+            await raw.handshake()
+            await until(lambda: raw.key.public_key in b.peers)
+            good = raw.seal(encode_message("status", 1))
+            nxt = raw.seal(encode_message("status", 2))
+            bad = {"flip": good + nxt[:-1] + bytes([nxt[-1] ^ 1]),
+                   "replay": good + good,
+                   "unsealed": good + frame(encode_message("status", bytes(32)))}[spoil]
+            await raw.send(bad)
+            assert await raw.closed_by_peer()
+            assert ib.bodies() == [1]                  # the good frame, once; nothing after it
+            assert "frame 2 failed authentication" in " | ".join(reasons(b, raw.key.public_key))
+            assert b._key_bans.banned(raw.key.public_key, asyncio.get_running_loop().time()) is None
+            raw.close()
+            await (await raw.open(b.port)).handshake()
+            await until(lambda: raw.key.public_key in b.peers)
+            raw.close()
+    run(main())
+
+
 def test_a_truncated_frame_then_close_drops_the_peer():
     async def main():
         async with started(make("b")) as (b,):
