@@ -330,9 +330,15 @@ class OnPath:
         with self.lock:
             return max(0, len(self.frames[link][direction]) - 2)
 
+    def close(self) -> None:
+        self.listener.close()
+
     def _accept(self) -> None:
         while True:
-            a, _ = self.listener.accept()
+            try:
+                a, _ = self.listener.accept()
+            except OSError:   # closed: the test is over
+                return
             try:
                 b = socket.create_connection(("127.0.0.1", self.target_port))
             except OSError:   # node 1 not up yet: node 0 redials
@@ -413,6 +419,7 @@ def on_path(tmp_path_factory):
     finally:
         for n in nodes:
             n.kill()
+        relay.close()
 
 
 def tamper_and_reconnect(nodes: list[NodeProcess], relay: OnPath, what: str) -> tuple[int, int]:
