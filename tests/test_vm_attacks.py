@@ -22,6 +22,7 @@ import pytest
 
 from ledger import tx as txs
 from ledger.state import account_key, decode_account
+from vm import gas as G
 from vm import meter
 from vm.compiler import compile_contract
 from vm.limits import MAX_PRINT_BYTES, MAX_SAME_HASH
@@ -389,14 +390,20 @@ DEEP_DATA = [
 ]
 
 
+def bomb_gas(code: str) -> int:
+    """A bomb that a limit must stop gets 4x the usual gas, so that the limit, not the
+    gas, is what stops it (gas is priced by time: a 64 MiB build costs tens of millions)."""
+    return 4 * DEFAULT_GAS if code == "limit_exceeded" else DEFAULT_GAS
+
+
 @pytest.mark.parametrize("lines, code", MEMORY_BOMBS)
 def test_memory_bomb(chain, lines, code):
-    run_attack(chain, body(*lines), code=code, seconds=BOMB_SECONDS)
+    run_attack(chain, body(*lines), code=code, gas=bomb_gas(code), seconds=BOMB_SECONDS)
 
 
 @pytest.mark.parametrize("lines, code", CPU_BOMBS)
 def test_cpu_bomb(chain, lines, code):
-    run_attack(chain, body(*lines), code=code, seconds=BOMB_SECONDS)
+    run_attack(chain, body(*lines), code=code, gas=bomb_gas(code), seconds=BOMB_SECONDS)
 
 
 @pytest.mark.parametrize("lines, before, code", RECURSION_BOMBS)
@@ -822,6 +829,10 @@ def setup():
     storage["big"] = [[]] * 60000
 
 @export
+def read_once():
+    x = storage["big"]
+
+@export
 def f():
     kept = []
     while True:
@@ -832,12 +843,15 @@ def f():
 def test_fixed_storage_reads_charge_and_count_each_decoded_element(chain):
     # [[]] * 60000 is 60 KB to read but 60,000 new lists to decode: each read was charged
     # by its bytes only (5 s per 100M gas) and counted as 120 KB of memory (a loop that
-    # kept every read held 2.3 GB under a 64 MiB limit).
+    # kept every read held 2.3 GB under a 64 MiB limit).  Each decoded element now costs
+    # BUILTIN (about what decoding it takes) and 64 bytes of the budget.
     contract = chain.deploy(STORE_BIG)
     contract.setup()
-    # 4x the usual gas: about 1.5 s of CPU alone, 3.3 s once seen while the other test worker
-    # ran four node processes on the same 2 cores (contended cores stretch CPU time too)
-    expect_failure(chain, contract, "f", code="limit_exceeded", gas=400_000_000, seconds=2 * BOMB_SECONDS)
+    contract.read_once(gas=200_000_000)
+    assert chain.last_receipt.gas_used > 60_000 * G.BUILTIN
+    # With gas priced by time, gas ends the loop before the 64 MiB budget would (900M gas buys
+    # about 8 reads, 31 MB counted); about 1.5 s of CPU, more on contended cores
+    expect_failure(chain, contract, "f", code="out_of_gas", gas=900_000_000, seconds=2 * BOMB_SECONDS)
     assert contract.ok() == 1
 
 

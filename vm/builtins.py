@@ -50,7 +50,7 @@ def _text(v: Any, top: bool = True) -> str:
     if t is bool or v is None:
         return "True" if v is True else "False" if v is False else "None"
     if t is int:
-        charge(G.words(v) ** 2 * G.PER_WORD_PRODUCT)  # decimal conversion is quadratic
+        charge(G.CONVERT + G.words(v) ** 2 * G.PER_WORD_PRODUCT)  # decimal conversion is quadratic
         return int_to_str(v)
     if t is bytes:
         return repr(v)
@@ -146,7 +146,7 @@ def b_bytes(x: Any = b"") -> bytes:
 def _pairs(x: Any) -> list:
     out = []
     items = _flat(x, "dict")
-    charge(len(items) * G.WALK_PER_ELEMENT)  # a loop in Python, and _key costs nothing for an int
+    charge(len(items) * (G.WALK_PER_ELEMENT + G.KEY))  # a loop in Python, and _key for each pair
     for p in items:
         if type(p) not in (list, tuple) or len(p) != 2:
             raise _err("dict() needs a dict or a list of (key, value) pairs")
@@ -185,6 +185,7 @@ def _materialise(it: Any, what: str) -> list:
 def b_enumerate(it: Any, start: Any = 0) -> list:
     items = _materialise(it, "enumerate")
     s = int(_index(start))
+    charge(len(items) * G.WALK_PER_ELEMENT)  # the pairs are built by a loop in Python
     # a pair and a new index for every item
     allocate(len(items) * (TUPLE_BYTES + 16 + max(int_bytes(s), int_bytes(s + len(items)))))
     return [(i + s, x) for i, x in enumerate(items)]
@@ -199,7 +200,7 @@ def b_int(x: Any = 0, base: Any = None) -> int:
     if base is not None:
         if t is not str or not _isint(base) or base not in (2, 8, 10, 16):
             raise _err("int(text, base) takes a str and a base of 2, 8, 10 or 16")
-        charge(G.BUILTIN + (len(x) >> 5) * G.PER_32_BYTES)
+        charge(G.BUILTIN + G.CONVERT + (len(x) >> 5) * G.PER_32_BYTES)
         if base == 10:
             return str_to_int(x)
         digits = x[1:] if x[:1] in ("-", "+") else x
@@ -215,7 +216,7 @@ def b_int(x: Any = 0, base: Any = None) -> int:
         charge(G.BUILTIN)
         return int(x)
     if t is str:
-        charge(G.BUILTIN + (len(x) >> 5) * G.PER_32_BYTES * G.words(1 << min(len(x) * 4, MAX_INT_BITS)))
+        charge(G.CONVERT + (len(x) >> 5) * G.PER_32_BYTES * G.words(1 << min(len(x) * 4, MAX_INT_BITS)))
         return str_to_int(x)
     raise _err(f"int() of {_a(x)}")
 
@@ -313,7 +314,7 @@ def b_print(*args: Any, sep: Any = " ") -> None:
         raise _err("print(sep=...) takes a str")
     parts = [_to_text(a) for a in args]
     size = sum(map(len, parts)) + len(sep) * max(len(parts) - 1, 0)
-    charge(size * G.PRINT_PER_BYTE)  # before joining: the text can be far bigger than the part kept
+    charge(G.PRINT + size * G.PRINT_PER_BYTE)  # before joining: the text can be far bigger than the part kept
     rt = meter.RT
     room = MAX_PRINT_BYTES - rt.log_bytes
     if room > 0:
@@ -395,7 +396,7 @@ def b_zip(*its: Any) -> list:
 
 
 def b_Decimal(x: Any = 0) -> Decimal:
-    charge(G.BUILTIN + ((len(x) >> 5) * G.PER_32_BYTES if type(x) is str else 0))
+    charge(G.DECIMAL + (G.CONVERT + (len(x) >> 5) * G.PER_32_BYTES if type(x) is str else 0))
     return _number(Decimal(x))
 
 
@@ -570,6 +571,7 @@ def _split(x: Any, sep: Any = None, maxsplit: Any = -1) -> list:
             parts.pop()
     else:
         parts = x.split(sep, maxsplit)
+    charge(len(parts) * G.WALK_PER_ELEMENT)  # a new str object for each part
     return parts
 
 
@@ -585,7 +587,7 @@ def _join(sep: Any, items: Any) -> Any:
         ascii = ascii and s.isascii()
     _check_len(total, type_name(sep))
     allocate(str_bytes(total, ascii) if type(sep) is str else bytes_bytes(total))
-    charge(G.BUILTIN + len(items) * G.PER_ELEMENT + (total >> 5) * G.PER_32_BYTES)
+    charge(G.BUILTIN + len(items) * G.WALK_PER_ELEMENT + (total >> 5) * G.PER_32_BYTES)  # the loop above
     return sep.join(items)
 
 

@@ -175,8 +175,10 @@ def static_costs(node: ast.AST) -> tuple[int, int]:
             cost += gas.NODE
         if isinstance(n, (ast.List, ast.Tuple)) and isinstance(n.ctx, ast.Load):
             mem += (LIST_BYTES if isinstance(n, ast.List) else TUPLE_BYTES) + 8 * len(n.elts)
+            cost += gas.RESULT * _kept_count(n.elts)
         elif isinstance(n, ast.Dict):
             mem += dict_bytes(len(n.keys))
+            cost += gas.KEY * _kept_count(n.keys) + gas.RESULT * _kept_count(n.values)
         elif isinstance(n, (ast.ListComp, ast.DictComp)):
             todo.append(n.generators[0].iter)
             continue
@@ -191,6 +193,12 @@ def static_costs(node: ast.AST) -> tuple[int, int]:
 
 def static_cost(node: ast.AST) -> int:
     return static_costs(node)[0]
+
+
+def _kept_count(elts: list) -> int:
+    """The elements of a literal that go through a check as they are kept (Transformer.element,
+    Transformer.key): all but constants."""
+    return sum(1 for x in elts if x is not None and not isinstance(x, ast.Constant))
 
 
 # ---- int-typed locals --------------------------------------------------------------------
@@ -619,7 +627,7 @@ class _Lowering:
         for i, g in enumerate(gens):
             last = i == len(gens) - 1
             per = gas.ITERATION + static_cost(g.target) + sum(static_cost(c) for c in g.ifs)
-            per += result_cost if last else static_cost(gens[i + 1].iter)
+            per += gas.RESULT + result_cost if last else static_cost(gens[i + 1].iter)
             it = _call("_iter", self.expr(g.iter))  # a range too: its items may be big ints
             ifs = [_inline_charge(GAS, per, "_oog")] + [self.expr(c) for c in g.ifs]
             if last:
@@ -644,7 +652,7 @@ class _Lowering:
         (kc, km), (vc, vm) = static_costs(e.key), static_costs(e.value)
         counter = self.temp()
         entry = dict_bytes(2) - dict_bytes(1)  # as d[k] = v counts
-        gens = self.comprehension(e.generators, kc + vc, entry + km + vm, counter)
+        gens = self.comprehension(e.generators, kc + vc + gas.KEY * _kept_count([e.key]), entry + km + vm, counter)
         comp = ast.DictComp(key=self.key(e.key), value=self.element(e.value), generators=gens)
         return self.counted(comp, counter)
 

@@ -9,20 +9,25 @@ Gas is a function of the contract's code and of the values it handles, never of 
   (vm/ops.py, vm/builtins.py, vm/world.py): big-int arithmetic by machine words, sequences by elements or bytes,
   storage and events by encoded bytes.
 The figures were set from the nanoseconds per gas that bench/bench_vm_gas.py measures
-for each kind of work, so that every kind costs roughly the same time per unit (about
-1 ns here; docs/benchmarks.md has the table).
+for each kind of work against a block of transfers: no kind may take more than 1.5x a
+transfer's time per unit (about 1 ns here), so the block gas limit bounds a block's time
+whatever it holds (docs/benchmarks.md has the table).
 """
 from __future__ import annotations
 
-NODE = 25                # an AST node of a statement or expression
-ITERATION = 50           # one iteration of a for/while loop or a comprehension
+NODE = 50                # an AST node of a statement or expression
+ITERATION = 100          # one iteration of a for/while loop or a comprehension
 CALL = 300               # entering a contract function (its frame and arguments)
-BUILTIN = 200            # entering any builtin, method or injected function
-PER_ELEMENT = 5          # each element a builtin copies, compares or searches in C
-WALK_PER_ELEMENT = 80    # each element of a value the VM walks in Python (sizes, repr)
-PER_32_BYTES = 24         # each 32 bytes a builtin reads or writes (str, bytes)
-PER_WORD_PRODUCT = 4     # big-int multiply and divide: per product of 64-bit words
-MEMORY_PER_KIB = 100     # each KiB of memory a builtin allocates (also counted against MAX_MEMORY)
+BUILTIN = 800            # entering any builtin, method or injected function
+PER_ELEMENT = 10         # each element a builtin copies, compares or searches in C
+WALK_PER_ELEMENT = 120   # each element of a value the VM walks in Python (sizes, repr)
+PER_32_BYTES = 48        # each 32 bytes a builtin reads or writes (str, bytes)
+PER_WORD_PRODUCT = 8     # big-int multiply and divide: per product of 64-bit words
+DECIMAL = 2_000          # Decimal arithmetic or parsing (vm/values.py runs it in Python)
+CONVERT = 1_500          # an exact int <-> decimal text conversion (vm/values.py, in Python)
+RESULT = 100             # each value a literal or comprehension keeps (counted, its memory checked)
+KEY = 250                # each key checked in Python as a dict is built (vm.sizes._key)
+MEMORY_PER_KIB = 200     # each KiB of memory a builtin allocates (also counted against MAX_MEMORY)
 
 STORAGE_READ = 2_000     # storage[key] / storage.get / key in storage
 STORAGE_WRITE = 5_000    # storage[key] = value
@@ -30,9 +35,10 @@ STORAGE_DELETE = 2_000   # del storage[key]
 STORAGE_PER_BYTE = 20    # each encoded byte of key and value read or written
 EVENT = 2_000            # emit(...)
 EVENT_PER_BYTE = 10
-CONTRACT_CALL = 8_000    # call(contract, function, ...), plus its arguments and result
+CONTRACT_CALL = 16_000   # call(contract, function, ...), plus its arguments and result
 VALUE_PER_BYTE = 10      # arguments and results copied between contracts, per encoded byte
 TRANSFER = 9_000         # transfer(to, amount)
+PRINT = 4_000            # print(): the text and the receipt's log line
 PRINT_PER_BYTE = 10      # print() output
 
 # Intrinsic gas of transactions (beside ledger.tx.INTRINSIC_GAS for transfers).

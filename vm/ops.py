@@ -53,7 +53,7 @@ def _add(a: Any, b: Any) -> Any:
         charge(_len_cost(a) + _len_cost(b))
         return a + b
     if _decimal_pair(a, b):
-        charge(G.BUILTIN + G.words(int(a)) + G.words(int(b)))
+        charge(G.DECIMAL + G.words(int(a)) + G.words(int(b)))
         return _number(a + b)
     raise _bad_operands("+", a, b)
 
@@ -76,7 +76,7 @@ def _sub(a: Any, b: Any) -> Any:
         charge(G.BUILTIN + G.words(a) + G.words(b))
         return _number(a - b)
     if _decimal_pair(a, b):
-        charge(G.BUILTIN)
+        charge(G.DECIMAL)
         return _number(a - b)
     raise _bad_operands("-", a, b)
 
@@ -101,7 +101,7 @@ def _mul(a: Any, b: Any) -> Any:
     if tb in _SEQ and _isint(a):
         return _repeat(b, a)
     if _decimal_pair(a, b):
-        charge(G.BUILTIN + 4 * G.words(int(a) or 1) * G.PER_WORD_PRODUCT)
+        charge(G.DECIMAL + 4 * G.words(int(a) or 1) * G.PER_WORD_PRODUCT)
         return _number(a * b)
     raise _bad_operands("*", a, b)
 
@@ -126,7 +126,7 @@ def _divide(op: str, a: Any, b: Any) -> Any:
     if _decimal_pair(a, b):
         if not b:
             raise _err("division by zero")
-        charge(G.BUILTIN + 4 * G.PER_WORD_PRODUCT)
+        charge(G.DECIMAL + 4 * G.PER_WORD_PRODUCT)
         return _number(a // b if op == "//" else a % b)
     if op == "%" and type(a) in (str, bytes):
         raise _err("% formatting is not allowed: build text with str() and +")
@@ -145,7 +145,7 @@ def _truediv(a: Any, b: Any) -> Any:
     if _decimal_pair(a, b):
         if not b:
             raise _err("division by zero")
-        charge(G.BUILTIN + 4 * G.PER_WORD_PRODUCT)
+        charge(G.DECIMAL + 4 * G.PER_WORD_PRODUCT)
         return _number(a / b if type(a) is Decimal else Decimal(a) / b)
     if _isint(a) and _isint(b):
         raise _err("/ between two ints would make a float: use // for integer division or Decimal for fractions")
