@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from tests.nodeproc import NodeProcess
+from tests.test_consensus_bft import cluster  # noqa: F401  (simulated validators, shared by the BFT tests)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from ledger.keys import PrivateKey
 from ledger.votes import PRECOMMIT, PREVOTE, SignedVote, sign_vote
 from net.consensus_reactor import attach, encode_vote
 from net.p2p import NOT_HANDLED, BadMessage
-from tests.test_consensus_bft import CHAIN, GENESIS, VKEYS, VSET, cluster, min_height  # noqa: F401
+from tests.test_consensus_bft import CHAIN, GENESIS, VKEYS, VSET, min_height
 
 ADDRS = [k.address for k in VKEYS]
 

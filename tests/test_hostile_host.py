@@ -18,12 +18,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from consensus.genesis import Genesis
+from ledger.genesis import Genesis
 from ledger.keys import PrivateKey
 from ledger.params import ChainParams
 from ledger.validators import Validator, ValidatorSet

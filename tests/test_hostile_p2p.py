@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from consensus.genesis import devnet_keys, load_genesis
+from ledger.genesis import devnet_keys, load_genesis
 from ledger.encoding import encode
 from ledger.keys import PrivateKey
 from ledger.tx import transfer
@@ -202,7 +202,6 @@ def test_connections_from_one_ip_beyond_the_limit_are_refused(network):
         stalled = [Intruder(k, node) for k in intruder_keys(20, "stalled")]
         for x in stalled:
             await x.open()
-        started = time.monotonic()
         early = await asyncio.gather(*(x.closed_by_node(1.0) for x in stalled))
         rate = await asyncio.to_thread(block_rate, network, 3)
         for x in intruders + stalled:

@@ -12,7 +12,7 @@ from ledger.tx import bond, submit_evidence, unbond
 from ledger.votes import PREVOTE, SignedVote, Vote, verify_commit, vote_payload
 from ledger.keys import VOTE_DOMAIN
 
-from tests.test_consensus_bft import CHAIN, USERS, VKEYS, cluster, min_height  # noqa: F401  (fixture)
+from tests.test_consensus_bft import CHAIN, USERS, VKEYS, min_height
 
 
 def run_until(clock, nodes, height: int, limit_ms: int = 120_000) -> None:
