@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Coroutine
 
 from consensus.bft import BftEngine
-from consensus.genesis import (COIN, Genesis, devnet_genesis, devnet_keys, devnet_validator_key, load_genesis,
-                               write_genesis)
+from ledger.genesis import (COIN, Genesis, devnet_genesis, devnet_keys, devnet_validator_key, load_genesis,
+                            write_genesis)
 from consensus.signer import Signer, SignerError
 from consensus.solo import SoloEngine
 from ledger import errors

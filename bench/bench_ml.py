@@ -165,7 +165,7 @@ def fit(x, y) -> list:
 
 
 def warm_restart() -> None:
-    from consensus.genesis import devnet_keys
+    from ledger.genesis import devnet_keys
     from tests.nodeproc import NodeProcess
 
     key = devnet_keys()[0]

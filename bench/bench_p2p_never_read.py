@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from consensus.genesis import devnet_keys  # noqa: E402
+from ledger.genesis import devnet_keys  # noqa: E402
 from ledger.tx import transfer  # noqa: E402
 from net.p2p import Limits  # noqa: E402
 from tests.nodeproc import heights, validator_processes, wait_until  # noqa: E402

@@ -6,7 +6,7 @@ import statistics
 import time
 from pathlib import Path
 
-from consensus.genesis import Genesis
+from ledger.genesis import Genesis
 from ledger.validators import Validator, ValidatorSet
 from ledger.chain import Chain
 from ledger.keys import PrivateKey

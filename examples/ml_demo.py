@@ -36,7 +36,7 @@ sys.path[0] = str(ROOT)  # the repository, not examples/ (whose token.py would s
 
 import numpy as np  # noqa: E402
 
-from consensus.genesis import devnet_keys  # noqa: E402
+from ledger.genesis import devnet_keys  # noqa: E402
 from ledger.keys import address_hex  # noqa: E402
 from net.client import Client, ConnectionFailed, Reverted, json_arg  # noqa: E402
 from vm.limits import MAX_OUTPUT_BYTES  # noqa: E402

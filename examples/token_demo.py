@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # shadow the standard library's `token` module: put the repository there instead.
 sys.path[0] = str(ROOT)
 
-from consensus.genesis import devnet_keys  # noqa: E402
+from ledger.genesis import devnet_keys  # noqa: E402
 from ledger.keys import address_hex  # noqa: E402
 from net.client import Client, ConnectionFailed, Reverted  # noqa: E402
 

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
-from consensus.genesis import COIN
+from ledger.genesis import COIN
 from ledger.keys import PrivateKey, address_hex, address_of, load_key, parse_address, save_key
 from ledger.tx import U64_MAX
 from net.client import (DEFAULT_URL, Client, CommitTimeout, ConnectionFailed, ContractFailed, NotFound,
@@ -93,7 +93,7 @@ def format_grad(units: int) -> str:
 # ---- argument values --------------------------------------------------------------------
 
 def _dev_index(spec: str) -> int:
-    from consensus.genesis import DEVNET_ACCOUNTS
+    from ledger.genesis import DEVNET_ACCOUNTS
     n = spec[4:]
     if not n.isdigit() or not 0 <= int(n) < DEVNET_ACCOUNTS:
         raise CliError(f"bad devnet account {spec!r}: use dev:0 to dev:{DEVNET_ACCOUNTS - 1}")
@@ -103,7 +103,7 @@ def _dev_index(spec: str) -> int:
 def load_key_spec(spec: str) -> PrivateKey:
     """A key file path, or dev:N for devnet account N."""
     if spec.startswith("dev:"):
-        from consensus.genesis import devnet_keys
+        from ledger.genesis import devnet_keys
         return devnet_keys()[_dev_index(spec)]
     path = Path(spec)
     if not path.exists():
@@ -120,7 +120,7 @@ def load_key_spec(spec: str) -> PrivateKey:
 def parse_address_spec(spec: str, what: str = "address") -> bytes:
     """0x + 40 hex digits, or dev:N for devnet account N's address."""
     if spec.startswith("dev:"):
-        from consensus.genesis import devnet_keys
+        from ledger.genesis import devnet_keys
         return devnet_keys()[_dev_index(spec)].address
     try:
         return parse_address(spec)
@@ -250,7 +250,7 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
 
 
 def cmd_devnet_accounts(args: argparse.Namespace) -> int:
-    from consensus.genesis import DEVNET_BALANCE, devnet_keys
+    from ledger.genesis import DEVNET_BALANCE, devnet_keys
     keys = devnet_keys()
     if args.json:
         out = []

@@ -52,7 +52,7 @@ from ledger.chain import Chain
 from ledger.keys import PrivateKey
 from ledger.mempool import AlreadyKnown, Mempool
 from consensus.bft import BftEngine
-from consensus.genesis import Genesis
+from ledger.genesis import Genesis
 from net.consensus_reactor import stall_json
 
 

@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from consensus.genesis import COIN, DEVNET_BALANCE, Genesis, devnet_keys, write_genesis
+from ledger.genesis import COIN, DEVNET_BALANCE, Genesis, devnet_keys, write_genesis
 from ledger.validators import Validator, ValidatorSet
 from ledger.keys import PrivateKey, save_key
 from ledger.params import ChainParams

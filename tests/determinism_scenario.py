@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from consensus.genesis import Genesis  # noqa: E402
+from ledger.genesis import Genesis  # noqa: E402
 from ledger.validators import Validator, ValidatorSet  # noqa: E402
 from ledger.votes import make_commit  # noqa: E402
 from ledger.block import encode_block  # noqa: E402

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from consensus.genesis import load_genesis  # noqa: E402
+from ledger.genesis import load_genesis  # noqa: E402
 from ledger.hashing import hash_bytes  # noqa: E402
 from ledger.keys import PrivateKey  # noqa: E402
 from ledger.tx import Transaction, call, contract_address, deploy  # noqa: E402

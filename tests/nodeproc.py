@@ -135,7 +135,7 @@ def validator_processes(out: Path, keys: list, extra: dict[int, list[str]] | Non
     import dataclasses
     import json
 
-    from consensus.genesis import load_genesis
+    from ledger.genesis import load_genesis
     from net.testnet import make_testnet
     n = len(keys)
     gpath, tn = make_testnet(n, out, int(time.time() * 1000), keys=keys)

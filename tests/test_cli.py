@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from consensus.genesis import COIN, DEVNET_BALANCE, devnet_keys
+from ledger.genesis import COIN, DEVNET_BALANCE, devnet_keys
 from ledger.keys import address_hex
 from net.cli import format_grad, parse_amount, CliError
 from tests.nodeproc import ROOT, free_port

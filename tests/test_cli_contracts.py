@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from consensus.genesis import devnet_keys
+from ledger.genesis import devnet_keys
 from ledger.keys import address_hex
 from net.cli import CliError, parse_contract_arg
 from tests.nodeproc import NodeProcess

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from consensus.genesis import COIN, devnet_genesis, devnet_keys, devnet_validator_key
+from ledger.genesis import COIN, devnet_genesis, devnet_keys, devnet_validator_key
 from ledger.evidence import DuplicateVoteEvidence, EvidenceError
 from ledger.evidence import encode as evidence_encode
 from ledger.keys import PrivateKey, address_hex, save_key

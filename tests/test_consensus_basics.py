@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from consensus.genesis import (COIN, DEVNET_BALANCE, DEVNET_CHAIN_ID, Genesis, devnet_genesis,
-                               devnet_keys, devnet_validator_key, load_genesis)
+from ledger.genesis import (COIN, DEVNET_BALANCE, DEVNET_CHAIN_ID, Genesis, devnet_genesis,
+                            devnet_keys, devnet_validator_key, load_genesis)
 from consensus.solo import SoloEngine, SoloEngineStopped
 from ledger.validators import Validator, ValidatorSet
 from ledger.votes import PRECOMMIT, PREVOTE, make_commit, sign_vote, verify_commit, vote_payload

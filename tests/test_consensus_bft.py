@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from consensus.bft import BftEngine, InvalidMessage, SignedProposal, Verdict
-from consensus.genesis import Genesis
+from ledger.genesis import Genesis
 from consensus.machine import TimeoutParams
 from consensus.signer import Signer
 from ledger.validators import Validator, ValidatorSet

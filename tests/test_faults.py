@@ -14,7 +14,7 @@ import time
 import pytest
 
 from consensus.bft import vote_signature_ok
-from consensus.genesis import devnet_keys
+from ledger.genesis import devnet_keys
 from ledger.keys import PrivateKey, address_hex
 from ledger.validators import Validator, ValidatorSet
 from ledger.votes import PRECOMMIT, PREVOTE, SignedVote, Vote, sign_vote

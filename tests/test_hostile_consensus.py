@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from consensus.genesis import load_genesis
+from ledger.genesis import load_genesis
 from ledger.keys import PrivateKey
 from ledger.votes import PRECOMMIT, PREVOTE, SignedVote, Vote, sign_vote
 from net.consensus_reactor import encode_vote

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from consensus.genesis import devnet_keys, load_genesis
+from ledger.genesis import devnet_keys, load_genesis
 from ledger.hashing import hash_bytes
 from net.client import Client, ConnectionFailed, RpcError, TxRejected
 from tests.nodeproc import ROOT, NodeProcess, free_port, wait_until

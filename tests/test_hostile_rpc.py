@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from consensus.genesis import devnet_keys
+from ledger.genesis import devnet_keys
 from net.rpc import MAX_BATCH, MAX_BATCH_WORK, WORK
 from tests.nodeproc import NodeProcess, check_agreement, wait_until
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from consensus.genesis import devnet_keys
+from ledger.genesis import devnet_keys
 from tests.nodeproc import NodeProcess
 from mlcore import gas as mgas
 from vm.values import Tensor

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from consensus.genesis import DEVNET_ACCOUNTS, DEVNET_BALANCE, devnet_keys, devnet_validator_key
+from ledger.genesis import DEVNET_ACCOUNTS, DEVNET_BALANCE, devnet_keys, devnet_validator_key
 from ledger.block import encode_receipt
 from ledger.hashing import hash_bytes
 from ledger.keys import address_hex

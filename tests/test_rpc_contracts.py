@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from consensus.genesis import devnet_keys
+from ledger.genesis import devnet_keys
 from ledger import trie
 from ledger.block import Receipt
 from ledger.encoding import decode

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from consensus.genesis import devnet_keys
+from ledger.genesis import devnet_keys
 from ledger.encoding import decode, encode
 from ledger.hashing import hash_bytes
 from ledger.keys import PrivateKey

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from consensus.genesis import Genesis
+from ledger.genesis import Genesis
 from ledger import errors, staking
 from ledger.block import STATUS_FAILED, STATUS_SUCCESS
 from ledger.chain import Chain

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from consensus.genesis import Genesis
+from ledger.genesis import Genesis
 from ledger.validators import Validator, ValidatorSet
 from ledger.votes import make_commit, verify_commit
 from ledger import errors

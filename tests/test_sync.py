@@ -511,7 +511,7 @@ def test_a_validator_whose_data_dir_was_wiped_syncs_from_peers_and_rejoins(testn
 def test_peers_and_port_come_from_the_genesis_file_when_no_flag_gives_them(tmp_path):
     import dataclasses
 
-    from consensus.genesis import Genesis, load_genesis
+    from ledger.genesis import Genesis, load_genesis
     from net.p2p import parse_peer
     from node import Node, NodeConfig, NodeError, genesis_peers
     gpath, tn = make_testnet(N, tmp_path / "tn", 1_700_000_000_000, p2p_base=31000, keys=KEYS)

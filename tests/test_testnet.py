@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from consensus.genesis import COIN, devnet_keys
+from ledger.genesis import COIN, devnet_keys
 from ledger.keys import PrivateKey
 from net.testnet import TESTNET_STAKE, make_testnet
 from tests.nodeproc import check_agreement, heights, validator_processes, wait_until
@@ -74,7 +74,7 @@ def test_four_processes_finalise_survive_one_crash_stop_at_two_resume_at_three(t
 
 
 def test_testnet_command_writes_genesis_keys_and_commands(tmp_path, capsys):
-    from consensus.genesis import load_genesis
+    from ledger.genesis import load_genesis
     from ledger.keys import load_key
     from net.cli import main
     from node import parse_args

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consensus.genesis import Genesis
+from ledger.genesis import Genesis
 from ledger.validators import Validator, ValidatorSet
 from ledger.votes import make_commit
 from ledger import errors

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from consensus.genesis import devnet_keys
+from ledger.genesis import devnet_keys
 from net.client import ContractFailed
 from tests.nodeproc import NodeProcess
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from consensus.genesis import devnet_keys
+from ledger.genesis import devnet_keys
 from ledger import tx as txs
 from ledger.block import STATUS_FAILED, STATUS_SUCCESS, Receipt, failure_text
 from ledger.contracts import read_only_call

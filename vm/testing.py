@@ -24,7 +24,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from consensus.genesis import devnet_keys
+from ledger.genesis import devnet_keys
 from ledger.block import STATUS_SUCCESS, Receipt
 from ledger.contracts import read_only_call
 from ledger.keys import PrivateKey
