@@ -1,4 +1,4 @@
-"""The four ML scenarios on a running node, through the SDK (net.client.Client).
+"""The four ML scenarios on a running node, through the SDK (gradchain.client.Client).
 
     python node.py                      # in another terminal: a devnet on port 8545
     python examples/ml_demo.py          # or: python examples/ml_demo.py http://HOST:PORT
@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 
 from ledger.genesis import devnet_keys  # noqa: E402
 from ledger.keys import address_hex  # noqa: E402
-from net.client import Client, ConnectionFailed, Reverted, json_arg  # noqa: E402
+from gradchain.client import Client, ConnectionFailed, Reverted, json_arg  # noqa: E402
 from vm.limits import MAX_OUTPUT_BYTES  # noqa: E402
 from vm.values import Decimal, Model, Tensor, decode_value, to_json  # noqa: E402
 
@@ -88,7 +88,7 @@ def local_training(model: Model, x: np.ndarray, y: np.ndarray, epochs: int = 5, 
 
 def view(client: Client, contract: str, function: str, *args):
     """Client.view, passing Tensor and Model arguments in the RPC's JSON form ({"tensor": ...},
-    {"model": ...}), which net.client.json_arg does not produce itself."""
+    {"model": ...}), which gradchain.client.json_arg does not produce itself."""
     params = {"contract": contract, "function": function,
               "args": [to_json(a) if isinstance(a, (Tensor, Model)) else json_arg(a) for a in args]}
     return decode_value(bytes.fromhex(client.call("call", params)["output"]), MAX_OUTPUT_BYTES)

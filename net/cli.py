@@ -35,15 +35,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
-from ledger.genesis import COIN
+from gradchain import units
+from gradchain.client import (DEFAULT_URL, Client, CommitTimeout, ConnectionFailed, ContractFailed, NotFound,
+                              ProofError, RpcError, StakingFailed, TxRejected, Validators, json_arg)
+from gradchain.units import format_grad
 from ledger.keys import PrivateKey, address_hex, address_of, load_key, parse_address, save_key
 from ledger.tx import U64_MAX
-from net.client import (DEFAULT_URL, Client, CommitTimeout, ConnectionFailed, ContractFailed, NotFound,
-                        ProofError, RpcError, StakingFailed, TxRejected, Validators, json_arg)
 from vm.errors import VMError
 from vm.values import from_json_arg, str_to_int, to_json
 
-DECIMALS = 9  # COIN = 10**DECIMALS base units in one GRAD
 DEFAULT_KEY_FILE = "key.json"
 ENV_RPC = "GRADCHAIN_RPC"
 
@@ -54,40 +54,12 @@ class CliError(Exception):
 
 # ---- amounts ----------------------------------------------------------------------------
 
-_GRAD_RE = re.compile(r"(\d+)(?:\.(\d+))?")
-_UNITS_RE = re.compile(r"(\d+)u")
-
-
 def parse_amount(text: str) -> int:
-    """`1.5` (GRAD, up to 9 decimals) or `1500000000u` (base units) -> base units."""
-    s = text.strip().replace("_", "")
-    if s.startswith("-"):
-        raise CliError(f"bad amount {text!r}: amounts cannot be negative")
-    if s.startswith("+"):
-        s = s[1:]
-    m = _UNITS_RE.fullmatch(s)
-    if m:
-        units = int(m.group(1))
-    else:
-        m = _GRAD_RE.fullmatch(s)
-        if not m:
-            raise CliError(f"bad amount {text!r}: give GRAD like 1.5 or base units like 1500000000u")
-        whole, frac = m.group(1), m.group(2) or ""
-        if len(frac) > DECIMALS:
-            raise CliError(f"bad amount {text!r}: GRAD has at most {DECIMALS} decimals "
-                           f"(1 base unit = 0.000000001 GRAD)")
-        units = int(whole) * COIN + int(frac.ljust(DECIMALS, "0"))
-    if units > U64_MAX:
-        raise CliError(f"bad amount {text!r}: over the largest amount, {format_grad(U64_MAX)}")
-    return units
-
-
-def format_grad(units: int) -> str:
-    """Base units as exact GRAD text: 1000000000000021 -> '1000000.000000021 GRAD'."""
-    sign = "-" if units < 0 else ""
-    whole, frac = divmod(abs(units), COIN)
-    text = f"{whole}.{frac:0{DECIMALS}d}".rstrip("0").rstrip(".")
-    return f"{sign}{text} GRAD"
+    """gradchain.units.parse_amount, failing as a CliError (one `error:` line)."""
+    try:
+        return units.parse_amount(text)
+    except units.AmountError as e:
+        raise CliError(str(e)) from None
 
 
 # ---- argument values --------------------------------------------------------------------

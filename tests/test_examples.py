@@ -1,5 +1,5 @@
 """The example contracts (examples/) and every example of docs/contracts.md, run through
-vm.testing.TestChain: what the docs promise is what the VM does, or a test fails.
+gradchain.testing.TestChain: what the docs promise is what the VM does, or a test fails.
 
 Revert lines are found by searching the contract's source for the failing require(), so
 the tests pin each failure to its exact line without breaking when a file is edited above it.
@@ -17,7 +17,7 @@ import pytest
 
 from ledger.tx import INTRINSIC_GAS, TxKind
 from vm import gas
-from vm.testing import ContractFailed, OutOfGas, Reverted, TestChain
+from gradchain.testing import ContractFailed, OutOfGas, Reverted, TestChain
 from vm.values import Decimal, encode_value
 
 ROOT = Path(__file__).resolve().parent.parent

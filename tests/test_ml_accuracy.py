@@ -4,7 +4,7 @@ The data set is scikit-learn's digits (1797 8x8 images, 64 features 0..16, 10 cl
 ships with the package: no download.  Features are scaled to [0, 1]; every fifth image (index
 % 5 == 0) is held out for testing, the other 1437 train.
 
-Through the contract (examples/ml_training.py on a vm.testing.TestChain): the training rows are
+Through the contract (examples/ml_training.py on a gradchain.testing.TestChain): the training rows are
 uploaded in transactions of at most CHUNK rows (a transaction is at most 64 KiB), then each
 `train_stored(1)` transaction runs one epoch over every stored row, in upload order, in
 mini-batches of BATCH (the last one short), with the contract's learning rate and momentum.
@@ -26,7 +26,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from mlcore import float32 as F
-from vm.testing import TestChain
+from gradchain.testing import TestChain
 from vm.values import Decimal, Model, Tensor
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""The ML example contracts (examples/ml_*.py) through vm.testing.TestChain, and
+"""The ML example contracts (examples/ml_*.py) through gradchain.testing.TestChain, and
 examples/ml_demo.py against a real node process.
 
 Every happy path, every require() with its exact message and line (found in the source, as in
@@ -21,7 +21,7 @@ import pytest
 from mlcore import programs
 from mlcore.models import Arch
 from tests.test_examples import line, reverts
-from vm.testing import ContractFailed, TestChain
+from gradchain.testing import ContractFailed, TestChain
 from vm.values import Decimal, Model, Tensor
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -26,7 +26,7 @@ from vm import gas as G
 from vm import meter
 from vm.compiler import compile_contract
 from vm.limits import MAX_PRINT_BYTES, MAX_SAME_HASH
-from vm.testing import DEFAULT_GAS, ContractFailed, TestChain
+from gradchain.testing import DEFAULT_GAS, ContractFailed, TestChain
 from vm.validate import ContractInvalid
 from vm.values import Decimal, decode_value, encode_value, hash_group
 

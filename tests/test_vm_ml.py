@@ -2,7 +2,7 @@
 training and inference through mlcore.programs, gas (the program's cost before it runs, and
 ML_COMPILE once per program on chain, recorded in state), and the VM's own error messages.
 
-Every call goes through vm.testing.TestChain, so it is exactly a node's path.  A handful of
+Every call goes through gradchain.testing.TestChain, so it is exactly a node's path.  A handful of
 small architectures keeps the number of compiled programs (about a second each) low.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from vm import limits as vm_limits
 from vm import ml as vm_ml
 from vm.ml import SYSTEM_ADDRESS, decimal_to_q16, q16_to_decimal
-from vm.testing import ContractFailed, Reverted, TestChain
+from gradchain.testing import ContractFailed, Reverted, TestChain
 from vm.validate import ContractInvalid, validate
 from vm.values import MODEL_KINDS, Q16_MAX, Decimal, Model, Tensor, decimal_scaled, encode_value, param_shapes
 
@@ -71,8 +71,8 @@ def test_limits_and_formats_are_mlcores():
 def test_importing_the_vm_does_not_import_jax():
     import subprocess
     import sys
-    code = ("import sys, vm.runtime, vm.testing, ledger.contracts\n"
-            "from vm.testing import TestChain\n"
+    code = ("import sys, vm.runtime, gradchain.testing, ledger.contracts\n"
+            "from gradchain.testing import TestChain\n"
             "c = TestChain().deploy('@export\\ndef f() -> int:\\n    return 1\\n')\n"
             "assert c.view.f() == 1\n"
             "print('jax' in sys.modules, 'mlcore' in sys.modules)")
@@ -448,7 +448,7 @@ def test_gas_and_results_are_identical_on_a_second_chain_with_kernels_cached_or_
 def test_ml_gas_is_the_programs_cost_charged_before_it_runs(lab_run):
     chain, _, _ = lab_run
     lab_address = [r for r in chain.receipts][0].output
-    from vm.testing import Contract
+    from gradchain.testing import Contract
     from vm.values import decode_value
     lab = Contract(chain, decode_value(lab_address, 64))
     arch = mmodels.Arch("mlp", (3, 8, 2))

@@ -1,7 +1,7 @@
 """The compiled VM computes what Python computes: differential tests.
 
 Each snippet defines `f`; it runs once as a contract function (deployed on a
-vm.testing.TestChain, called read-only) and once as plain CPython, and the two results
+gradchain.testing.TestChain, called read-only) and once as plain CPython, and the two results
 must have the same canonical encoding (so 1 vs True, list vs tuple and dict order all
 count).  The VM's documented deviations from Python are tested on their own below, as
 are gas (deterministic, proportional to work, charged before the work), the position
@@ -26,7 +26,7 @@ from ledger.tx import Call, TxKind, encode_args, intrinsic_gas
 from vm import builtins, runtime, sizes
 from vm.compiler import compile_contract
 from vm.errors import VMError
-from vm.testing import ContractFailed, OutOfGas, TestChain
+from gradchain.testing import ContractFailed, OutOfGas, TestChain
 from vm.validate import BUILTINS, METHODS
 from vm.values import Decimal, encode_value
 

@@ -1,4 +1,4 @@
-"""Contract transactions: deploy and call, through vm.testing.TestChain and through
+"""Contract transactions: deploy and call, through gradchain.testing.TestChain and through
 ledger.transition.process_transaction directly (with a gas price and a proposer, to
 see who pays what).  A failed run rolls back everything it did (its storage writes,
 nested calls' writes, transfer() moves, the value sent), yet still charges gas to the
@@ -15,7 +15,7 @@ from ledger.contracts import read_only_call
 from ledger.keys import PrivateKey
 from ledger.state import Account, State, account_key, get_account, get_code
 from vm import gas
-from vm.testing import CHAIN_ID, FUNDS, ContractFailed, Reverted, TestChain
+from gradchain.testing import CHAIN_ID, FUNDS, ContractFailed, Reverted, TestChain
 from vm.values import Decimal, decode_value
 
 T0 = 1_750_000_000_000

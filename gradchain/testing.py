@@ -1,6 +1,6 @@
 """A chain in memory for contract authors' tests: deploy, call, assert, no node needed.
 
-    from vm.testing import TestChain, Reverted
+    from gradchain.testing import TestChain, Reverted
 
     def test_transfer():
         chain = TestChain()
