@@ -6,6 +6,7 @@ and only node.py wires them all.  Core state machines never import the network.
 from __future__ import annotations
 
 import ast
+import configparser
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,27 @@ def test_package_imports_only_lower_layers(package):
         wrong = imports_of(f) & FORBIDDEN[package]
         if wrong:
             bad[str(f.relative_to(ROOT))] = sorted(wrong)
+    assert not bad, f"layering violated: {bad}"
+
+
+def cli_files() -> list[Path]:
+    """The files of the `gradchain` command, found through its console_scripts entry point
+    (setup.cfg), so the rule follows the CLI wherever it lives."""
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    entry = next(line for line in cfg["options.entry_points"]["console_scripts"].splitlines()
+                 if line.split("=")[0].strip() == "gradchain")
+    module = entry.split("=", 1)[1].split(":")[0].strip()
+    path = ROOT.joinpath(*module.split("."))
+    return sorted(path.rglob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
+
+
+def test_the_cli_and_the_testnet_writer_reach_the_genesis_without_consensus():
+    """The genesis is ledger configuration (ledger/genesis.py): the tools that write or read
+    it, the CLI and net/testnet.py, import nothing of consensus."""
+    files = cli_files() + [ROOT / "net" / "testnet.py"]
+    assert all(f.is_file() for f in files), files
+    bad = {str(f.relative_to(ROOT)): "consensus" for f in files if "consensus" in imports_of(f)}
     assert not bad, f"layering violated: {bad}"
 
 
