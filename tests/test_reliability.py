@@ -137,7 +137,7 @@ class Load:
                         if isinstance(r, Exception) or r != {"hash": h}:
                             obs.anomalies.append(f"broadcast_tx {h}: {r!r}")
                     outstanding += hashes
-                polls = outstanding[:999]  # with the status call: net/rpc.py MAX_BATCH
+                polls = outstanding[:999]  # with the status call: net/rpc/limits.py MAX_BATCH
                 res = c.batch([("status", {})] + [("tx", {"hash": h}) for h in polls])
                 st = res[0]
                 if not isinstance(st, Exception):

@@ -576,7 +576,7 @@ def test_garbage_params_never_crash_the_node(node, token):
                 params["gas"] = 1_000_000
         reqs.append({"jsonrpc": "2.0", "id": i, "method": method, "params": params})
     answers = []
-    for i in range(0, len(reqs), 20):  # 20 heavy calls fit one batch's work bound (net/rpc.py WORK)
+    for i in range(0, len(reqs), 20):  # 20 heavy calls fit one batch's work bound (net/rpc/limits.py WORK)
         status, part = node.post(json.dumps(reqs[i:i + 20]))
         assert status == 200 and len(part) == len(reqs[i:i + 20])
         answers += part
