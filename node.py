@@ -42,7 +42,8 @@ from net.sync import BlockSync
 from net import rpc
 from vm import ml as vm_ml
 from vm.limits import MAX_OUTPUT_BYTES
-from vm.values import decode_value, to_json
+from vm.codec import decode_value
+from vm.json_values import to_json
 
 log = logging.getLogger("gradchain.node")
 

@@ -35,7 +35,8 @@ from mlcore import float32 as F, programs  # noqa: E402
 from mlcore.fixed import WEIGHTS, quantize  # noqa: E402
 from mlcore.models import Arch  # noqa: E402
 from gradchain.testing import TestChain  # noqa: E402
-from vm.values import Decimal, Tensor  # noqa: E402
+from vm.decimals import Decimal  # noqa: E402
+from vm.tensors import Tensor  # noqa: E402
 
 GAS = 900_000_000
 TRAINING = (ROOT / "examples" / "ml_training.py").read_text()

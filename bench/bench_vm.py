@@ -29,7 +29,7 @@ from ledger.transition import BlockEnv, process_transaction  # noqa: E402
 from ledger import tx as txs  # noqa: E402
 from vm import runtime  # noqa: E402
 from vm.compiler import compile_contract  # noqa: E402
-from vm.values import decode_value  # noqa: E402
+from vm.codec import decode_value  # noqa: E402
 
 CHAIN_ID = "gradchain-bench"
 

@@ -2,7 +2,7 @@
 
 The owner deploys with a trained model (a Model value: trained by examples/ml_training.py,
 averaged by examples/ml_federated.py, or quantised from a float model with
-`vm.values.Model.from_float`), and may later replace it (`set_model`, or `load_from` a
+`vm.tensors.Model.from_float`), and may later replace it (`set_model`, or `load_from` a
 contract that exports `model()`, such as the training contract). Every change bumps the
 model's version.
 

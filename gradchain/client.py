@@ -7,7 +7,7 @@ proof against the state root of the block they name.
 
 Contracts: `deploy`, `send` (a CALL transaction), `view` (a free read-only call),
 `storage`, `estimate_gas`, `events`.  Values go in as Python values (int, str, bytes,
-bool, None, list, tuple, dict, vm.values.Decimal) and come back exactly so: the node
+bool, None, list, tuple, dict, vm.decimals.Decimal) and come back exactly so: the node
 sends their canonical encoding beside the JSON view, and the client decodes that.
 
 Staking (ledger/staking.py): `bond`, `unbond`, `submit_evidence`, and `validators` (the
@@ -33,7 +33,10 @@ from ledger.state import account_key, decode_account, storage_key
 from ledger.tx import U64_MAX, Transaction, bond as bond_tx, call as call_tx, deploy as deploy_tx, transfer
 from ledger.tx import submit_evidence as evidence_tx, unbond as unbond_tx
 from vm.limits import MAX_EVENT_BYTES, MAX_OUTPUT_BYTES, MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES
-from vm.values import Decimal, Model, Tensor, decode_value, encode_value, to_json
+from vm.codec import decode_value, encode_value
+from vm.decimals import Decimal
+from vm.json_values import to_json
+from vm.tensors import Model, Tensor
 
 DEFAULT_URL = "http://127.0.0.1:8545"
 GAS_MARGIN_PERCENT = 25  # send/deploy without gas_limit: the simulated gas plus this much
@@ -584,7 +587,7 @@ def _addr(a: str | bytes) -> str:
 
 
 def json_arg(v: Any) -> Any:
-    """A Python contract value as the RPC's JSON argument form (vm.values.from_json_arg
+    """A Python contract value as the RPC's JSON argument form (vm.json_values.from_json_arg
     reads it back exactly): bytes, Decimal, tuples and dicts whose keys are not all str
     become their tagged objects.  TypeError for anything that is not a contract value."""
     if isinstance(v, bytes):

@@ -37,7 +37,7 @@ from vm import meter
 from vm.compiler import FILENAME_PREFIX, code_hash, compile_contract
 from vm.limits import MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES
 from vm.validate import ContractInvalid
-from vm.values import decode_value, encode_value
+from vm.codec import decode_value, encode_value
 
 CHAIN_ID = "gradchain-test"
 FUNDS = 10**9 * 10**9  # each test account: a billion coins of 10^9 units

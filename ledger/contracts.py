@@ -13,7 +13,7 @@ from typing import Any
 
 from vm import runtime
 from vm.errors import VMError
-from vm.values import encode_value
+from vm.codec import encode_value
 
 from ledger.state import (Account, State, get_account, get_code, get_storage, set_account, set_code,
                           set_storage)

@@ -28,7 +28,7 @@ from ledger.state import (Account, State, begin_transaction, changes, commit_tra
                           get_account, rollback_transaction, set_account)
 from ledger.trie import update as trie_update
 from vm.limits import MAX_OUTPUT_BYTES
-from vm.values import encode_value
+from vm.codec import encode_value
 
 from ledger.tx import INTRINSIC_GAS, Transaction, TxKind, validate_transaction, verify_signature
 

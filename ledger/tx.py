@@ -12,7 +12,7 @@ chain id (ledger.keys.signing_bytes).  The transaction hash is SHA-256 of the wi
     UNBOND   [amount]                         -> stake paid back after the unbonding delay
     EVIDENCE [evidence]                       -> ledger.evidence bytes: two conflicting votes
 `args` is bin: the contract arguments as a list in the VM's value encoding
-(vm.values), which carries what canonical msgpack does not (big ints, tuples, Decimal).
+(vm.codec), which carries what canonical msgpack does not (big ints, tuples, Decimal).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from typing import Any
 from vm import gas as vm_gas
 from vm.errors import VMError
 from vm.limits import MAX_ARGS_BYTES
-from vm.values import decode_value, encode_value, measure
+from vm.codec import decode_value, encode_value, measure
 
 from ledger import errors, evidence
 from ledger.encoding import DecodeError, decode, encode
@@ -67,7 +67,7 @@ class Deploy:
     """Payload of a DEPLOY: contract source, constructor arguments, coins sent with it."""
 
     source: str
-    args: bytes  # vm.values encoding of a list
+    args: bytes  # vm.codec encoding of a list
     value: int
 
 
@@ -77,7 +77,7 @@ class Call:
 
     contract: bytes
     function: str
-    args: bytes  # vm.values encoding of a list
+    args: bytes  # vm.codec encoding of a list
     value: int
 
 
@@ -158,7 +158,7 @@ def intrinsic_gas(kind: int, payload: Any) -> int:
 
 @functools.lru_cache(maxsize=4096)
 def arg_units(args: bytes) -> int:
-    """The size of encoded contract arguments in vm.values.measure units (cached: it is
+    """The size of encoded contract arguments in vm.codec.measure units (cached: it is
     asked at admission, in block checks and when the transaction runs)."""
     return measure(decode_args(args), 2 * MAX_ARGS_BYTES)
 
@@ -356,7 +356,7 @@ def validate_transaction(tx: Transaction, chain_id: str, max_gas: int) -> None:
 def tx_to_json(tx: Transaction) -> dict:
     """A readable view of a transaction for RPC answers."""
     from ledger.keys import address_hex
-    from vm.values import to_json
+    from vm.json_values import to_json
     out = {"hash": tx.hash.hex(), "chain_id": tx.chain_id, "from": address_hex(tx.sender_address),
            "sender_public_key": tx.sender.hex(), "nonce": tx.nonce, "gas_limit": tx.gas_limit,
            "gas_price": tx.gas_price, "kind": TxKind(tx.kind).name.lower(), "signature": tx.signature.hex()}

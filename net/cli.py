@@ -42,7 +42,8 @@ from gradchain.units import format_grad
 from ledger.keys import PrivateKey, address_hex, address_of, load_key, parse_address, save_key
 from ledger.tx import U64_MAX
 from vm.errors import VMError
-from vm.values import from_json_arg, str_to_int, to_json
+from vm.intstr import str_to_int
+from vm.json_values import from_json_arg, to_json
 
 DEFAULT_KEY_FILE = "key.json"
 ENV_RPC = "GRADCHAIN_RPC"
@@ -131,7 +132,7 @@ def parse_contract_arg(text: str) -> Any:
     1. `0x` and an even number of hex digits -> bytes (`0x` alone is b""); addresses are
        bytes in contracts, so `0x6eec...a22a` is a 20-byte address;
     2. `dev:N` (N = 0..9) -> devnet account N's address, as bytes;
-    3. valid JSON -> that value, read as vm.values.from_json_arg reads it: integers
+    3. valid JSON -> that value, read as vm.json_values.from_json_arg reads it: integers
        (any size a contract allows), true/false, null, "a quoted string", arrays (lists)
        and objects (dicts with str keys), and the tagged objects {"bytes": "0x.."},
        {"decimal": "1.5"}, {"tuple": [...]}, {"dict": [[key, value], ...]}.  Inside

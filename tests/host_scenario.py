@@ -32,7 +32,8 @@ from ledger.hashing import hash_bytes  # noqa: E402
 from ledger.keys import PrivateKey  # noqa: E402
 from ledger.tx import Transaction, call, contract_address, deploy  # noqa: E402
 from tests.determinism_scenario import CHAIN, replay, run, run_contracts  # noqa: E402
-from vm.values import Decimal, int_to_str  # noqa: E402
+from vm.decimals import Decimal  # noqa: E402
+from vm.intstr import int_to_str  # noqa: E402
 
 AUTHOR = PrivateKey.from_label("host scenario author")
 BOB = PrivateKey.from_label("host scenario bob").address
@@ -103,7 +104,7 @@ def _edge_txs(start: int) -> list[Transaction]:
 
 def _ml_txs(start: int) -> list[Transaction]:
     """The ML examples' deploys (they run JAX: only where it is installed)."""
-    from vm.values import Model, Tensor
+    from vm.tensors import Model, Tensor
     import numpy as np
 
     x_val = Tensor.from_numpy(np.arange(24).reshape(6, 4) % 5 / 4)

@@ -9,7 +9,7 @@ from ledger.keys import address_hex
 from net.cli import CliError, parse_contract_arg
 from tests.nodeproc import NodeProcess
 from tests.test_cli import cli, cli_json, fails
-from vm.values import Decimal
+from vm.decimals import Decimal
 
 DEV0, DEV1, DEV2 = (address_hex(k.address) for k in devnet_keys(3))
 

@@ -18,7 +18,8 @@ import pytest
 from ledger.tx import INTRINSIC_GAS, TxKind
 from vm import gas
 from gradchain.testing import ContractFailed, OutOfGas, Reverted, TestChain
-from vm.values import Decimal, encode_value
+from vm.codec import encode_value
+from vm.decimals import Decimal
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -27,7 +27,8 @@ from sklearn.datasets import load_digits
 
 from mlcore import float32 as F
 from gradchain.testing import TestChain
-from vm.values import Decimal, Model, Tensor
+from vm.decimals import Decimal
+from vm.tensors import Model, Tensor
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAINING = (ROOT / "examples" / "ml_training.py").read_text()

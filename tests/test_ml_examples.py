@@ -22,7 +22,8 @@ from mlcore import programs
 from mlcore.models import Arch
 from tests.test_examples import line, reverts
 from gradchain.testing import ContractFailed, TestChain
-from vm.values import Decimal, Model, Tensor
+from vm.decimals import Decimal
+from vm.tensors import Model, Tensor
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -8,7 +8,7 @@ import numpy as np
 from ledger.genesis import devnet_keys
 from tests.nodeproc import NodeProcess
 from mlcore import gas as mgas
-from vm.values import Tensor
+from vm.tensors import Tensor
 
 SOURCE = '''
 @constructor

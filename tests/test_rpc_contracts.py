@@ -26,7 +26,8 @@ from tests.nodeproc import NodeProcess
 from tests.test_rpc_errors import Node, assert_error
 from vm.limits import MAX_STORAGE_KEY_BYTES
 from vm.errors import InvalidContract
-from vm.values import Decimal, encode_value
+from vm.codec import encode_value
+from vm.decimals import Decimal
 
 INVALID_REQ, INVALID_PARAMS, NOT_FOUND, FAILED, INTERNAL = -32600, -32602, -32001, -32003, -32603
 KEYS = devnet_keys()

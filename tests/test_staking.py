@@ -25,7 +25,7 @@ from ledger.encoding import decode, encode
 from ledger.validators import Validator, ValidatorSet
 from ledger.votes import PRECOMMIT, PREVOTE, SignedVote, Vote, make_commit, sign_vote, verify_commit
 import node as node_py
-from vm.values import decode_value
+from vm.codec import decode_value
 
 CHAIN = "staking-test"
 BIG = PrivateKey.from_label("staking big validator")  # keeps 2/3 alone unless a test says otherwise

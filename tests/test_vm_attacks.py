@@ -28,7 +28,9 @@ from vm.compiler import compile_contract
 from vm.limits import MAX_PRINT_BYTES, MAX_SAME_HASH
 from gradchain.testing import DEFAULT_GAS, ContractFailed, TestChain
 from vm.validate import ContractInvalid
-from vm.values import Decimal, decode_value, encode_value, hash_group
+from vm.codec import decode_value, encode_value
+from vm.decimals import Decimal
+from vm.hash_groups import hash_group
 
 BOMB_SECONDS = 3.0  # a bomb given 100M gas must fail within this (they take well under 1 s)
 M61 = (1 << 61) - 1  # CPython hashes ints modulo this prime

@@ -20,7 +20,9 @@ from vm import ml as vm_ml
 from vm.ml import SYSTEM_ADDRESS, decimal_to_q16, q16_to_decimal
 from gradchain.testing import ContractFailed, Reverted, TestChain
 from vm.validate import ContractInvalid, validate
-from vm.values import MODEL_KINDS, Q16_MAX, Decimal, Model, Tensor, decimal_scaled, encode_value, param_shapes
+from vm.codec import encode_value
+from vm.decimals import Decimal, decimal_scaled
+from vm.tensors import MODEL_KINDS, Q16_MAX, Model, Tensor, param_shapes
 
 from mlcore import gas as mgas
 from mlcore import limits as mlimits
@@ -449,7 +451,7 @@ def test_ml_gas_is_the_programs_cost_charged_before_it_runs(lab_run):
     chain, _, _ = lab_run
     lab_address = [r for r in chain.receipts][0].output
     from gradchain.testing import Contract
-    from vm.values import decode_value
+    from vm.codec import decode_value
     lab = Contract(chain, decode_value(lab_address, 64))
     arch = mmodels.Arch("mlp", (3, 8, 2))
     x9, x12 = q16(RNG.normal(size=(9, 3))), q16(RNG.normal(size=(12, 3)))
@@ -590,7 +592,7 @@ def test_linear_and_softmax_models(chain):
 
 
 def test_tensors_from_json_reach_contracts(chain):
-    from vm.values import from_json_arg, to_json
+    from vm.json_values import from_json_arg, to_json
     c = chain.deploy(VALUES)
     j = {"tensor": {"format": "q16", "shape": [1, 2], "data": [65536, -32768]}}
     arg = from_json_arg(j)

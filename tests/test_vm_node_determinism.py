@@ -100,7 +100,7 @@ def blend(x):
 
 def _run_ml(node: NodeProcess) -> tuple[list, str]:
     import numpy as np
-    from vm.values import Tensor
+    from vm.tensors import Tensor
 
     key = devnet_keys()[0]
     rng = np.random.default_rng(20)

@@ -28,7 +28,8 @@ from vm.compiler import compile_contract
 from vm.errors import VMError
 from gradchain.testing import ContractFailed, OutOfGas, TestChain
 from vm.validate import BUILTINS, METHODS
-from vm.values import Decimal, encode_value
+from vm.codec import encode_value
+from vm.decimals import Decimal
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ from ledger.keys import PrivateKey
 from ledger.state import Account, State, account_key, get_account, get_code
 from vm import gas
 from gradchain.testing import CHAIN_ID, FUNDS, ContractFailed, Reverted, TestChain
-from vm.values import Decimal, decode_value
+from vm.codec import decode_value
+from vm.decimals import Decimal
 
 T0 = 1_750_000_000_000
 GAS = 5_000_000

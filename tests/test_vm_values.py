@@ -15,8 +15,10 @@ from hypothesis import strategies as st
 
 from vm.errors import ContractRuntimeError, InvalidValue, LimitExceeded
 from vm.limits import MAX_INT_BITS, MAX_STORAGE_VALUE_BYTES, MAX_VALUE_DEPTH
-from vm.values import (Decimal, decimal_scaled, decode_value, encode_value, from_json_arg, int_to_str,
-                       measure, str_to_int, to_json)
+from vm.codec import decode_value, encode_value, measure
+from vm.decimals import Decimal, decimal_scaled
+from vm.intstr import int_to_str, str_to_int
+from vm.json_values import from_json_arg, to_json
 
 BIG = 10 ** 7  # a byte budget no test value reaches
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -639,7 +641,7 @@ _flat_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 
                  st.dictionaries(st.one_of(st.text(max_size=5), st.integers(-(2**62), 2**62)), _flat_scalars,
                                  max_size=8)))
 def test_fast_paths_encode_and_decode_like_the_walk(v):
-    from vm import values
+    from vm import codec as values
     slow = bytearray()
     values._encode(slow, v, 0, 1 << 20)
     assert encode_value(v, 1 << 20) == bytes(slow)
@@ -650,7 +652,7 @@ def test_fast_paths_encode_and_decode_like_the_walk(v):
 
 import numpy as np  # noqa: E402
 
-from vm.values import Model, Q16_MAX, Tensor, param_shapes  # noqa: E402
+from vm.tensors import Q16_MAX, Model, Tensor, param_shapes  # noqa: E402
 
 
 def tensor(shape, fmt="q16", data=None):

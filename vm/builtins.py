@@ -9,7 +9,9 @@ from typing import Any, Callable
 
 from vm import gas as G
 from vm.limits import MAX_INT_BITS, MAX_LEN, MAX_PRINT_BYTES
-from vm.values import Decimal, Model, Tensor, int_to_str, str_to_int
+from vm.decimals import Decimal
+from vm.intstr import int_to_str, str_to_int
+from vm.tensors import Model, Tensor
 from vm import ml
 from vm import meter
 from vm.meter import _bigint, allocate, charge, hold

@@ -23,8 +23,8 @@ PER_ELEMENT = 10         # each element a builtin copies, compares or searches i
 WALK_PER_ELEMENT = 120   # each element of a value the VM walks in Python (sizes, repr)
 PER_32_BYTES = 48        # each 32 bytes a builtin reads or writes (str, bytes)
 PER_WORD_PRODUCT = 8     # big-int multiply and divide: per product of 64-bit words
-DECIMAL = 2_000          # Decimal arithmetic or parsing (vm/values.py runs it in Python)
-CONVERT = 1_500          # an exact int <-> decimal text conversion (vm/values.py, in Python)
+DECIMAL = 2_000          # Decimal arithmetic or parsing (vm/decimals.py runs it in Python)
+CONVERT = 1_500          # an exact int <-> decimal text conversion (vm/intstr.py, in Python)
 RESULT = 150             # each value a literal or comprehension keeps (counted, its memory checked)
 KEY = 400                # each key checked in Python as a dict is built (vm.sizes._key)
 MEMORY_PER_KIB = 200     # each KiB of memory a builtin allocates (also counted against MAX_MEMORY)
@@ -45,7 +45,7 @@ PRINT_PER_BYTE = 10      # print() output
 CALL_TX = 21_000
 DEPLOY_TX = 53_000
 TX_DATA_PER_BYTE = 16    # each byte of a call's arguments or a deployed contract's payload
-TX_ARG_PER_UNIT = 1_000  # each element of the arguments (vm.values.measure): decoding a nested
+TX_ARG_PER_UNIT = 1_000  # each element of the arguments (vm.codec.measure): decoding a nested
                          # argument takes up to about 1.3 us an element
 DEPLOY_PER_SOURCE_BYTE = 200  # storing code is storing state: priced like it
 

@@ -21,7 +21,7 @@ MAX_ARGS_BYTES = 64 * 1024     # encoded arguments of a call
 MAX_PRINT_BYTES = 16 * 1024    # print() output kept per transaction
 MAX_SAME_HASH = 64             # dict keys whose hash an author can choose that share one hash
 DECIMAL_PLACES = 18            # Decimal is a fixed-point number with 18 fractional digits
-# Tensors and models (vm.values.Tensor / Model; the figures are mlcore.limits', checked equal by
+# Tensors and models (vm.tensors.Tensor / Model; the figures are mlcore.limits', checked equal by
 # tests/test_vm_ml.py: vm cannot import mlcore, whose package imports jax)
 MAX_TENSOR_ELEMENTS = 4_194_304  # elements of one tensor: 16 MiB of int32
 MAX_TENSOR_RANK = 4              # dimensions of one tensor

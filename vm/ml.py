@@ -32,8 +32,9 @@ from vm import meter
 from vm.limits import DECIMAL_PLACES, MAX_TENSOR_ELEMENTS, MAX_TENSOR_RANK, MAX_TOLIST
 from vm.meter import _GAS, allocate, charge
 from vm.sizes import ML, _a, _err, _isint, type_name
-from vm.values import (FORMATS, Q16_MAX, Decimal, Model, Tensor, a_kind, check_arch, decimal_scaled, encode_value,
-                       np, param_shapes)
+from vm.codec import encode_value
+from vm.decimals import Decimal, decimal_scaled
+from vm.tensors import FORMATS, Q16_MAX, Model, Tensor, a_kind, check_arch, np, param_shapes
 
 # The program registry's account: no key can sign for it and no code lives there.
 SYSTEM_ADDRESS = b"\0" * 19 + b"\x01"

@@ -9,7 +9,8 @@ from vm import errors as E
 from vm import gas as G
 from vm.limits import MAX_INT_BITS, MAX_MEMORY
 from vm.validate import CTX_FIELDS, METHODS, ML_METHODS
-from vm.values import Decimal, Model, Tensor
+from vm.decimals import Decimal
+from vm.tensors import Model, Tensor
 from vm import ml
 from vm.meter import _bigint, _ck, allocate, charge, hold
 from vm.sizes import (LIST_SLOT, Ctx, Storage, _SEQ, _a, _check_len, _err, _isint, _key, _len_cost, _size_cost,

@@ -20,7 +20,8 @@ from vm import errors as E
 from vm.compiler import FILENAME_PREFIX, Compiled, compile_contract
 from vm.limits import MAX_CALL_DEPTH, MAX_MEMORY, MAX_OUTPUT_BYTES
 from vm.validate import METHODS, ML_FIELDS, ML_METHODS, ContractInvalid
-from vm.values import Decimal, encode_value
+from vm.codec import encode_value
+from vm.decimals import Decimal
 from vm import meter
 from vm.host import pinned
 from vm.meter import _DEPTH, _GAS, _MEM, _bigint, _ck, _deep, _oog, _oom, _toolong

@@ -7,7 +7,10 @@ from typing import Any
 from vm import errors as E
 from vm import gas as G
 from vm.limits import MAX_LEN, MAX_SAME_HASH, MAX_VALUE_DEPTH
-from vm.values import Decimal, Model, Tensor, hash_group, int_to_str
+from vm.decimals import Decimal
+from vm.hash_groups import hash_group
+from vm.intstr import int_to_str
+from vm.tensors import Model, Tensor
 from vm import meter
 from vm.meter import _GAS, _MEM, _oom, charge, hold
 
@@ -113,7 +116,7 @@ TUPLE_BYTES = 48    # a tuple's header (GC header included) and rounding, beside
 DICT_BYTES = 64     # an empty dict (it shares CPython's empty key table)
 DICT_TABLE = 96     # its first table beyond its entries (8 slots, 5 usable)
 DICT_ENTRY = 80     # a dict entry: 24 bytes in a table kept at most 2/3 full, indices, resize slack
-DECIMAL_BYTES = 48  # a vm.values.Decimal: one slot and a GC header, beside its int
+DECIMAL_BYTES = 48  # a vm.decimals.Decimal: one slot and a GC header, beside its int
 
 
 def _round16(n: int) -> int:
@@ -187,7 +190,7 @@ _SMALL = 1 << 60  # ints of at most two 30-bit digits: 32 bytes
 
 def _key(k: Any) -> Any:
     """A value used as a dict key: only values that hash the same on every node, and
-    never more than MAX_SAME_HASH distinct keys of one hash group (values.hash_group) in
+    never more than MAX_SAME_HASH distinct keys of one hash group (hash_groups.hash_group) in
     one execution, so no dict operation walks a long chain of colliding keys."""
     _check_key(k)
     group = hash_group(k)

@@ -8,7 +8,9 @@ from vm import errors as E
 from vm import gas as G
 from vm.limits import (MAX_EVENT_BYTES, MAX_EVENTS, MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES,
                        MAX_ARGS_BYTES, MAX_OUTPUT_BYTES)
-from vm.values import Decimal, decode_value, encode_value, int_to_str
+from vm.codec import decode_value, encode_value
+from vm.decimals import Decimal
+from vm.intstr import int_to_str
 from vm import meter
 from vm.meter import allocate, charge
 from vm.sizes import _SCALAR, _check_key, _err, _size_cost
