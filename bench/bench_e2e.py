@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import CHAIN_ID, bench_genesis, bench_keys  # noqa: E402
 from ledger.keys import PrivateKey, TX_DOMAIN, save_key, verify  # noqa: E402
 from ledger.tx import transfer  # noqa: E402
-from gradchain.client import Client  # noqa: E402
+from gradchain import Client  # noqa: E402
 from tests.nodeproc import free_port  # noqa: E402
 
 

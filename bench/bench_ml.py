@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 from mlcore import float32 as F, programs  # noqa: E402
 from mlcore.fixed import WEIGHTS, quantize  # noqa: E402
 from mlcore.models import Arch  # noqa: E402
-from gradchain.testing import TestChain  # noqa: E402
+from gradchain import TestChain  # noqa: E402
 from vm.decimals import Decimal  # noqa: E402
 from vm.tensors import Tensor  # noqa: E402
 

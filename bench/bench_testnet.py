@@ -35,7 +35,7 @@ from bench.bench_e2e import bodies_for, children, stream  # noqa: E402
 from bench.common import BALANCE, bench_genesis, bench_keys  # noqa: E402
 from ledger.keys import PrivateKey, save_key  # noqa: E402
 from ledger.tx import transfer  # noqa: E402
-from gradchain.client import Client  # noqa: E402
+from gradchain import Client  # noqa: E402
 from net.testnet import TESTNET_CHAIN_ID  # noqa: E402
 from tests.nodeproc import NodeProcess, validator_processes  # noqa: E402
 

@@ -1,2 +1,26 @@
-"""gradchain for its users: the SDK client, the in-process test chain, keys, units and
-one exception tree, importable from one place."""
+"""gradchain for its users: one place to import from.
+
+    from gradchain import Client, TestChain, PrivateKey, devnet_keys, Tensor, Model, Reverted
+
+`Client` talks to a node over JSON-RPC (gradchain.client), `TestChain` runs the same
+transactions in memory for tests (gradchain.testing); both raise the errors of
+gradchain.errors.  Amounts are base units (gradchain.units converts GRAD).
+"""
+from __future__ import annotations
+
+from gradchain.client import Client, json_arg
+from gradchain.errors import (CommitTimeout, ConnectionFailed, ContractFailed, GradchainError, NotFound, OutOfGas,
+                              ProofError, Reverted, RpcError, StakingFailed, TxRejected)
+from gradchain.testing import TestChain
+from gradchain.units import COIN, format_grad, parse_amount
+from ledger.genesis import devnet_keys
+from ledger.keys import PrivateKey, address_hex
+from vm.decimals import Decimal
+from vm.tensors import Model, Tensor
+
+__all__ = [
+    "Client", "TestChain", "PrivateKey", "devnet_keys", "address_hex", "Decimal", "Tensor", "Model", "json_arg",
+    "COIN", "parse_amount", "format_grad",
+    "GradchainError", "RpcError", "TxRejected", "NotFound", "CommitTimeout", "ProofError", "ConnectionFailed",
+    "ContractFailed", "Reverted", "OutOfGas", "StakingFailed",
+]

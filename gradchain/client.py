@@ -1,9 +1,10 @@
 """The Python SDK: `Client(url)` speaks the node's JSON-RPC and checks what it can.
 
-Errors are typed exceptions, never dicts with a flag: TxRejected (with the reason code),
-NotFound, CommitTimeout, ProofError, ContractFailed (Reverted, OutOfGas) for a contract
-run that failed, and RpcError for the rest.  Reads with `prove=True` verify the Merkle
-proof against the state root of the block they name.
+Errors are typed exceptions (gradchain.errors, the same that gradchain.testing raises),
+never dicts with a flag: TxRejected (with the reason code), NotFound, CommitTimeout,
+ProofError, ContractFailed (Reverted, OutOfGas) for a contract run that failed, and
+RpcError for the rest.  Reads with `prove=True` verify the Merkle proof against the
+state root of the block they name.
 
 Contracts: `deploy`, `send` (a CALL transaction), `view` (a free read-only call),
 `storage`, `estimate_gas`, `events`.  Values go in as Python values (int, str, bytes,
@@ -25,6 +26,8 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from gradchain.errors import (CommitTimeout, ConnectionFailed, ContractFailed, NotFound, ProofError,
+                              RpcError, StakingFailed, TxRejected, contract_failure)
 from ledger import evidence as evidence_codec
 from ledger import trie
 from ledger.encoding import DecodeError, decode
@@ -42,89 +45,14 @@ DEFAULT_URL = "http://127.0.0.1:8545"
 GAS_MARGIN_PERCENT = 25  # send/deploy without gas_limit: the simulated gas plus this much
 
 
-class RpcError(Exception):
-    def __init__(self, code: int, message: str, data: Any = None):
-        super().__init__(message)
-        self.code, self.message, self.data = code, message, data
-
-
-class TxRejected(RpcError):
-    """The node refused the transaction; `reason` is a stable code (e.g. nonce_too_low)."""
-
-    @property
-    def reason(self) -> str:
-        return (self.data or {}).get("reason", "")
-
-
-class NotFound(RpcError):
-    pass
-
-
-class CommitTimeout(RpcError):
-    pass
-
-
-class ProofError(Exception):
-    """The node's answer does not match its Merkle proof."""
-
-
-class ConnectionFailed(Exception):
-    """No node answers at the URL."""
-
-
-class ContractFailed(Exception):
-    """A contract run failed: a transaction's receipt says so, or a view or gas estimate
-    was answered with -32003.  `code` is the VM's stable code ("revert", "out_of_gas",
-    "not_found", ...); `contract` ("0x..."), `function` and `line` say where (None when
-    unknown); `receipt` is the committed receipt (None for a view or an estimate), with
-    `tx_hash` and `height` of that transaction; `issues` lists a refused contract's
-    problems (from the node's simulation; a receipt holds only a fixed message)."""
-
-    def __init__(self, message: str, code: str, contract: str | None, function: str | None, line: int | None,
-                 gas_used: int, logs: Sequence[str] = (), receipt: dict | None = None,
-                 tx_hash: str | None = None, height: int | None = None, issues: Sequence[str] = ()):
-        super().__init__(message)
-        self.message, self.code, self.contract, self.function, self.line = message, code, contract, function, line
-        self.gas_used, self.logs, self.receipt = gas_used, list(logs), receipt
-        self.tx_hash, self.height, self.issues = tx_hash, height, list(issues)
-
-    def __str__(self) -> str:
-        where = f" (in {self.function}" + (f", line {self.line}" if self.line else "") + ")" if self.function else ""
-        return f"{self.code}: {self.message}{where}"
-
-
-class Reverted(ContractFailed):
-    """require(condition, message) failed: `message` is the contract's reason."""
-
-
-class OutOfGas(ContractFailed):
-    pass
-
-
-class StakingFailed(Exception):
-    """A committed BOND, UNBOND or EVIDENCE transaction that the chain refused (it paid its
-    fee, nothing else changed): `message` is the chain's reason (ledger/staking.py, e.g.
-    "cannot unbond 5: the stake is 3"); `receipt`, `tx_hash`, `height` and `gas_used` are
-    those of the failed transaction, as in ContractFailed."""
-
-    def __init__(self, message: str, receipt: dict, tx_hash: str, height: int):
-        super().__init__(message)
-        self.message, self.receipt, self.tx_hash, self.height = message, receipt, tx_hash, height
-        self.gas_used = receipt.get("gas_used", 0)
-
-    def __str__(self) -> str:
-        return f"{self.message} (transaction {self.tx_hash} failed in block {self.height})"
-
-
-_FAILURES = {"revert": Reverted, "out_of_gas": OutOfGas}
 CONTRACT_FAILED = -32003
 
 
 def _contract_failed(data: dict, **kw: Any) -> ContractFailed:
     code = data.get("code") or "error"
-    return _FAILURES.get(code, ContractFailed)(data.get("message") or "", code, data.get("contract"),
-                                               data.get("function"), data.get("line"), data.get("gas_used", 0),
-                                               data.get("logs") or (), issues=data.get("issues") or (), **kw)
+    return contract_failure(code)(data.get("message") or "", code, data.get("contract"),
+                                  data.get("function"), data.get("line"), data.get("gas_used", 0),
+                                  data.get("logs") or (), issues=data.get("issues") or (), **kw)
 
 
 _CODES = {-32000: TxRejected, -32001: NotFound, -32002: CommitTimeout}
@@ -565,7 +493,7 @@ def _receipt_failed(r: dict) -> ContractFailed:
     rc = r["receipt"]
     f = rc.get("failure") or {}
     code = f.get("code") or "error"
-    return _FAILURES.get(code, ContractFailed)(
+    return contract_failure(code)(
         _reason(rc["error"], code, f.get("function"), f.get("line")), code, f.get("contract"),
         f.get("function"), f.get("line"), rc["gas_used"], rc.get("logs") or (), receipt=rc,
         tx_hash=r["hash"], height=r["height"])

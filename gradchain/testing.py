@@ -1,6 +1,6 @@
 """A chain in memory for contract authors' tests: deploy, call, assert, no node needed.
 
-    from gradchain.testing import TestChain, Reverted
+    from gradchain import TestChain, Reverted
 
     def test_transfer():
         chain = TestChain()
@@ -16,6 +16,9 @@ Every transaction goes through the same path as on a node (signature, nonce, gas
 ledger.transition.process_transaction, the VM), one block per transaction, so gas,
 receipts and failures are exactly what a node would produce.  State is a dict: fast
 to snapshot and roll back (`with chain.snapshot(): ...`).
+
+A failed run raises gradchain.errors.ContractFailed (Reverted, OutOfGas), the same
+classes the SDK raises; `contract` is the address as bytes, `receipt` the ledger's.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from gradchain.errors import ContractFailed, OutOfGas, Reverted, contract_failure
 from ledger.genesis import devnet_keys
 from ledger.block import STATUS_SUCCESS, Receipt
 from ledger.contracts import read_only_call
@@ -42,33 +46,6 @@ from vm.codec import decode_value, encode_value
 CHAIN_ID = "gradchain-test"
 FUNDS = 10**9 * 10**9  # each test account: a billion coins of 10^9 units
 DEFAULT_GAS = 100_000_000
-
-
-class ContractFailed(Exception):
-    """A contract transaction or call failed; carries what its receipt says."""
-
-    code = "error"
-
-    def __init__(self, message: str, code: str, contract: bytes | None, function: str, line: int,
-                 gas_used: int, receipt: Receipt | None):
-        super().__init__(message)
-        self.message, self.code, self.contract = message, code, contract
-        self.function, self.line, self.gas_used, self.receipt = function, line, gas_used, receipt
-
-    def __str__(self) -> str:
-        where = f" (in {self.function}, line {self.line})" if self.function and self.line else ""
-        return f"{self.code}: {self.message}{where}"
-
-
-class Reverted(ContractFailed):
-    """require() failed."""
-
-
-class OutOfGas(ContractFailed):
-    pass
-
-
-_BY_CODE = {"revert": Reverted, "out_of_gas": OutOfGas}
 
 
 @dataclass(frozen=True)
@@ -197,8 +174,7 @@ class TestChain:
                              list(args), gas)
         if out.error is not None:
             e = out.error
-            raise _BY_CODE.get(e.code, ContractFailed)(e.message, e.code, e.contract, e.function, e.line,
-                                                        out.gas_used, None)
+            raise contract_failure(e.code)(e.message, e.code, e.contract, e.function, e.line, out.gas_used)
         return decode_value(out.output, 1 << 20)
 
     @property
@@ -285,7 +261,7 @@ def _raise_failed(r: Receipt, source: str | None = None) -> None:
             compile_contract(source)
         except ContractInvalid as e:
             message = "\n".join(str(i) for i in e.issues)
-    raise _BY_CODE.get(code, ContractFailed)(message, code, contract or None, function, line, r.gas_used, r)
+    raise contract_failure(code)(message, code, contract or None, function, line, r.gas_used, receipt=r)
 
 
 def _address(contract: Any) -> bytes:

@@ -36,8 +36,9 @@ from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 from gradchain import units
-from gradchain.client import (DEFAULT_URL, Client, CommitTimeout, ConnectionFailed, ContractFailed, NotFound,
-                              ProofError, RpcError, StakingFailed, TxRejected, Validators, json_arg)
+from gradchain.client import DEFAULT_URL, Client, Validators, json_arg
+from gradchain.errors import (CommitTimeout, ConnectionFailed, ContractFailed, NotFound, ProofError, RpcError,
+                              StakingFailed, TxRejected)
 from gradchain.units import format_grad
 from ledger.keys import PrivateKey, address_hex, address_of, load_key, parse_address, save_key
 from ledger.tx import U64_MAX

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from gradchain.client import Client, ConnectionFailed
+from gradchain import Client, ConnectionFailed
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,7 +16,7 @@ from ledger.keys import PrivateKey, address_hex, save_key
 from ledger.params import ChainParams
 from ledger.tx import INTRINSIC_GAS, TxKind
 from ledger.votes import PREVOTE, SignedVote, Vote, sign_vote
-from gradchain.client import Client, StakingFailed
+from gradchain import Client, StakingFailed
 from tests.nodeproc import NodeProcess, free_port
 from tests.test_cli import cli, cli_json, fails
 

@@ -17,7 +17,7 @@ import pytest
 
 from ledger.tx import INTRINSIC_GAS, TxKind
 from vm import gas
-from gradchain.testing import ContractFailed, OutOfGas, Reverted, TestChain
+from gradchain import ContractFailed, OutOfGas, Reverted, TestChain
 from vm.codec import encode_value
 from vm.decimals import Decimal
 

@@ -25,7 +25,7 @@ import pytest
 
 from ledger.genesis import devnet_keys, load_genesis
 from ledger.hashing import hash_bytes
-from gradchain.client import Client, ConnectionFailed, RpcError, TxRejected
+from gradchain import Client, ConnectionFailed, RpcError, TxRejected
 from tests.nodeproc import ROOT, NodeProcess, free_port, wait_until
 
 STORAGE_FULL_EXIT = 75  # node.py's exit code when a block could not be written

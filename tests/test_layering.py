@@ -1,7 +1,9 @@
 """The import graph is a rule, checked here: lower layers never import higher ones.
 
-ledger (data and rules)  <-  consensus (when blocks are final)  <-  net (RPC, client, CLI)
-and only node.py wires them all.  Core state machines never import the network.
+ledger (data and rules)  <-  consensus (when blocks are final)  <-  net (p2p, RPC, CLI)
+and only node.py wires them all.  Core state machines never import the network.  gradchain/
+(the user's SDK, test chain, units and errors) stands on ledger and vm; nothing of the chain
+(ledger, vm, mlcore, consensus) imports it.
 """
 from __future__ import annotations
 
@@ -13,9 +15,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN = {
-    "ledger": {"consensus", "net", "node", "aiohttp"},
-    "consensus": {"net", "node", "aiohttp"},
+    "ledger": {"consensus", "net", "node", "aiohttp", "gradchain"},
+    "consensus": {"net", "node", "aiohttp", "gradchain"},
     "net": {"node"},
+    # gradchain/ is the user's package (SDK, test chain, units, errors): it sits on top, and
+    # the chain's own packages never import it.
+    "vm": {"gradchain"},
+    "mlcore": {"gradchain"},
+    "gradchain": {"node"},
 }
 
 
@@ -61,7 +68,7 @@ def test_the_cli_and_the_testnet_writer_reach_the_genesis_without_consensus():
     assert not bad, f"layering violated: {bad}"
 
 
-PACKAGES = ("ledger", "vm", "mlcore", "consensus", "net")
+PACKAGES = ("ledger", "vm", "mlcore", "consensus", "net", "gradchain")
 
 
 def module_graph() -> dict[str, set[str]]:

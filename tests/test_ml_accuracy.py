@@ -26,7 +26,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from mlcore import float32 as F
-from gradchain.testing import TestChain
+from gradchain import TestChain
 from vm.decimals import Decimal
 from vm.tensors import Model, Tensor
 

@@ -21,7 +21,7 @@ import pytest
 from mlcore import programs
 from mlcore.models import Arch
 from tests.test_examples import line, reverts
-from gradchain.testing import ContractFailed, TestChain
+from gradchain import ContractFailed, TestChain
 from vm.decimals import Decimal
 from vm.tensors import Model, Tensor
 

@@ -29,7 +29,7 @@ from ledger.state import ACCOUNT_PREFIX, STAKING_PREFIX, decode_account
 from ledger.store import Store
 from ledger.trie import root_from_items
 from ledger.tx import transfer
-from gradchain.client import Client, ConnectionFailed, NotFound, TxRejected
+from gradchain import Client, ConnectionFailed, NotFound, TxRejected
 from tests.nodeproc import ROOT
 
 TOTAL_SUPPLY = DEVNET_ACCOUNTS * DEVNET_BALANCE

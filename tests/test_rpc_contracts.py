@@ -20,7 +20,7 @@ from ledger.encoding import decode
 from ledger.keys import address_hex
 from ledger.state import storage_key
 from ledger.tx import call as call_tx, contract_address, deploy as deploy_tx
-from gradchain.client import Client, ContractFailed, OutOfGas, ProofError, Reverted, json_arg
+from gradchain import Client, ContractFailed, OutOfGas, ProofError, Reverted, json_arg
 from net.rpc import MAX_EVENT_BLOCKS
 from tests.nodeproc import NodeProcess
 from tests.test_rpc_errors import Node, assert_error
@@ -709,7 +709,8 @@ def test_sdk_events(client, token):
 def test_log_lines_of_contract_transactions():
     from node import tx_log_lines
     from ledger import tx as txs
-    from gradchain.testing import CHAIN_ID, TestChain
+    from gradchain import TestChain
+    from gradchain.testing import CHAIN_ID
 
     chain = TestChain()
     k = chain.accounts[0]

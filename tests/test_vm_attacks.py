@@ -26,7 +26,8 @@ from vm import gas as G
 from vm import meter
 from vm.compiler import compile_contract
 from vm.limits import MAX_PRINT_BYTES, MAX_SAME_HASH
-from gradchain.testing import DEFAULT_GAS, ContractFailed, TestChain
+from gradchain import ContractFailed, TestChain
+from gradchain.testing import DEFAULT_GAS
 from vm.validate import ContractInvalid
 from vm.codec import decode_value, encode_value
 from vm.decimals import Decimal

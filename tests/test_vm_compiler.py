@@ -8,7 +8,7 @@ import pytest
 
 from vm.compiler import SMALL, _Lowering, compile_contract, int_locals
 from vm.limits import MAX_INT_BITS
-from gradchain.testing import TestChain
+from gradchain import TestChain
 from vm.validate import ContractInvalid, validate
 
 

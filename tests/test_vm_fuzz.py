@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from ledger import tx as txs
 from vm import meter, runtime
 from vm.compiler import Compiled, compile_contract
-from gradchain.testing import ContractFailed, TestChain
+from gradchain import ContractFailed, TestChain
 from vm.validate import ContractInvalid, Issue
 
 pytestmark = pytest.mark.filterwarnings("ignore::SyntaxWarning", "ignore::DeprecationWarning")

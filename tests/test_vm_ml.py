@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from vm import limits as vm_limits
 from vm import ml as vm_ml
 from vm.ml import SYSTEM_ADDRESS, decimal_to_q16, q16_to_decimal
-from gradchain.testing import ContractFailed, Reverted, TestChain
+from gradchain import ContractFailed, Reverted, TestChain
 from vm.validate import ContractInvalid, validate
 from vm.codec import encode_value
 from vm.decimals import Decimal, decimal_scaled

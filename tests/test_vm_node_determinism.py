@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ledger.genesis import devnet_keys
-from gradchain.client import ContractFailed
+from gradchain import ContractFailed
 from tests.nodeproc import NodeProcess
 
 SOURCE = '''

@@ -26,7 +26,7 @@ from ledger.tx import Call, TxKind, encode_args, intrinsic_gas
 from vm import builtins, runtime, sizes
 from vm.compiler import compile_contract
 from vm.errors import VMError
-from gradchain.testing import ContractFailed, OutOfGas, TestChain
+from gradchain import ContractFailed, OutOfGas, TestChain
 from vm.validate import BUILTINS, METHODS
 from vm.codec import encode_value
 from vm.decimals import Decimal

@@ -15,7 +15,8 @@ from ledger.contracts import read_only_call
 from ledger.keys import PrivateKey
 from ledger.state import Account, State, account_key, get_account, get_code
 from vm import gas
-from gradchain.testing import CHAIN_ID, FUNDS, ContractFailed, Reverted, TestChain
+from gradchain import ContractFailed, Reverted, TestChain
+from gradchain.testing import CHAIN_ID, FUNDS
 from vm.codec import decode_value
 from vm.decimals import Decimal
 
