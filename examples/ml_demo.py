@@ -36,14 +36,10 @@ sys.path[0] = str(ROOT)  # the repository, not examples/ (whose token.py would s
 
 import numpy as np  # noqa: E402
 
-from ledger.genesis import devnet_keys  # noqa: E402
-from ledger.keys import address_hex  # noqa: E402
-from gradchain.client import Client, ConnectionFailed, Reverted, json_arg  # noqa: E402
+from gradchain import Client, ConnectionFailed, Decimal, Model, Reverted, Tensor, address_hex, devnet_keys, json_arg  # noqa: E402
 from vm.limits import MAX_OUTPUT_BYTES  # noqa: E402
 from vm.codec import decode_value  # noqa: E402
-from vm.decimals import Decimal  # noqa: E402
 from vm.json_values import to_json  # noqa: E402
-from vm.tensors import Model, Tensor  # noqa: E402
 
 ML_GAS = 900_000_000
 FEATURES, CLASSES = 4, 3

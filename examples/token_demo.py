@@ -20,9 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # shadow the standard library's `token` module: put the repository there instead.
 sys.path[0] = str(ROOT)
 
-from ledger.genesis import devnet_keys  # noqa: E402
-from ledger.keys import address_hex  # noqa: E402
-from gradchain.client import Client, ConnectionFailed, Reverted  # noqa: E402
+from gradchain import Client, ConnectionFailed, Reverted, address_hex, devnet_keys  # noqa: E402
 
 TOKENS = 10**18  # the token has 18 decimals: one whole token is 10**18 units
 
