@@ -30,7 +30,8 @@ from ledger.chain import Chain, Proposal
 from ledger.keys import address_hex, address_of, load_key
 from ledger.mempool import AlreadyKnown, Mempool
 from ledger.sigverify import SignatureVerifier
-from ledger.store import Store, StoreError, write_durably
+from ledger.files import write_durably
+from ledger.store import Store, StoreError
 from ledger.evidence import DuplicateVoteEvidence
 from ledger.evidence import encode as evidence_encode
 from ledger.tx import (Transaction, TxKind, contract_address, decode_transaction, submit_evidence,

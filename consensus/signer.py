@@ -30,6 +30,7 @@ from typing import IO, Callable
 
 from ledger import errors
 from ledger.encoding import DecodeError, decode, encode
+from ledger.files import write_durably
 from ledger.hashing import hash_bytes
 from ledger.keys import VOTE_DOMAIN, PrivateKey, signing_bytes
 
@@ -124,23 +125,9 @@ def decode_state(data: bytes, address: bytes, chain_id: str) -> SignState:
     return SignState(height, round_, step, h)
 
 
-def _write_durably(path: Path, data: bytes, crash: str) -> None:
-    """Temp file, fsync, os.replace, fsync of the directory: the file is old or new, never torn."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if crash == "before_replace":
-        os.kill(os.getpid(), signal.SIGKILL)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+def _kill_self() -> None:
+    """The crash tests' hook (CRASH_ENV): die here, as a power cut would."""
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 class Signer:
@@ -184,7 +171,8 @@ class Signer:
         """Write the state before signing; a full disk is errors.StorageFull to on_full (the
         node stops) and a SignerError here: nothing is signed that is not on disk."""
         try:
-            _write_durably(self.path, encode_state(new, self.key.address, self.chain_id), self._crash)
+            write_durably(self.path, encode_state(new, self.key.address, self.chain_id), 0o600,
+                          _kill_self if self._crash == "before_replace" else None)
         except OSError as e:
             if e.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -246,7 +234,7 @@ class Signer:
                 self._persist(new)
                 self.state = new
                 if self._crash == "after_persist":
-                    os.kill(os.getpid(), signal.SIGKILL)
+                    _kill_self()
             return self.key.sign(VOTE_DOMAIN, self.chain_id, payload)
 
 

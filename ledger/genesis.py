@@ -18,7 +18,7 @@ from ledger.hashing import EMPTY_HASH, hash_bytes
 from ledger.block import Header
 from ledger.keys import PrivateKey, address_hex, parse_address
 from ledger.merkle import merkle_root
-from ledger.store import write_durably
+from ledger.files import write_durably
 from ledger.params import ChainParams
 from ledger.staking import genesis_staking
 from ledger.state import STAKING_PREFIX, Account, account_key, encode_account

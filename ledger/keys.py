@@ -14,6 +14,7 @@ import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
+from ledger.files import create_durably
 from ledger.hashing import hash_bytes
 
 PUBKEY_SIZE = 32
@@ -107,14 +108,13 @@ def verify(public_key: bytes, signature: bytes, domain: bytes, chain_id: str, pa
 
 
 def save_key(key: PrivateKey, path: str | Path) -> None:
-    """Write a key file readable by its owner only (0600); never overwrite an existing key."""
+    """Write a key file readable by its owner only (0600), whole or not at all (a crash never
+    leaves a torn key); never overwrite an existing key (FileExistsError)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     body = json.dumps({"type": "ed25519", "seed": key.seed.hex(),
                        "public_key": key.public_key.hex(), "address": address_hex(key.address)}, indent=2)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(body + "\n")
+    create_durably(path, (body + "\n").encode(), 0o600)
 
 
 def load_key(path: str | Path) -> PrivateKey:

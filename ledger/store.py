@@ -51,27 +51,6 @@ class StoreError(Exception):
     """The data dir is missing, locked, or not a gradchain store."""
 
 
-def write_durably(path: str | Path, data: bytes, mode: int = 0o644) -> None:
-    """Temp file, fsync, rename, fsync of the directory: a crash (SIGKILL, power loss) at any
-    moment leaves the old file or the new one at `path`, never a missing or torn one."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        view = memoryview(data)
-        while view:  # a write cut short by the last free bytes: the next one raises ENOSPC
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
 class Reader:
     """A consistent read-only view of the store (one LMDB read transaction)."""
 
