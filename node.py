@@ -23,7 +23,7 @@ from consensus.bft import BftEngine
 from ledger.genesis import (COIN, Genesis, devnet_genesis, devnet_keys, devnet_validator_key, load_genesis,
                             write_genesis)
 from consensus.signer import Signer, SignerError
-from consensus.solo import SoloEngine
+from consensus.solo import SoloEngine, SoloEngineStopped
 from ledger import errors
 from ledger.block import Block, Receipt, failure_text
 from ledger.chain import Chain, Proposal
@@ -624,8 +624,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve())
     except asyncio.CancelledError:
         pass
-    except NodeError as e:
+    except (NodeError, SoloEngineStopped) as e:
         print(f"error: {e}", file=sys.stderr)
+        print(f"stopped at height {node.chain.tip.height}", flush=True)
         return 1
     except errors.StorageFull as e:
         print(f"error: {e}", file=sys.stderr)

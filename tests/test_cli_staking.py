@@ -15,6 +15,7 @@ from ledger.evidence import encode as evidence_encode
 from ledger.keys import PrivateKey, address_hex, save_key
 from ledger.params import ChainParams
 from ledger.tx import INTRINSIC_GAS, TxKind
+from ledger.validators import Validator, ValidatorSet
 from ledger.votes import PREVOTE, SignedVote, Vote, sign_vote
 from gradchain import Client, StakingFailed
 from tests.nodeproc import NodeProcess, free_port
@@ -211,3 +212,24 @@ def test_bond_that_would_give_keys_without_a_node_a_third_is_refused_without_for
         assert cli_json("bond", "--key", "dev:1", "--amount", "2000", "--force", url=proc.url)["stake"] == 2000 * COIN
     finally:
         proc.kill()
+
+
+def test_a_solo_validator_outbonded_stops_with_a_clear_error(tmp_path):
+    """A one-validator chain whose validator holds little stake: once a bond gives others a
+    third of it, the solo engine cannot finalise a block alone.  The node says why and exits
+    with status 1, no traceback."""
+    g = devnet_genesis(int(time.time() * 1000))
+    small = ValidatorSet((Validator(devnet_validator_key().public_key, 100 * COIN),))
+    (tmp_path / "genesis.json").write_text(json.dumps(dataclasses.replace(g, validators=small).to_json()))
+    save_key(devnet_validator_key(), tmp_path / "validator.json")
+    node = NodeProcess(tmp_path / "node", "--genesis", str(tmp_path / "genesis.json"),
+                       "--key", str(tmp_path / "validator.json"), block_time=0.2).start()
+    try:
+        with Client(node.url) as c:
+            c.bond(DEV[1], 1000 * COIN)
+        assert node.proc.wait(timeout=30) == 1
+    finally:
+        node.kill()
+    text = node.log.read_text()
+    assert "no longer holds more than 2/3 of the stake" in text and "stopped at height" in text, text
+    assert "Traceback" not in text, text
