@@ -1,1 +1,3 @@
-"""Consensus: validator sets, genesis, votes and commits, and the validator loop."""
+"""Consensus: when blocks are final (the Tendermint machine, the engine over a transport, the
+signer, proposer selection, the solo devnet engine).  Validator sets, genesis, votes and
+commits are ledger data (ledger/)."""

@@ -181,10 +181,6 @@ async def m_genesis(node: Node) -> dict:
     return {"hash": node.genesis.hash.hex(), "genesis": node.genesis.to_json()}
 
 
-async def _admit(node: Node, raws: list[bytes]) -> list[Any]:
-    return await node.submit(raws)
-
-
 @method
 async def m_broadcast_tx(node: Node, tx: Any) -> dict:
     """Returns once the mempool admitted the transaction (or with the reason it did not)."""
