@@ -535,7 +535,7 @@ def json_arg(v: Any) -> Any:
     if type(v) is Tensor or type(v) is Model:
         return to_json(v)
     raise TypeError(f"a {type(v).__name__} is not a contract value (int, str, bytes, bool, None, list, "
-                    "tuple, dict, vm.values.Decimal, Tensor, Model)")
+                    "tuple, dict, gradchain.Decimal, Tensor, Model)")
 
 
 _TAGS = ("bytes", "decimal", "tuple", "dict", "tensor", "model")

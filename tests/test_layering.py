@@ -20,8 +20,8 @@ FORBIDDEN = {
     "net": {"node"},
     # gradchain/ is the user's package (SDK, test chain, units, errors): it sits on top, and
     # the chain's own packages never import it.
-    "vm": {"gradchain"},
-    "mlcore": {"gradchain"},
+    "vm": {"gradchain", "consensus", "net", "node"},  # contracts never see consensus or the network
+    "mlcore": {"gradchain", "ledger", "vm", "consensus", "net", "node"},  # pure ML: nothing of the project
     "gradchain": {"node"},
 }
 
