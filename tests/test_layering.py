@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import import_graph
+
 ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN = {
     "ledger": {"consensus", "net", "node", "aiohttp", "gradchain"},
@@ -68,26 +70,10 @@ def test_the_cli_and_the_testnet_writer_reach_the_genesis_without_consensus():
     assert not bad, f"layering violated: {bad}"
 
 
-PACKAGES = ("ledger", "vm", "mlcore", "consensus", "net", "gradchain")
-
-
 def module_graph() -> dict[str, set[str]]:
-    """Each project module -> the project modules it imports, at any level of the file
-    (a function-level import is as much a dependency as a top-level one)."""
-    mods = {".".join(f.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): f
-            for p in PACKAGES for f in sorted((ROOT / p).rglob("*.py"))}
-    graph: dict[str, set[str]] = {}
-    for name, f in mods.items():
-        deps = set()
-        for n in ast.walk(ast.parse(f.read_text(), filename=str(f))):
-            if isinstance(n, ast.Import):
-                deps.update(a.name for a in n.names if a.name in mods)
-            elif isinstance(n, ast.ImportFrom) and n.module and n.level == 0:
-                deps.update(f"{n.module}.{a.name}" for a in n.names if f"{n.module}.{a.name}" in mods)
-                if n.module in mods:
-                    deps.add(n.module)
-        graph[name] = deps - {name}
-    return graph
+    """Each project module (node.py included) -> the project modules it imports, at any level
+    of the file: a function-level import is as much a dependency as a top-level one."""
+    return import_graph.graph(import_graph.modules())
 
 
 def test_no_import_cycles_among_the_projects_modules():
