@@ -21,7 +21,7 @@ from gradchain import Client, StakingFailed
 from tests.nodeproc import NodeProcess, free_port
 from tests.test_cli import cli, cli_json, fails
 
-UNBONDING = 20  # blocks; also the age evidence may have, so sending it is never late
+UNBONDING = 40  # blocks (8 s at 0.2 s a block); also the age evidence may have: a CLI start on busy cores fits
 BOND_FEE = INTRINSIC_GAS[TxKind.BOND]  # at gas price 1 (UNBOND costs the same)
 DEV = devnet_keys(4)
 DEV1, DEV3 = address_hex(DEV[1].address), address_hex(DEV[3].address)
