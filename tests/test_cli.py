@@ -1,4 +1,4 @@
-"""The `gradchain` CLI (net/cli.py), run as a real subprocess against real nodes."""
+"""The `gradchain` CLI (gradchain/cli/), run as a real subprocess against real nodes."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ import pytest
 
 from ledger.genesis import COIN, DEVNET_BALANCE, devnet_keys
 from ledger.keys import address_hex
-from net.cli import format_grad, parse_amount, CliError
+from gradchain.cli.main import format_grad, parse_amount, CliError
 from tests.nodeproc import ROOT, free_port
 
 DEV0, DEV1, DEV2 = (address_hex(k.address) for k in devnet_keys(3))
@@ -19,10 +19,10 @@ DEV0, DEV1, DEV2 = (address_hex(k.address) for k in devnet_keys(3))
 
 def cli(*args: str, url: str | None = None, cwd=None, env: dict | None = None, check: bool = True
         ) -> subprocess.CompletedProcess:
-    """Run `python -m net.cli [--rpc url] args...`; with check, expect success."""
+    """Run `python -m gradchain.cli [--rpc url] args...`; with check, expect success."""
     full_env = {k: v for k, v in os.environ.items() if k != "GRADCHAIN_RPC"}
     full_env.update(PYTHONPATH=str(ROOT), **(env or {}))
-    argv = [sys.executable, "-m", "net.cli"] + (["--rpc", url] if url else []) + list(args)
+    argv = [sys.executable, "-m", "gradchain.cli"] + (["--rpc", url] if url else []) + list(args)
     p = subprocess.run(argv, cwd=cwd or ROOT, env=full_env, capture_output=True, text=True, timeout=60)
     assert "Traceback" not in p.stderr, p.stderr
     if check:

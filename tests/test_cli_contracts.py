@@ -6,7 +6,7 @@ import pytest
 
 from ledger.genesis import devnet_keys
 from ledger.keys import address_hex
-from net.cli import CliError, parse_contract_arg
+from gradchain.cli.main import CliError, parse_contract_arg
 from tests.nodeproc import NodeProcess
 from tests.test_cli import cli, cli_json, fails
 from vm.decimals import Decimal

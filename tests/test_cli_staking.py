@@ -166,7 +166,7 @@ def bond_on_a_terminal(url: str, answer: str, *args: str) -> str:
     from tests.nodeproc import ROOT
     master, slave = os.openpty()
     try:
-        p = subprocess.Popen([sys.executable, "-m", "net.cli", "--rpc", url, "bond", *args], cwd=ROOT,
+        p = subprocess.Popen([sys.executable, "-m", "gradchain.cli", "--rpc", url, "bond", *args], cwd=ROOT,
                              env=dict(os.environ, PYTHONPATH=str(ROOT)), stdin=slave, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
         os.write(master, answer.encode())
@@ -184,7 +184,7 @@ def test_bond_that_would_give_keys_without_a_node_a_third_is_refused_without_for
     no known node hold 1/3 or more of the stake is refused before anything is sent, naming
     them; on a terminal it asks, and "n" sends nothing; --force sends it."""
     from ledger.validators import Validator, ValidatorSet
-    from net.cli import bond_stall_warning
+    from gradchain.cli.main import bond_stall_warning
     stake = 10_000 * COIN
     g = dataclasses.replace(devnet_genesis(int(time.time() * 1000)), params=ChainParams(block_reward=0),
                             validators=ValidatorSet((Validator(devnet_validator_key().public_key, stake),)),

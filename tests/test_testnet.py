@@ -76,7 +76,7 @@ def test_four_processes_finalise_survive_one_crash_stop_at_two_resume_at_three(t
 def test_testnet_command_writes_genesis_keys_and_commands(tmp_path, capsys):
     from ledger.genesis import load_genesis
     from ledger.keys import load_key
-    from net.cli import main
+    from gradchain.cli import main
     from node import parse_args
     out = tmp_path / "net"
     assert main(["testnet", "-n", "4", "--out", str(out), "--rpc-port", "9000", "--p2p-port", "9100"]) == 0

@@ -1023,6 +1023,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"error: {msg}", file=sys.stderr)
     return 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())
