@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Coroutine
 
 from consensus.bft import BftEngine
+from consensus.evidence_reporter import EvidenceReporter
 from ledger.genesis import (COIN, Genesis, devnet_genesis, devnet_keys, devnet_validator_key, load_genesis,
                             write_genesis)
 from consensus.signer import Signer, SignerError
@@ -28,17 +29,16 @@ from ledger import errors
 from ledger.block import Block, Receipt, failure_text
 from ledger.chain import Chain, Proposal
 from ledger.keys import address_hex, address_of, load_key
-from ledger.mempool import AlreadyKnown, Mempool
+from ledger.admission import Admission
+from ledger.mempool import Mempool
 from ledger.sigverify import SignatureVerifier
 from ledger.files import write_durably
 from ledger.store import Store, StoreError
-from ledger.evidence import DuplicateVoteEvidence
-from ledger.evidence import encode as evidence_encode
-from ledger.tx import (Transaction, TxKind, contract_address, decode_transaction, submit_evidence,
-                       validate_transaction)
+from ledger.tx import Transaction, TxKind, contract_address
 from net import faults
 from net.consensus_reactor import LoopTimer, P2PTransport, attach, regossip_loop, stall_loop
-from net.p2p import P2P, BadMessage, Limits, PeerAddress, frame_limit, parse_peer
+from net.mempool_reactor import MempoolReactor
+from net.p2p import P2P, Limits, PeerAddress, frame_limit, parse_peer
 from net.sync import BlockSync
 from net import rpc
 from vm import ml as vm_ml
@@ -52,8 +52,6 @@ DEFAULT_DATA_DIR = ".gradchain"
 DEFAULT_RPC_PORT = 8545
 SIGNER_STATE = "priv_validator_state"  # double-sign protection (consensus/signer.py)
 PEER_WAIT_S = 30.0  # at most this long a BFT node waits for peers holding 2/3 of the stake
-GOSSIP_TX_BATCH = 2000  # transactions in one "tx" gossip message, at most
-GOSSIP_TX_BATCH_BYTES = 1 << 20
 TX_LOG_LINES = 20  # blocks with more transactions get only their summary line
 STORAGE_FULL_EXIT = 75  # EX_TEMPFAIL: free space and start the node again
 
@@ -250,61 +248,19 @@ class Node:
         self.engine: Any = None if self.bft else SoloEngine(
             self.chain, self.mempool, self.key, cfg.block_time, cfg.max_block_txs,
             self._on_commit)
+        # transactions in: one admission path (ledger/admission.py) for RPC, gossip and evidence
+        self.admission = Admission(self.chain, self.mempool, self.verifier, self._on_admitted)
+        self.mempool_reactor = MempoolReactor(self.admission)
+        self.evidence = EvidenceReporter(self.key, self.admission, self.spawn)
         self._waiters: dict[bytes, list[asyncio.Future]] = {}
-        self._admit_tail: asyncio.Future | None = None
         self._tasks: set[asyncio.Task] = set()
-        self._evidence_sent: set[tuple] = set()
 
-    # ---- transactions in --------------------------------------------------------------
+    def _on_admitted(self, raws: list[bytes], origin: bytes | None) -> None:
+        self.mempool_reactor.gossip(raws, origin)
+        if not self.bft:
+            self.engine.poke()
 
-    async def submit(self, raws: list[bytes], origin: bytes | None = None) -> list[bytes | errors.LedgerError]:
-        """Admit raw transactions: tx hash, or the error that refused it, for each.  Those new
-        to the mempool are gossiped in batches to every peer but `origin` (who sent them).
-
-        Signatures of a batch are checked together (in worker processes); batches are
-        added to the mempool in the order they arrived, so pipelined batches of one
-        sender's consecutive nonces never see each other out of order."""
-        if self._full is not None:
-            return [self._full] * len(raws)
-        params = self.chain.params
-        results: list[Any] = [None] * len(raws)
-        todo: list[tuple[int, Transaction]] = []
-        for i, raw in enumerate(raws):
-            try:
-                tx = decode_transaction(raw, params.max_tx_bytes)
-                validate_transaction(tx, self.chain.chain_id, params.max_block_gas)
-                if tx.hash in self.mempool:
-                    raise AlreadyKnown("transaction is already in the mempool")
-                todo.append((i, tx))
-            except errors.InvalidTransaction as e:
-                results[i] = e
-        loop = asyncio.get_running_loop()
-        prev, done = self._admit_tail, loop.create_future()
-        self._admit_tail = done
-        try:
-            oks = await self.verifier.verify([tx for _, tx in todo])
-            if prev is not None:
-                await asyncio.shield(prev)
-            added: list[bytes] = []
-            for (i, tx), ok in zip(todo, oks):
-                if not ok:
-                    results[i] = errors.BadSignature("signature does not match the sender's public key")
-                    continue
-                try:
-                    self.mempool.add(tx)
-                    results[i] = tx.hash
-                    added.append(tx.raw)
-                except errors.InvalidTransaction as e:
-                    results[i] = e
-            if added and self.p2p is not None:
-                self._gossip_txs(added, origin)
-            if added and not self.bft:
-                self.engine.poke()
-        finally:
-            done.set_result(None)
-            if self._admit_tail is done:
-                self._admit_tail = None
-        return results
+    # ---- transactions out --------------------------------------------------------------
 
     async def wait_commit(self, tx_hash: bytes, timeout: float) -> tuple[int, int, Receipt]:
         """(height, index, receipt) once tx_hash is committed; raises the eviction reason."""
@@ -351,6 +307,7 @@ class Node:
         if self._full is not None:
             return
         self._full = err
+        self.admission.refusal = err
         log.error("STORAGE FULL at height %d: %s. The node stops; nothing committed is lost.",
                   self.chain.tip.height, err)
         if self.bft and self.engine is not None:
@@ -396,12 +353,12 @@ class Node:
                         max_per_ip=c.p2p_max_per_ip, ban=c.p2p_ban)
         self.p2p = P2P(self.key, g.chain_id, g.hash, c.p2p_host, self.p2p_port, max_peers=c.p2p_max_peers,
                        peers=self.peers, limits=limits, validators=self._validator_keys)
-        self.p2p.on("tx", self._on_gossip_tx)
+        self.mempool_reactor.attach(self.p2p)
         timer = LoopTimer()
         transport = P2PTransport(self.p2p)
         self.engine = BftEngine(self.chain, self.mempool, self.signer, transport,
                                 timer, self._on_commit, max_block_txs=self.cfg.max_block_txs,
-                                commit_delay_ms=int(self.cfg.block_time * 1000), on_evidence=self._on_evidence)
+                                commit_delay_ms=int(self.cfg.block_time * 1000), on_evidence=self.evidence.report)
         # block sync: consensus starts once caught up (net/sync.py); it writes through the engine
         self.sync = BlockSync(self.p2p, self.chain, g.params, self.chain.validator_set, self.engine.apply_synced)
         self.sync.attach()
@@ -457,46 +414,6 @@ class Node:
         except asyncio.TimeoutError:
             log.warning("only %d of %d peers after %.0f s; starting anyway", len(self.p2p.peers), len(self.peers),
                         PEER_WAIT_S)
-
-    def _on_evidence(self, ev: DuplicateVoteEvidence) -> None:
-        """A validator signed two votes for one step: tell the chain, once per offence, in an
-        EVIDENCE transaction paid by this node's key (its block rewards pay the gas)."""
-        if ev.offence in self._evidence_sent:
-            return
-        self._evidence_sent.add(ev.offence)
-        nonce = self.mempool.pending_nonce(self.key.address)
-        tx = submit_evidence(self.key, self.chain.chain_id, nonce, evidence_encode(ev))
-
-        async def send() -> None:
-            (res,) = await self.submit([tx.raw])
-            if isinstance(res, errors.LedgerError):
-                log.warning("evidence against %s not sent: %s", address_hex(ev.validator), res)
-            else:
-                log.warning("evidence against %s sent in tx %s", address_hex(ev.validator), res.hex()[:16])
-        self.spawn(send())
-
-    def _gossip_txs(self, raws: list[bytes], exclude: bytes | None) -> None:
-        """Send transactions in "tx" messages of at most GOSSIP_TX_BATCH of them and
-        GOSSIP_TX_BATCH_BYTES (one message each would cost a peer one admission per tx)."""
-        assert self.p2p is not None
-        batch: list[bytes] = []
-        size = 0
-        for raw in raws:
-            if batch and (len(batch) == GOSSIP_TX_BATCH or size + len(raw) > GOSSIP_TX_BATCH_BYTES):
-                self.p2p.broadcast("tx", batch, exclude)
-                batch, size = [], 0
-            batch.append(raw)
-            size += len(raw)
-        if batch:
-            self.p2p.broadcast("tx", batch, exclude)
-
-    async def _on_gossip_tx(self, peer: bytes, body: Any) -> bool:
-        """Gossiped transactions: admitted like RPC ones, in one batch; submit relays those
-        that were new and valid (so p2p itself relays nothing: False)."""
-        if type(body) is not list or not 0 < len(body) <= GOSSIP_TX_BATCH or any(type(b) is not bytes for b in body):
-            raise BadMessage(f"a tx body is a list of 1 to {GOSSIP_TX_BATCH} transactions' bytes")
-        await self.submit(body, origin=peer)
-        return False
 
     def close(self) -> None:
         if self.signer is not None:

@@ -1,7 +1,8 @@
 """The mempool: admission checks, per-sender nonce order, a size bound, eviction.
 
-Admission (`add`) runs the stateless checks and the stateful ones against the committed
-state PLUS the sender's pending transactions: a sender's pending nonces are contiguous
+Admission (`add`; `insert` where ledger.admission ran the stateless check) applies the
+rule of ledger.tx.check_nonce_and_funds against the committed state PLUS the sender's
+pending transactions: a sender's pending nonces are contiguous
 from its account nonce, and its pending worst-case costs must fit its balance.  The
 signature is checked before `add` (batched, possibly in other processes) and never again.
 After each commit `update` drops what was included and evicts what became invalid.
@@ -14,7 +15,7 @@ from typing import Callable, Iterable
 
 from ledger import errors
 from ledger.state import Account
-from ledger.tx import Transaction, validate_transaction
+from ledger.tx import Transaction, check_nonce_and_funds, validate_transaction
 
 
 class MempoolError(errors.InvalidTransaction):
@@ -66,9 +67,14 @@ class Mempool:
 
     def add(self, tx: Transaction) -> None:
         """Admit a signature-checked transaction or raise the reason it is refused."""
-        if tx.hash in self._by_hash:
-            raise AlreadyKnown("transaction is already in the mempool")
         validate_transaction(tx, self.chain_id, self.max_gas)
+        self.insert(tx)
+
+    def insert(self, tx: Transaction) -> None:
+        """`add` for a transaction that ledger.admission has already checked (stateless
+        check and signature passed): only the checks that depend on the pool."""
+        if tx.hash in self._by_hash:  # also a copy that came in the same batch
+            raise AlreadyKnown("transaction is already in the mempool")
         if tx.gas_price < self.min_gas_price:
             raise FeeTooLow(f"gas price {tx.gas_price} is below this node's minimum {self.min_gas_price}")
         if len(self._by_hash) >= self.max_txs:
@@ -76,24 +82,15 @@ class Mempool:
         sender = tx.sender_address
         q = self._pending.get(sender)
         acct = self._account(sender)
-        expected = q[-1].nonce + 1 if q else acct.nonce
-        if tx.nonce < expected:
-            raise errors.NonceTooLow(f"nonce {tx.nonce} is too low: the next nonce of this sender is {expected}")
-        if tx.nonce > expected:
-            raise errors.NonceTooHigh(f"nonce {tx.nonce} is too high: the next nonce of this sender is {expected}")
+        spent = self._spent.get(sender, 0)
+        check_nonce_and_funds(tx, q[-1].nonce + 1 if q else acct.nonce, acct.balance, spent)
         if q and len(q) >= self.max_per_sender:
             raise MempoolFull(f"this sender already has {len(q)} pending transactions")
-        cost = tx.max_fee + tx.value
-        spent = self._spent.get(sender, 0)
-        if acct.balance - spent < cost:
-            raise errors.InsufficientFunds(
-                f"balance {acct.balance} minus pending {spent} cannot pay {cost} "
-                f"(value {tx.value} + gas {tx.gas_limit} x price {tx.gas_price})")
         if q is None:
             self._pending[sender] = [tx]
         else:
             q.append(tx)
-        self._spent[sender] = spent + cost
+        self._spent[sender] = spent + tx.max_fee + tx.value
         self._by_hash[tx.hash] = tx
         self._arrival[tx.hash] = next(self._seq)
 

@@ -7,7 +7,8 @@ pure function of the parent state and the block.  Gas is charged in process_tran
 
 Where things happen:
 - a transaction is validated: ledger.tx.validate_transaction (stateless) and
-  check_transaction below (nonce, funds);
+  ledger.tx.check_nonce_and_funds (called by check_transaction below and by the mempool);
+  a new one enters the mempool through ledger.admission;
 - gas is charged: process_transaction below;
 - a block is committed: ledger.store.Store.commit_block.
 """
@@ -30,7 +31,8 @@ from ledger.trie import update as trie_update
 from vm.limits import MAX_OUTPUT_BYTES
 from vm.codec import encode_value
 
-from ledger.tx import INTRINSIC_GAS, Transaction, TxKind, validate_transaction, verify_signature
+from ledger.tx import (INTRINSIC_GAS, Transaction, TxKind, check_nonce_and_funds, validate_transaction,
+                       verify_signature)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,16 +62,9 @@ class BlockOutput:
 # ---- one transaction -------------------------------------------------------------------
 
 def check_transaction(state: State, tx: Transaction) -> Account:
-    """Stateful validity: the nonce is next and the sender can pay the worst case."""
+    """Stateful validity (ledger.tx.check_nonce_and_funds) against the sender's account."""
     sender = get_account(state, tx.sender_address)
-    if tx.nonce < sender.nonce:
-        raise errors.NonceTooLow(f"nonce {tx.nonce} is too low: the account's next nonce is {sender.nonce}")
-    if tx.nonce > sender.nonce:
-        raise errors.NonceTooHigh(f"nonce {tx.nonce} is too high: the account's next nonce is {sender.nonce}")
-    cost = tx.max_fee + tx.value
-    if sender.balance < cost:
-        raise errors.InsufficientFunds(
-            f"balance {sender.balance} cannot pay {cost} (value {tx.value} + gas {tx.gas_limit} x price {tx.gas_price})")
+    check_nonce_and_funds(tx, sender.nonce, sender.balance)
     return sender
 
 

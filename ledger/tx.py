@@ -353,6 +353,21 @@ def validate_transaction(tx: Transaction, chain_id: str, max_gas: int) -> None:
         raise errors.GasLimitTooHigh(f"gas limit {tx.gas_limit} is above the block gas limit {max_gas}")
 
 
+def check_nonce_and_funds(tx: Transaction, next_nonce: int, balance: int, pending: int = 0) -> None:
+    """The stateful rule, for the chain and the mempool alike: the nonce is the sender's next
+    one, and its balance, less the worst-case cost of its `pending` transactions (the
+    mempool's; none in a block), pays this one's worst case (value + gas limit x price)."""
+    if tx.nonce < next_nonce:
+        raise errors.NonceTooLow(f"nonce {tx.nonce} is too low: the next nonce of this sender is {next_nonce}")
+    if tx.nonce > next_nonce:
+        raise errors.NonceTooHigh(f"nonce {tx.nonce} is too high: the next nonce of this sender is {next_nonce}")
+    cost = tx.max_fee + tx.value
+    if balance - pending < cost:
+        less = f" minus pending {pending}" if pending else ""
+        raise errors.InsufficientFunds(f"balance {balance}{less} cannot pay {cost} "
+                                       f"(value {tx.value} + gas {tx.gas_limit} x price {tx.gas_price})")
+
+
 def tx_to_json(tx: Transaction) -> dict:
     """A readable view of a transaction for RPC answers."""
     from ledger.keys import address_hex

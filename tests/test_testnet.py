@@ -99,14 +99,15 @@ def test_testnet_command_writes_genesis_keys_and_commands(tmp_path, capsys):
 
 
 def test_gossiped_transactions_are_admitted_in_batches_and_junk_drops_the_peer(tmp_path):
-    """node.py's "tx" handler: a list of raw transactions, admitted in one submit; anything
+    """The mempool reactor's "tx" handler: a list of raw transactions, admitted in one submit; anything
     else is a BadMessage (p2p drops the peer that sent it)."""
     import asyncio
 
     from ledger.hashing import hash_bytes
     from ledger.tx import transfer
     from net.p2p import BadMessage
-    from node import GOSSIP_TX_BATCH, Node, NodeConfig
+    from net.mempool_reactor import GOSSIP_TX_BATCH
+    from node import Node, NodeConfig
 
     gpath, tn = make_testnet(N, tmp_path / "tn", int(time.time() * 1000), keys=KEYS)
     node = Node(NodeConfig(data_dir=tn[0].data_dir, genesis=gpath, key=tn[0].key_file, verify_workers=0,
@@ -119,9 +120,9 @@ def test_gossiped_transactions_are_admitted_in_batches_and_junk_drops_the_peer(t
         peer = KEYS[1].public_key
         for junk in (txs[0], [], [txs[0], "text"], None, [b"\x00"] * (GOSSIP_TX_BATCH + 1), {"tx": txs[0]}):
             with pytest.raises(BadMessage):
-                asyncio.run(node._on_gossip_tx(peer, junk))
+                asyncio.run(node.mempool_reactor.on_tx(peer, junk))
         assert len(node.mempool) == 0
-        assert asyncio.run(node._on_gossip_tx(peer, txs + [bytes(bad_sig), b"junk bytes"])) is False
+        assert asyncio.run(node.mempool_reactor.on_tx(peer, txs + [bytes(bad_sig), b"junk bytes"])) is False
         assert len(node.mempool) == 3 and all(hash_bytes(r) in node.mempool for r in txs)
     finally:
         node.close()

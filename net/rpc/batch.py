@@ -99,7 +99,7 @@ async def _batch(node: Node, reqs: list) -> list[str]:
             out[i] = _dumps({"jsonrpc": "2.0", "id": _answer_id(req), "error": over.to_json()}) if over else text
         await asyncio.sleep(0)
     if group:
-        results = await node.submit([raw for _, _, raw in group])
+        results = await node.admission.admit([raw for _, _, raw in group])
         for (i, rid, _), res in zip(group, results):
             if isinstance(res, errors.LedgerError):
                 out[i] = _dumps({"jsonrpc": "2.0", "id": rid, "error": rejected(res).to_json()})

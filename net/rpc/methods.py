@@ -14,9 +14,10 @@ from ledger.encoding import encode
 from ledger.genesis import Genesis
 from ledger.keys import PrivateKey, address_hex
 from ledger.mempool import AlreadyKnown, Mempool
+from ledger.admission import Admission
 from ledger.state import State, account_key, code_key, decode_account, decode_code, storage_key
 from ledger.tx import (U64_MAX, Call, Deploy, TxKind, contract_address, decode_transaction, encode_args,
-                       intrinsic_gas, tx_to_json, validate_transaction)
+                       intrinsic_gas, tx_to_json)
 from vm import ml as vm_ml
 from vm import runtime
 from vm.codec import decode_value
@@ -39,8 +40,7 @@ class Node(Protocol):
     mempool: Mempool
     genesis: Genesis
     key: PrivateKey
-
-    async def submit(self, raws: list[bytes]) -> list[bytes | errors.LedgerError]: ...
+    admission: Admission  # the one way a transaction enters the mempool
 
     async def wait_commit(self, tx_hash: bytes, timeout: float) -> tuple[int, int, Receipt]: ...
 
@@ -184,7 +184,7 @@ async def m_genesis(node: Node) -> dict:
 @method
 async def m_broadcast_tx(node: Node, tx: Any) -> dict:
     """Returns once the mempool admitted the transaction (or with the reason it did not)."""
-    (res,) = await node.submit([p_hex(tx, "tx")])
+    (res,) = await node.admission.admit([p_hex(tx, "tx")])
     if isinstance(res, errors.LedgerError):
         raise rejected(res)
     return {"hash": res.hex()}
@@ -195,11 +195,10 @@ async def m_broadcast_tx_async(node: Node, tx: Any) -> dict:
     """Returns the hash at once; admission happens in the background (check with `tx`)."""
     raw = p_hex(tx, "tx")
     try:  # what can be told at once is told at once; the signature and mempool checks follow
-        parsed = decode_transaction(raw, node.chain.params.max_tx_bytes)
-        validate_transaction(parsed, node.chain.chain_id, node.chain.params.max_block_gas)
+        parsed = node.admission.check(raw)
     except errors.InvalidTransaction as e:
         raise rejected(e) from None
-    node.spawn(node.submit([raw]))
+    node.spawn(node.admission.admit_checked([parsed]))
     return {"hash": parsed.hash.hex()}
 
 
@@ -213,7 +212,7 @@ async def m_broadcast_tx_commit(node: Node, tx: Any, timeout: Any = 30) -> dict:
     if not _is_timeout(timeout):
         raise _bad("timeout", f"a number of seconds in (0, {MAX_COMMIT_WAIT}]")
     raw = p_hex(tx, "tx")
-    (res,) = await node.submit([raw])
+    (res,) = await node.admission.admit([raw])
     if isinstance(res, (errors.NonceTooLow, AlreadyKnown)):
         # sent before (a retry): answer with its receipt, or wait for it, rather than refuse
         from ledger.hashing import hash_bytes
