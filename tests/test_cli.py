@@ -11,7 +11,9 @@ import pytest
 
 from ledger.genesis import COIN, DEVNET_BALANCE, devnet_keys
 from ledger.keys import address_hex
-from gradchain.cli.main import format_grad, parse_amount, CliError
+from gradchain.cli.args import parse_amount
+from gradchain.cli.errors import CliError
+from gradchain.units import format_grad
 from tests.nodeproc import ROOT, free_port
 
 DEV0, DEV1, DEV2 = (address_hex(k.address) for k in devnet_keys(3))

@@ -6,7 +6,8 @@ import pytest
 
 from ledger.genesis import devnet_keys
 from ledger.keys import address_hex
-from gradchain.cli.main import CliError, parse_contract_arg
+from gradchain.cli.args import parse_contract_arg
+from gradchain.cli.errors import CliError
 from tests.nodeproc import NodeProcess
 from tests.test_cli import cli, cli_json, fails
 from vm.decimals import Decimal

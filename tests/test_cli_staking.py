@@ -184,7 +184,7 @@ def test_bond_that_would_give_keys_without_a_node_a_third_is_refused_without_for
     no known node hold 1/3 or more of the stake is refused before anything is sent, naming
     them; on a terminal it asks, and "n" sends nothing; --force sends it."""
     from ledger.validators import Validator, ValidatorSet
-    from gradchain.cli.main import bond_stall_warning
+    from gradchain.cli.staking import bond_stall_warning
     stake = 10_000 * COIN
     g = dataclasses.replace(devnet_genesis(int(time.time() * 1000)), params=ChainParams(block_reward=0),
                             validators=ValidatorSet((Validator(devnet_validator_key().public_key, stake),)),

@@ -1,9 +1,9 @@
 """The import graph is a rule, checked here: lower layers never import higher ones.
 
-ledger (data and rules)  <-  consensus (when blocks are final)  <-  net (p2p, RPC, CLI)
+ledger (data and rules)  <-  consensus (when blocks are final)  <-  net (p2p, RPC)
 and only node.py wires them all.  Core state machines never import the network.  gradchain/
-(the user's SDK, test chain, units and errors) stands on ledger and vm; nothing of the chain
-(ledger, vm, mlcore, consensus) imports it.
+(the user's SDK, test chain, units, errors and the CLI) stands on ledger and vm; nothing of
+the chain (ledger, vm, mlcore, consensus) imports it.
 """
 from __future__ import annotations
 
