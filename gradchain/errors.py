@@ -14,9 +14,8 @@ the same `Reverted` whichever of the two ran the contract.
         OutOfGas
       StakingFailed         a committed BOND, UNBOND or EVIDENCE transaction was refused
 
-The harness runs transactions in-process, so a transaction it refuses before running
-raises the ledger's own error (ledger/errors.py, with its `reason` code), as a node does
-before it answers TxRejected.
+A transaction refused before it runs (a bad nonce, funds, a gas limit, a signature)
+raises TxRejected from both, with the same code, message and `reason` as a node's answer.
 """
 from __future__ import annotations
 
@@ -35,6 +34,13 @@ class RpcError(GradchainError):
 
 class TxRejected(RpcError):
     """The node refused the transaction; `reason` is a stable code (e.g. nonce_too_low)."""
+
+    CODE = -32000  # docs/rpc.md "Errors"
+
+    @classmethod
+    def of(cls, reason: str, message: str) -> "TxRejected":
+        """The error a node answers for a refusal with this reason and message."""
+        return cls(cls.CODE, f"transaction rejected: {message}", {"reason": reason, "message": message})
 
     @property
     def reason(self) -> str:

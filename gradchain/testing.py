@@ -27,7 +27,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from gradchain.errors import ContractFailed, OutOfGas, Reverted, contract_failure
+from gradchain.errors import ContractFailed, OutOfGas, Reverted, TxRejected, contract_failure
 from ledger.genesis import devnet_keys
 from ledger.block import STATUS_SUCCESS, Receipt
 from ledger.contracts import read_only_call
@@ -125,17 +125,20 @@ class TestChain:
     # ---- transactions ---------------------------------------------------------------------
 
     def send(self, tx: txs.Transaction) -> Receipt:
-        """Execute a signed transaction in a block of its own; returns its receipt."""
-        self.height += 1
-        self.time_ms += self.block_time_ms
-        env = BlockEnv(CHAIN_ID, self.height, self.time_ms, self.proposer, self.params)
-        if len(tx.raw) > self.params.max_tx_bytes:  # as a node's admission would
-            raise errors.TransactionTooLarge(f"transaction is {len(tx.raw)} bytes, over the limit of "
-                                             f"{self.params.max_tx_bytes}")
-        txs.validate_transaction(tx, CHAIN_ID, self.params.max_block_gas)
-        txs.verify_signature(tx)
+        """Execute a signed transaction in a block of its own; returns its receipt.  A
+        transaction a node would refuse raises TxRejected, and makes no block."""
+        env = BlockEnv(CHAIN_ID, self.height + 1, self.time_ms + self.block_time_ms, self.proposer, self.params)
         s = self._view()
-        receipt = process_transaction(s, env, tx)
+        try:
+            if len(tx.raw) > self.params.max_tx_bytes:  # as a node's admission would
+                raise errors.TransactionTooLarge(f"transaction is {len(tx.raw)} bytes, over the limit of "
+                                                 f"{self.params.max_tx_bytes}")
+            txs.validate_transaction(tx, CHAIN_ID, self.params.max_block_gas)
+            txs.verify_signature(tx)
+            receipt = process_transaction(s, env, tx)
+        except errors.InvalidTransaction as e:
+            raise TxRejected.of(e.reason, str(e)) from None
+        self.height, self.time_ms = env.height, env.time_ms
         self._apply(s)
         self.receipts.append(receipt)
         for c, name, data in receipt.events:

@@ -619,3 +619,28 @@ def test_gas_profile_gives_each_source_line_the_gas_it_spent():
     with chain.gas_profile() as idle:
         pass
     assert idle.by_line() == []
+
+
+def test_the_harness_refuses_what_a_node_refuses_with_the_sdks_tx_rejected(chain):
+    """One exception tree: a refused transaction raises gradchain.TxRejected, with the code,
+    message and reason a node answers (net/rpc/errors.py), and makes no block."""
+    from gradchain import TxRejected
+    from ledger import errors
+    from net.rpc.errors import rejected
+
+    alice, bob = chain.accounts[0], chain.accounts[1]
+    height, balance = chain.height, chain.balance(alice.address)
+    stale = txs.transfer(alice, CHAIN_ID, 5, bob.address, 1)
+    with pytest.raises(TxRejected) as e:
+        chain.send(stale)
+    expected = rejected(errors.NonceTooHigh("nonce 5 is too high: the next nonce of this sender is 0"))
+    assert (e.value.code, e.value.message, e.value.data) == (expected.code, expected.message, expected.data)
+    assert e.value.reason == "nonce_too_high"
+    assert (chain.height, chain.balance(alice.address)) == (height, balance)
+    forged = bytearray(txs.transfer(alice, CHAIN_ID, 0, bob.address, 1).raw)
+    forged[-1] ^= 1
+    with pytest.raises(TxRejected) as e:
+        chain.send(txs.decode_transaction(bytes(forged), 1 << 16))
+    assert e.value.reason == "bad_signature"
+    chain.send(txs.transfer(alice, CHAIN_ID, 0, bob.address, 1))  # the same key goes on at its next nonce
+    assert chain.height == height + 1
