@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gradchain.cli.args import _nonneg_int, _positive_seconds, load_key_spec, parse_address_spec, parse_amount, \
-    parse_contract_arg
+from gradchain.cli.args import (_nonneg_int, _positive_seconds, load_key_spec, parse_address_spec, parse_amount,
+                                parse_contract_arg)
 from gradchain.cli.errors import CliError, _send_tx
 from gradchain.cli.output import _emit_json, _rows
 from gradchain.client import Client, json_arg

@@ -20,8 +20,8 @@ from gradchain.cli.args import _Parser
 from gradchain.cli.errors import CliError, contract_failure_text
 from gradchain.cli.staking import _staking_text
 from gradchain.client import DEFAULT_URL, Client
-from gradchain.errors import ConnectionFailed, ContractFailed, NotFound, ProofError, RpcError, StakingFailed, \
-    TxRejected
+from gradchain.errors import (ConnectionFailed, ContractFailed, NotFound, ProofError, RpcError, StakingFailed,
+                              TxRejected)
 
 
 ENV_RPC = "GRADCHAIN_RPC"
