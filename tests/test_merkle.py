@@ -1,12 +1,23 @@
-"""ledger.merkle against the RFC 6962 definition and its published test vectors."""
+"""ledger.merkle against the RFC 6962 definition and its published test vectors: roots and
+audit paths (the paths against PATH(m, D[n]) of RFC 6962 section 2.1.1, written here anew)."""
 from __future__ import annotations
 
 from hashlib import sha256
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.merkle import EMPTY_MERKLE_ROOT, merkle_root
+from ledger.merkle import (
+    EMPTY_MERKLE_ROOT,
+    leaf_hash,
+    merkle_proof,
+    merkle_proof_of_leaves,
+    merkle_root,
+    merkle_root_of_leaves,
+    verify_leaf_proof,
+    verify_merkle_proof,
+)
 
 
 def ref_root(items: list[bytes]) -> bytes:
@@ -81,3 +92,122 @@ def test_order_and_content_matter() -> None:
 def test_matches_recursive_definition(items: list[bytes]) -> None:
     assert merkle_root(items) == ref_root(items)
     assert merkle_root(tuple(items)) == ref_root(items)
+
+
+# --- audit paths -------------------------------------------------------------------------
+
+def ref_path(m: int, items: list[bytes]) -> list[bytes]:
+    """RFC 6962 section 2.1.1 PATH(m, D[n]), written literally: the deeper siblings first."""
+    n = len(items)
+    if n == 1:
+        return []
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    if m < k:
+        return ref_path(m, items[:k]) + [ref_root(items[k:])]
+    return ref_path(m - k, items[k:]) + [ref_root(items[:k])]
+
+
+def sized_items(n: int) -> list[bytes]:
+    return [sha256(b"item %d of %d" % (i, n)).digest()[: i % 7 + 1] * (i % 3 + 1) for i in range(n)]
+
+
+def test_proofs_match_the_rfc_definition_for_every_index_of_sizes_1_to_70() -> None:
+    for n in range(1, 71):
+        items = sized_items(n)
+        root = merkle_root(items)
+        leaves = [leaf_hash(x) for x in items]
+        assert merkle_root_of_leaves(leaves) == root
+        for i in range(n):
+            proof = merkle_proof(items, i)
+            assert proof == ref_path(i, items), (n, i)
+            assert merkle_proof_of_leaves(leaves, i) == proof
+            assert verify_merkle_proof(root, items[i], i, n, proof), (n, i)
+            assert verify_leaf_proof(root, leaves[i], i, n, proof), (n, i)
+            # the path has exactly one sibling per level that has one; a longer or shorter one fails
+            assert not verify_merkle_proof(root, items[i], i, n, proof + [root])
+            if proof:
+                assert not verify_merkle_proof(root, items[i], i, n, proof[:-1])
+                assert not verify_merkle_proof(root, items[i], i, n, proof[1:])
+            # another index or item fails (items are distinct)
+            assert not verify_merkle_proof(root, items[i], (i + 1) % n, n, proof) or n == 1
+            assert not verify_merkle_proof(root, items[i] + b"!", i, n, proof)
+
+
+def test_flipping_any_bit_of_any_sibling_or_the_item_fails() -> None:
+    for n in (1, 2, 3, 5, 8, 13, 33):
+        items = sized_items(n)
+        root = merkle_root(items)
+        for i in range(n):
+            proof = merkle_proof(items, i)
+            for s in range(len(proof)):
+                for bit in range(256):
+                    bad = bytearray(proof[s])
+                    bad[bit // 8] ^= 1 << (bit % 8)
+                    forged = proof[:s] + [bytes(bad)] + proof[s + 1:]
+                    assert not verify_merkle_proof(root, items[i], i, n, forged), (n, i, s, bit)
+            for bit in range(8 * len(items[i])):
+                bad = bytearray(items[i])
+                bad[bit // 8] ^= 1 << (bit % 8)
+                assert not verify_merkle_proof(root, bytes(bad), i, n, proof), (n, i, bit)
+            for bit in range(256):
+                bad = bytearray(root)
+                bad[bit // 8] ^= 1 << (bit % 8)
+                assert not verify_merkle_proof(bytes(bad), items[i], i, n, proof)
+
+
+def test_verification_refuses_junk_without_raising() -> None:
+    items = sized_items(6)
+    root, proof = merkle_root(items), merkle_proof(items, 2)
+    assert verify_merkle_proof(root, items[2], 2, 6, proof)
+    assert verify_merkle_proof(root, items[2], 2, 6, tuple(proof))
+    junk = [
+        (root, items[2], 6, 6, proof),            # index == count
+        (root, items[2], 7, 6, proof),            # index > count
+        (root, items[2], -1, 6, proof),
+        (root, items[2], 0, 0, []),               # count < 1
+        (root, items[2], 0, -3, []),
+        (root, items[2], True, 6, proof),         # bool is not an index
+        (root, items[2], 2.0, 6, proof),
+        (root, items[2], 2, "6", proof),
+        (root[:31], items[2], 2, 6, proof),       # root not 32 bytes
+        (root + b"\0", items[2], 2, 6, proof),
+        ("ab" * 16, items[2], 2, 6, proof),
+        (None, items[2], 2, 6, proof),
+        (root, None, 2, 6, proof),
+        (root, "text", 2, 6, proof),
+        (root, items[2], 2, 6, None),             # not a list
+        (root, items[2], 2, 6, b"".join(proof)),
+        (root, items[2], 2, 6, [proof[0][:31]] + proof[1:]),   # a 31-byte sibling
+        (root, items[2], 2, 6, [proof[0] + b"\0"] + proof[1:]),
+        (root, items[2], 2, 6, [None] + proof[1:]),
+        (root, items[2], 2, 6, [1] + proof[1:]),
+        (root, items[2], 2, 6, [proof[0].hex()] + proof[1:]),
+    ]
+    for args in junk:
+        assert verify_merkle_proof(*args) is False, args
+    assert verify_leaf_proof(root, b"short", 2, 6, proof) is False
+
+
+def test_a_single_item_tree_has_an_empty_path() -> None:
+    root = merkle_root([b"only"])
+    assert merkle_proof([b"only"], 0) == []
+    assert verify_merkle_proof(root, b"only", 0, 1, [])
+    assert not verify_merkle_proof(root, b"only", 0, 1, [root])
+    assert not verify_merkle_proof(root, b"only", 0, 2, [])
+
+
+def test_proof_of_an_index_outside_the_list_is_an_index_error() -> None:
+    for n, i in ((0, 0), (3, 3), (3, -1)):
+        with pytest.raises(IndexError, match="outside a tree"):
+            merkle_proof(sized_items(n), i)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.binary(max_size=40), min_size=1, max_size=70), st.data())
+def test_random_proofs_verify_and_match_the_definition(items: list[bytes], data) -> None:
+    i = data.draw(st.integers(0, len(items) - 1))
+    proof = merkle_proof(items, i)
+    assert proof == ref_path(i, items)
+    assert verify_merkle_proof(merkle_root(items), items[i], i, len(items), proof)
