@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Coroutine
 
+import lmdb
+
 from consensus.bft import BftEngine
 from consensus.evidence_reporter import EvidenceReporter
 from ledger.genesis import (COIN, Genesis, devnet_genesis, devnet_keys, devnet_validator_key, load_genesis,
@@ -30,6 +32,7 @@ from ledger.block import Block, Receipt, failure_text
 from ledger.chain import Chain, Proposal
 from ledger.keys import address_hex, address_of, load_key
 from ledger.admission import Admission
+from ledger.blobstore import BlobStore
 from ledger.mempool import Mempool
 from ledger.sigverify import SignatureVerifier
 from ledger.files import write_durably
@@ -53,6 +56,7 @@ DEFAULT_RPC_PORT = 8545
 SIGNER_STATE = "priv_validator_state"  # double-sign protection (consensus/signer.py)
 PEER_WAIT_S = 30.0  # at most this long a BFT node waits for peers holding 2/3 of the stake
 TX_LOG_LINES = 20  # blocks with more transactions get only their summary line
+BLOB_PRUNE_EVERY = 64  # blocks between two deletions of expired blob data
 STORAGE_FULL_EXIT = 75  # EX_TEMPFAIL: free space and start the node again
 
 
@@ -221,7 +225,11 @@ class Node:
         if not self.bft and self.validators.get(self.key.address) is None:
             raise NodeError(f"key {address_hex(self.key.address)} is not the validator of {self.genesis.chain_id}")
         params = self.genesis.params
-        self.chain = Chain(self.store, self.genesis.chain_id, params)
+        try:
+            self.blobs = BlobStore(cfg.data_dir / "blobs")
+        except lmdb.Error as e:
+            raise NodeError(f"cannot open the blob store in {cfg.data_dir / 'blobs'}: {e}") from None
+        self.chain = Chain(self.store, self.genesis.chain_id, params, self.blobs)
         try:
             self.chain.validator_set(self.chain.tip.height + 1)
         except errors.LedgerError as e:
@@ -280,6 +288,8 @@ class Node:
                     del self._waiters[tx_hash]
 
     def _on_commit(self, block: Block, prop: Proposal, evicted: list[Transaction]) -> None:
+        if block.height % BLOB_PRUNE_EVERY == 0:
+            self.blobs.prune(block.height, self.chain.blob_expiry)
         if not self.cfg.quiet:
             log.info("block %d  %d txs  gas %d  hash %s", block.height, len(block.txs),
                      prop.output.gas_used, block.hash.hex()[:16])
@@ -420,6 +430,7 @@ class Node:
             self.signer.close()
         self.verifier.close()
         self.store.close()
+        self.blobs.close()
         self._lockfile.close()
 
     @property

@@ -11,10 +11,11 @@ import asyncio
 from typing import Callable, Sequence
 
 from ledger import errors
+from ledger.blob_records import BlobUnavailable
 from ledger.chain import Chain
 from ledger.mempool import AlreadyKnown, Mempool
 from ledger.sigverify import SignatureVerifier
-from ledger.tx import Transaction, decode_transaction, validate_transaction
+from ledger.tx import Transaction, TxKind, decode_transaction, validate_transaction
 
 Result = bytes | errors.LedgerError  # the tx hash, or why it was refused
 
@@ -33,10 +34,14 @@ class Admission:
         self._tail: asyncio.Future | None = None  # the batch admitted last, which the next one awaits
 
     def check(self, raw: bytes) -> Transaction:
-        """Decode and check what needs no state and no signature; raises InvalidTransaction."""
+        """Decode and check what needs no state and no signature; raises InvalidTransaction.
+        A BLOB is refused unless this node holds its data (put_blob_chunk comes first)."""
         params = self.chain.params
         tx = decode_transaction(raw, params.max_tx_bytes)
         validate_transaction(tx, self.chain.chain_id, params.max_block_gas)
+        if tx.kind == TxKind.BLOB and not self.chain.blobs.has(tx.payload.ref):
+            raise BlobUnavailable(f"this node does not hold every chunk of blob {tx.payload.ref.root.hex()}: "
+                                  "upload them first (put_blob_chunk)")
         return tx
 
     async def admit(self, raws: Sequence[bytes], origin: bytes | None = None) -> list[Result]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Container, Iterable
 
-from ledger import errors, staking
+from ledger import blob_records, errors, staking
+from ledger.blob_records import BlobSource, NoBlobs
 from ledger.block import Block, Header
 from ledger.commit import Commit
 from ledger.params import ChainParams
@@ -31,8 +32,9 @@ class Proposal:
 class Chain:
     """A store opened at its tip.  Single writer: only the validator loop calls commit."""
 
-    def __init__(self, store: Store, chain_id: str, params: ChainParams):
+    def __init__(self, store: Store, chain_id: str, params: ChainParams, blobs: BlobSource = NoBlobs()):
         self.store = store
+        self.blobs = blobs  # the node's blob data (ledger/blobstore.py)
         self.chain_id = chain_id
         self.params = params
         height = store.latest_height()
@@ -47,6 +49,12 @@ class Chain:
         with self.store.read() as r:
             return get_account(State(r.state), address)
 
+    def blob_expiry(self, root: bytes) -> int | None:
+        """The last height at which nodes keep the blob's data, or None if no block recorded it."""
+        with self.store.read() as r:
+            rec = blob_records.record(State(r.state), root)
+        return None if rec is None else rec[1]
+
     def validator_set(self, height: int) -> ValidatorSet:
         """The set that signs block `height`, for tip <= height <= tip + 2 (ledger/staking.py):
         what checks the tip's commit, the next block's, and the one after."""
@@ -60,7 +68,8 @@ class Chain:
                     last_commit: Commit | None) -> Proposal:
         """Execute the valid candidates on top of the tip and wrap them in a block."""
         tip = self.tip
-        env = BlockEnv(self.chain_id, tip.height + 1, max(time_ms, tip.time_ms + 1), proposer, self.params)
+        env = BlockEnv(self.chain_id, tip.height + 1, max(time_ms, tip.time_ms + 1), proposer, self.params,
+                       self.blobs)
         with self.store.read() as r:
             block, out, rejected = propose_block(State(r.state), r.node, tip, env, candidates, last_commit)
         return Proposal(block, out, rejected)
@@ -69,7 +78,7 @@ class Chain:
         """Re-execute a proposed block on top of the tip; InvalidBlock if it is wrong.
         `verified`: hashes of txs whose signatures this node already checked."""
         with self.store.read() as r:
-            return state_transition(r.state, r.node, self.tip, block, self.params, verified)
+            return state_transition(r.state, r.node, self.tip, block, self.params, verified, self.blobs)
 
     def commit_block(self, block: Block, commit: Commit, out: BlockOutput) -> None:
         if block.header.parent_hash != self.tip.hash:

@@ -17,8 +17,15 @@ class ChainParams:
     unbonding_blocks: int = 100  # unbonded stake is paid back this many blocks later
     max_validators: int = 100
     slash_percent: int = 5  # share of a double signer's stake that is burned
+    # blobs (ledger/blobs.py, docs/jobs.md): nodes keep a blob's data this many blocks after the
+    # block that carried it (longer where it is pinned); a blob is at most this many bytes
+    blob_retention_blocks: int = 50_000
+    max_blob_bytes: int = 1 << 30
 
     _MAY_BE_ZERO = ("block_reward", "slash_percent")
+    # added after the first release: in the wire form (so in the genesis hash) only where they
+    # differ from their default, so every genesis file written before them keeps its hash
+    _LATER = ("blob_retention_blocks", "max_blob_bytes")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -41,9 +48,13 @@ class ChainParams:
             raise ValueError(f"max_block_bytes must leave room for one largest transaction plus "
                              f"{BLOCK_OVERHEAD_BYTES} bytes of header and commit")
         if self.max_tx_bytes > 2**32 or self.max_block_gas >= 2**64 or self.block_reward >= 2**64 \
-                or self.unbonding_blocks >= 2**32 or self.max_validators > 10_000 or self.slash_percent > 100:
+                or self.unbonding_blocks >= 2**32 or self.max_validators > 10_000 or self.slash_percent > 100 \
+                or self.blob_retention_blocks >= 2**32 or self.max_blob_bytes > 1 << 40:
             raise ValueError("chain parameter out of range")
 
     def to_wire(self) -> list:
-        return [self.max_tx_bytes, self.max_block_bytes, self.max_block_gas, self.block_reward,
-                self.unbonding_blocks, self.max_validators, self.slash_percent]
+        wire: list = [self.max_tx_bytes, self.max_block_bytes, self.max_block_gas, self.block_reward,
+                      self.unbonding_blocks, self.max_validators, self.slash_percent]
+        later = {f.name: f.default for f in fields(self) if f.name in self._LATER}
+        changed = [[name, getattr(self, name)] for name in self._LATER if getattr(self, name) != later[name]]
+        return wire + [changed] if changed else wire

@@ -3,7 +3,8 @@
 State keys are prefixed by what they hold: b"a" + address for an account, b"c" +
 address for a contract's code, b"s" + address + encoded key for a contract's storage
 (the value is the VM's encoding of the stored value, kept as bytes), b"v" + name for
-staking records (ledger/staking.py, canonical msgpack).  A journal
+staking records (ledger/staking.py, canonical msgpack), b"b" + root for a blob's record
+(ledger/blob_records.py) and b"j" + id for a job's (ledger/jobs.py), both canonical msgpack.  A journal
 of previous values gives atomic rollback of one transaction (or of a nested call, later)
 and the written keys become the block's change set for the trie and LMDB.
 """
@@ -18,6 +19,8 @@ ACCOUNT_PREFIX = b"a"
 CODE_PREFIX = b"c"
 STORAGE_PREFIX = b"s"
 STAKING_PREFIX = b"v"
+BLOB_PREFIX = b"b"
+JOB_PREFIX = b"j"
 ACCOUNT_VERSION = 1
 CODE_VERSION = 1
 
@@ -76,6 +79,8 @@ _ENCODERS: dict[bytes, tuple[Callable[[Any], bytes], Callable[[bytes], Any]]] = 
     CODE_PREFIX: (encode_code, decode_code),
     STORAGE_PREFIX: (_same, _same),
     STAKING_PREFIX: (encode, decode),
+    BLOB_PREFIX: (encode, decode),
+    JOB_PREFIX: (encode, decode),
 }
 
 
@@ -142,6 +147,18 @@ def get_staking(state: State, name: bytes) -> Any:
 def set_staking(state: State, name: bytes, value: Any) -> None:
     """Write a staking record; None deletes it."""
     _store(state, STAKING_PREFIX + name, value)
+
+
+def get_record(state: State, prefix: bytes, name: bytes) -> Any:
+    """A built-in module's record (BLOB_PREFIX, JOB_PREFIX; a msgpack value), or None."""
+    assert prefix in (BLOB_PREFIX, JOB_PREFIX)
+    return _load(state, prefix + name)
+
+
+def set_record(state: State, prefix: bytes, name: bytes, value: Any) -> None:
+    """Write a built-in module's record; None deletes it."""
+    assert prefix in (BLOB_PREFIX, JOB_PREFIX)
+    _store(state, prefix + name, value)
 
 
 def begin_transaction(state: State) -> None:

@@ -23,7 +23,8 @@ from ledger.block import STATUS_FAILED, STATUS_SUCCESS, Block, Header, Receipt, 
 from ledger.commit import Commit
 from ledger.hashing import EMPTY_HASH
 from ledger.merkle import merkle_root
-from ledger import staking
+from ledger import blob_records, staking
+from ledger.blob_records import BlobSource, NoBlobs
 from ledger.params import BLOCK_OVERHEAD_BYTES, ChainParams
 from ledger.state import (Account, State, begin_transaction, changes, commit_transaction,
                           get_account, rollback_transaction, set_account)
@@ -31,8 +32,8 @@ from ledger.trie import update as trie_update
 from vm.limits import MAX_OUTPUT_BYTES
 from vm.codec import encode_value
 
-from ledger.tx import (INTRINSIC_GAS, Transaction, TxKind, check_nonce_and_funds, validate_transaction,
-                       verify_signature)
+from ledger.tx import (INTRINSIC_GAS, Transaction, TxKind, check_nonce_and_funds, intrinsic_gas,
+                       validate_transaction, verify_signature)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,7 @@ class BlockEnv:
     time_ms: int
     proposer: bytes  # receives the fees
     params: ChainParams
+    blobs: BlobSource = NoBlobs()  # this node's blob data (ledger/blobstore.py): BLOB and jobs read it
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,19 +102,31 @@ def _run_staking(state: State, env: BlockEnv, tx: Transaction) -> ContractResult
     return ContractResult(gas, None, events, ())
 
 
+def _run_blob(state: State, env: BlockEnv, tx: Transaction) -> ContractResult:
+    """BLOB: record the blob and its expiry (ledger/blob_records.py); its data must be here."""
+    p = tx.payload
+    expiry = blob_records.put(state, env.params, env.height, p.ref, p.pin_blocks)
+    data = encode_value({"root": p.ref.root, "size": p.ref.size, "expiry": expiry}, MAX_OUTPUT_BYTES)
+    return ContractResult(intrinsic_gas(tx.kind, p), None, ((bytes(20), "Blob", data),), ())
+
+
 _RUNNERS: dict[int, Callable[[State, BlockEnv, Transaction], ContractResult]] = {
     TxKind.TRANSFER: _run_transfer, TxKind.DEPLOY: _run_contract, TxKind.CALL: _run_contract,
-    TxKind.BOND: _run_staking, TxKind.UNBOND: _run_staking, TxKind.EVIDENCE: _run_staking}
+    TxKind.BOND: _run_staking, TxKind.UNBOND: _run_staking, TxKind.EVIDENCE: _run_staking,
+    TxKind.BLOB: _run_blob}
 
 
 def process_transaction(state: State, env: BlockEnv, tx: Transaction) -> Receipt:
-    """Execute one valid transaction. Raises InvalidTransaction if it may not be included.
+    """Execute one valid transaction. Raises InvalidTransaction if it may not be included
+    (nonce, funds, or a blob whose data this node lacks), before it changes anything.
 
     The sender pays the whole gas limit up front and bumps its nonce; the kind's effect
     runs inside a rollback point; unused gas is refunded and the fee goes to the proposer.
     A failed run keeps the fee and the nonce bump but none of the run's other changes.
     """
     sender = check_transaction(state, tx)
+    if tx.kind == TxKind.BLOB:  # data availability: without the data the tx may not be included
+        blob_records.check(state, env.params, env.blobs, tx.payload.ref)
     set_account(state, tx.sender_address, Account(sender.balance - tx.max_fee, sender.nonce + 1))
     begin_transaction(state)
     try:
@@ -228,11 +242,12 @@ def validator_hashes(state: State) -> tuple[bytes, bytes]:
 
 def state_transition(read: Callable[[bytes], bytes | None], get_node: Callable[[bytes], bytes],
                      parent: Header, block: Block, params: ChainParams,
-                     verified: Container[bytes] = ()) -> BlockOutput:
+                     verified: Container[bytes] = (), blobs: BlobSource = NoBlobs()) -> BlockOutput:
     """Check `block` against `parent`, execute it, and check the roots its header claims.
 
     Signatures are checked here except for the tx hashes in `verified` (those this node
-    already checked at mempool admission: each signature is verified once).
+    already checked at mempool admission: each signature is verified once).  `blobs` is this
+    node's blob data: a block recording a blob it does not hold is invalid to it.
     Commit-certificate and proposer checks belong to consensus, which calls this; the sets
 that sign (validators_hash, next_validators_hash) are checked here, from state."""
     h = block.header
@@ -246,7 +261,7 @@ that sign (validators_hash, next_validators_hash) are checked here, from state."
     last_commit_hash = block.last_commit.hash if block.last_commit else bytes(32)
     if h.last_commit_hash != last_commit_hash:
         raise errors.InvalidBlock("header's last commit hash does not match the block's commit")
-    env = BlockEnv(h.chain_id, h.height, h.time_ms, h.proposer, params)
+    env = BlockEnv(h.chain_id, h.height, h.time_ms, h.proposer, params, blobs)
     state = State(read)
     if (h.validators_hash, h.next_validators_hash) != validator_hashes(state):
         raise errors.InvalidBlock("header's validator set hashes are not those the parent state fixes")

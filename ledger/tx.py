@@ -11,6 +11,7 @@ chain id (ledger.keys.signing_bytes).  The transaction hash is SHA-256 of the wi
     BOND     [amount]                         -> the sender's key becomes (or stays) a validator
     UNBOND   [amount]                         -> stake paid back after the unbonding delay
     EVIDENCE [evidence]                       -> ledger.evidence bytes: two conflicting votes
+    BLOB     [[root, size, chunk_bytes], pin_blocks]  -> a blob whose chunks travel beside the tx
 `args` is bin: the contract arguments as a list in the VM's value encoding
 (vm.codec), which carries what canonical msgpack does not (big ints, tuples, Decimal).
 """
@@ -27,6 +28,7 @@ from vm.limits import MAX_ARGS_BYTES
 from vm.codec import decode_value, encode_value, measure
 
 from ledger import errors, evidence
+from ledger.blobs import BlobError, BlobRef
 from ledger.encoding import DecodeError, decode, encode
 from ledger.hashing import hash_bytes
 from ledger.keys import (ADDRESS_SIZE, PUBKEY_SIZE, SIGNATURE_SIZE, TX_DOMAIN, PrivateKey,
@@ -44,6 +46,7 @@ class TxKind(IntEnum):
     BOND = 4
     UNBOND = 5
     EVIDENCE = 6
+    BLOB = 7
 
 
 # Gas every transaction pays before it does anything (Ethereum's figures, for familiarity);
@@ -52,6 +55,11 @@ class TxKind(IntEnum):
 INTRINSIC_GAS = {TxKind.TRANSFER: 21_000, TxKind.DEPLOY: vm_gas.DEPLOY_TX, TxKind.CALL: vm_gas.CALL_TX,
                  TxKind.BOND: 50_000, TxKind.UNBOND: 50_000, TxKind.EVIDENCE: 100_000}
 MAX_FUNCTION_NAME = 64
+# a blob's data is kept for the retention window, not forever: far cheaper than call data
+BLOB_TX = 50_000
+BLOB_PER_KIB = 128            # each KiB (or part) of the blob: hashed, stored and served by every node
+BLOB_PIN_PER_MIB_BLOCK = 16   # each MiB (or part) kept one block beyond the retention window
+MAX_PIN_BLOCKS = 2**32 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +101,14 @@ class Unbond:
     """Payload of an UNBOND: take `amount` out of the sender's stake."""
 
     amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Blob:
+    """Payload of a BLOB: the blob's name; its chunks are not in the transaction (ledger/blobs.py)."""
+
+    ref: BlobRef
+    pin_blocks: int  # kept this many blocks beyond the retention window
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +169,9 @@ def intrinsic_gas(kind: int, payload: Any) -> int:
     if kind == TxKind.CALL:
         return (vm_gas.CALL_TX + (len(payload.args) + len(payload.function)) * vm_gas.TX_DATA_PER_BYTE
                 + arg_units(payload.args) * vm_gas.TX_ARG_PER_UNIT)
+    if kind == TxKind.BLOB:
+        size = payload.ref.size
+        return BLOB_TX + -(-size // 1024) * BLOB_PER_KIB + -(-size // (1 << 20)) * payload.pin_blocks * BLOB_PIN_PER_MIB_BLOCK
     return INTRINSIC_GAS[TxKind(kind)]
 
 
@@ -174,6 +193,8 @@ def _payload_to_wire(kind: int, payload: Any) -> list:
         return [payload.amount]
     if kind == TxKind.EVIDENCE:
         return [payload.raw]
+    if kind == TxKind.BLOB:
+        return [payload.ref.to_wire(), payload.pin_blocks]
     raise ValueError(f"unknown transaction kind {kind}")
 
 
@@ -239,6 +260,16 @@ def _payload_from_wire(kind: int, wire: Any) -> Any:
         except evidence.EvidenceError as e:
             raise errors.MalformedTransaction(f"evidence: {e}") from None
         return Evidence(ev, wire[0])
+    if kind == TxKind.BLOB:
+        if not (isinstance(wire, list) and len(wire) == 2):
+            raise errors.MalformedTransaction("a blob payload is [[root, size, chunk_bytes], pin_blocks]")
+        try:
+            ref = BlobRef.from_wire(wire[0])
+        except BlobError as e:
+            raise errors.MalformedTransaction(f"blob: {e}") from None
+        if type(wire[1]) is not int or not 0 <= wire[1] <= MAX_PIN_BLOCKS:
+            raise errors.MalformedTransaction(f"pin_blocks must be an integer in [0, {MAX_PIN_BLOCKS}]")
+        return Blob(ref, wire[1])
     raise errors.MalformedTransaction(f"unknown transaction kind {kind}")
 
 
@@ -368,6 +399,12 @@ def check_nonce_and_funds(tx: Transaction, next_nonce: int, balance: int, pendin
                                        f"(value {tx.value} + gas {tx.gas_limit} x price {tx.gas_price})")
 
 
+def put_blob(key: PrivateKey, chain_id: str, nonce: int, ref: BlobRef, pin_blocks: int = 0,
+             gas_price: int = 1) -> Transaction:
+    """A signed BLOB transaction; the node it goes to must hold the blob's chunks already."""
+    return sign_transaction(key, chain_id, nonce, TxKind.BLOB, Blob(ref, pin_blocks), None, gas_price)
+
+
 def tx_to_json(tx: Transaction) -> dict:
     """A readable view of a transaction for RPC answers."""
     from ledger.keys import address_hex
@@ -387,6 +424,9 @@ def tx_to_json(tx: Transaction) -> dict:
                    value=p.value)
     elif tx.kind in (TxKind.BOND, TxKind.UNBOND):
         out["amount"] = p.amount
+    elif tx.kind == TxKind.BLOB:
+        out["blob"] = {"root": p.ref.root.hex(), "size": p.ref.size, "chunk_bytes": p.ref.chunk_bytes,
+                       "pin_blocks": p.pin_blocks}
     elif tx.kind == TxKind.EVIDENCE:
         ev = p.evidence
         a, b = ev.vote_a.vote, ev.vote_b.vote
