@@ -73,6 +73,19 @@ class BlobStore:
             m = self._meta(txn, ref.root)
         return m is not None and (m[0], m[1]) == (ref.size, ref.chunk_bytes) and m[2] == ref.chunks
 
+    def present_indices(self, root: bytes) -> list[int]:
+        """The indices of the chunks of `root` this store holds, ascending (a resumed upload
+        sends only the others); read from the leaf hashes, not the chunk data."""
+        out = []
+        with self.env.begin() as txn:
+            cur = txn.cursor(db=self._db[b"leaves"])
+            if cur.set_range(root):
+                for k in cur.iternext(keys=True, values=False):
+                    if k[:len(root)] != root:
+                        break
+                    out.append(int.from_bytes(k[len(root):], "big"))
+        return out
+
     def chunk(self, root: bytes, index: int) -> bytes | None:
         with self.env.begin() as txn:
             v = txn.get(_key(root, index), db=self._db[b"chunks"])

@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from hashlib import sha256
 
 __all__ = ["merkle_root", "EMPTY_MERKLE_ROOT", "leaf_hash", "merkle_root_of_leaves", "merkle_proof",
-           "merkle_proof_of_leaves", "verify_merkle_proof", "verify_leaf_proof"]
+           "merkle_proof_of_leaves", "merkle_levels", "merkle_proof_of_levels", "verify_merkle_proof",
+           "verify_leaf_proof"]
 
 EMPTY_MERKLE_ROOT = sha256(b"").digest()
 HASH_BYTES = 32
@@ -74,6 +75,32 @@ def merkle_proof_of_leaves(leaves: Sequence[bytes], index: int) -> list[bytes]:
             path.append(level[i + 1])
         # else: the last node of an odd level is carried up and has no sibling here
         level, i = _next_level(level), i >> 1
+    return path
+
+
+def merkle_levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
+    """Every level of the tree over leaf hashes, leaves first, the root's level last: kept by
+    whoever serves many proofs of one tree (a blob's chunks), each then O(log n)."""
+    if not leaves:
+        raise ValueError("merkle levels: a tree needs at least one leaf")
+    levels = [list(leaves)]
+    while len(levels[-1]) > 1:
+        levels.append(_next_level(levels[-1]))
+    return levels
+
+
+def merkle_proof_of_levels(levels: Sequence[Sequence[bytes]], index: int) -> list[bytes]:
+    """The audit path of leaf `index` read from `merkle_levels` (no hashing); the same
+    path as merkle_proof_of_leaves.  IndexError when index is outside the leaves."""
+    if not 0 <= index < len(levels[0]):
+        raise IndexError(f"merkle proof: index {index} outside a tree of {len(levels[0])} leaves")
+    path, i = [], index
+    for level in levels[:-1]:
+        if i & 1:
+            path.append(level[i - 1])
+        elif i + 1 < len(level):
+            path.append(level[i + 1])
+        i >>= 1
     return path
 
 
