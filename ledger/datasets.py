@@ -133,14 +133,17 @@ def decode_dataset(data: bytes) -> tuple[DatasetHeader, np.ndarray, np.ndarray]:
 
 
 def _row_span(header: DatasetHeader, ref: BlobRef, lo: int, hi: int) -> tuple[int, int]:
+    """Byte span of rows [lo, hi); lo and hi are ints or numpy integers (not bools)."""
     check_dataset_size(header, ref)
-    if not (type(lo) is int and type(hi) is int and 0 <= lo <= hi <= header.rows):
+    ok = all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in (lo, hi))
+    if not (ok and 0 <= lo <= hi <= header.rows):
         raise DatasetError(f"row range [{lo}, {hi}) outside the data set's {header.rows} rows")
+    lo, hi = int(lo), int(hi)
     return HEADER_BYTES + lo * header.row_bytes, HEADER_BYTES + hi * header.row_bytes
 
 
 def chunks_of_rows(header: DatasetHeader, ref: BlobRef, lo: int, hi: int) -> range:
-    """The chunk indices holding the bytes of rows [lo, hi), and only those: chunk 0 (the
+    """The chunk indices holding the bytes of rows [lo, hi) (ints or numpy integers), and only those: chunk 0 (the
     header) is NOT added unless those bytes start in it (see `chunks_for_rows`). An empty
     range of rows needs no chunk of rows: range(0, 0)."""
     start, end = _row_span(header, ref, lo, hi)
@@ -162,6 +165,8 @@ def rows_from_chunks(header: DatasetHeader, ref: BlobRef, lo: int, hi: int,
     `chunks_for_rows`. The chunks are taken as already proved (blobs.check_chunk); here
     each must have its exact length, and chunk 0 must hold this very header.
     BlobError for a missing or mis-sized chunk, DatasetError for a header that differs."""
+    if not isinstance(chunks, Mapping):
+        raise BlobError(f"chunks must be a mapping index -> bytes, not {type(chunks).__name__}")
     start, end = _row_span(header, ref, lo, hi)
     need = chunks_for_rows(header, ref, lo, hi)
     for i in need:
@@ -179,7 +184,7 @@ def rows_from_chunks(header: DatasetHeader, ref: BlobRef, lo: int, hi: int,
         a, b = max(start - i * cb, 0), min(end - i * cb, len(view))
         parts.append(view[a:b])
     body = b"".join(parts)
-    return _split_rows(header, np.frombuffer(body, dtype="<i4"), hi - lo)
+    return _split_rows(header, np.frombuffer(body, dtype="<i4"), (end - start) // header.row_bytes)
 
 
 def _split_rows(header: DatasetHeader, flat: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:

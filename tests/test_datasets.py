@@ -201,6 +201,15 @@ def test_rows_from_chunks_needs_each_chunk_whole_and_the_same_header() -> None:
             chunks_of_rows(header, ref, *bad)
         with pytest.raises(DatasetError, match="row range"):
             rows_from_chunks(header, ref, *bad, chunks)
+    for bad in ((np.int64(3), 2.0), (np.bool_(False), 3), (0, np.float64(3))):
+        with pytest.raises(DatasetError, match="row range"):
+            chunks_of_rows(header, ref, *bad)
+    # numpy integers (a batch index from mlcore.jobs.segment_rows) are row numbers
+    xs, ys = rows_from_chunks(header, ref, np.int64(lo), np.int32(hi), chunks)
+    assert np.array_equal(xs, x[lo:hi]) and np.array_equal(ys, y[lo:hi])
+    assert chunks_of_rows(header, ref, np.int64(lo), np.int64(hi)) == chunks_of_rows(header, ref, lo, hi)
+    with pytest.raises(BlobError, match="chunks must be a mapping"):
+        rows_from_chunks(header, ref, lo, hi, list(b.chunks))
     wrong = BlobRef(ref.root, ref.size + 4, KIB4)
     with pytest.raises(DatasetError, match="the blob holds"):
         chunks_of_rows(header, wrong, 0, 1)
