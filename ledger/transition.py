@@ -23,7 +23,7 @@ from ledger.block import STATUS_FAILED, STATUS_SUCCESS, Block, Header, Receipt, 
 from ledger.commit import Commit
 from ledger.hashing import EMPTY_HASH
 from ledger.merkle import merkle_root
-from ledger import blob_records, staking
+from ledger import blob_records, jobs, staking
 from ledger.blob_records import BlobSource, NoBlobs
 from ledger.params import BLOCK_OVERHEAD_BYTES, ChainParams
 from ledger.state import (Account, State, begin_transaction, changes, commit_transaction,
@@ -110,10 +110,18 @@ def _run_blob(state: State, env: BlockEnv, tx: Transaction) -> ContractResult:
     return ContractResult(intrinsic_gas(tx.kind, p), None, ((bytes(20), "Blob", data),), ())
 
 
+def _run_job(state: State, env: BlockEnv, tx: Transaction) -> ContractResult:
+    """JOB: one action of the job protocol (ledger/jobs.py); a refusal is a failed receipt."""
+    p = tx.payload
+    gas, name, data = jobs.run(state, env.params, env.height, env.blobs, tx.sender_address, p.action, p.body,
+                               p.value, intrinsic_gas(tx.kind, p), tx.gas_limit)
+    return ContractResult(gas, None, ((bytes(20), name, data),), ())
+
+
 _RUNNERS: dict[int, Callable[[State, BlockEnv, Transaction], ContractResult]] = {
     TxKind.TRANSFER: _run_transfer, TxKind.DEPLOY: _run_contract, TxKind.CALL: _run_contract,
     TxKind.BOND: _run_staking, TxKind.UNBOND: _run_staking, TxKind.EVIDENCE: _run_staking,
-    TxKind.BLOB: _run_blob}
+    TxKind.BLOB: _run_blob, TxKind.JOB: _run_job}
 
 
 def process_transaction(state: State, env: BlockEnv, tx: Transaction) -> Receipt:
@@ -127,6 +135,8 @@ def process_transaction(state: State, env: BlockEnv, tx: Transaction) -> Receipt
     sender = check_transaction(state, tx)
     if tx.kind == TxKind.BLOB:  # data availability: without the data the tx may not be included
         blob_records.check(state, env.params, env.blobs, tx.payload.ref)
+    elif tx.kind == TxKind.JOB:
+        jobs.check_available(state, env.height, env.blobs, tx.payload.action, tx.payload.body)
     set_account(state, tx.sender_address, Account(sender.balance - tx.max_fee, sender.nonce + 1))
     begin_transaction(state)
     try:

@@ -12,6 +12,7 @@ chain id (ledger.keys.signing_bytes).  The transaction hash is SHA-256 of the wi
     UNBOND   [amount]                         -> stake paid back after the unbonding delay
     EVIDENCE [evidence]                       -> ledger.evidence bytes: two conflicting votes
     BLOB     [[root, size, chunk_bytes], pin_blocks]  -> a blob whose chunks travel beside the tx
+    JOB      [action, body, value]            -> a training-job action (ledger/jobs.py)
 `args` is bin: the contract arguments as a list in the VM's value encoding
 (vm.codec), which carries what canonical msgpack does not (big ints, tuples, Decimal).
 """
@@ -47,6 +48,7 @@ class TxKind(IntEnum):
     UNBOND = 5
     EVIDENCE = 6
     BLOB = 7
+    JOB = 8
 
 
 # Gas every transaction pays before it does anything (Ethereum's figures, for familiarity);
@@ -60,6 +62,8 @@ BLOB_TX = 50_000
 BLOB_PER_KIB = 128            # each KiB (or part) of the blob: hashed, stored and served by every node
 BLOB_PIN_PER_MIB_BLOCK = 16   # each MiB (or part) kept one block beyond the retention window
 MAX_PIN_BLOCKS = 2**32 - 1
+MAX_JOB_ACTION = 9             # ledger.jobs.CANCEL
+JOB_TX = 30_000               # a JOB transaction, beside its data and the work of its action (ledger/jobs.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +116,16 @@ class Blob:
 
 
 @dataclass(frozen=True, slots=True)
+class Job:
+    """Payload of a JOB: one action of the job protocol (ledger/jobs.py, docs/jobs.md)."""
+
+    action: int
+    body: list  # the action's fields, canonical msgpack values
+    value: int  # coins the action takes from the sender (a reward, a bond)
+    raw_body: bytes = field(default=b"", compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Evidence:
     """Payload of an EVIDENCE: a double signature, proven (ledger.evidence)."""
 
@@ -156,7 +170,7 @@ class Transaction:
         """Coins the transaction moves out of the sender besides its fee."""
         if self.kind in (TxKind.TRANSFER, TxKind.BOND):
             return self.payload.amount
-        return self.payload.value if self.kind in (TxKind.DEPLOY, TxKind.CALL) else 0
+        return self.payload.value if self.kind in (TxKind.DEPLOY, TxKind.CALL, TxKind.JOB) else 0
 
 
 def intrinsic_gas(kind: int, payload: Any) -> int:
@@ -169,6 +183,8 @@ def intrinsic_gas(kind: int, payload: Any) -> int:
     if kind == TxKind.CALL:
         return (vm_gas.CALL_TX + (len(payload.args) + len(payload.function)) * vm_gas.TX_DATA_PER_BYTE
                 + arg_units(payload.args) * vm_gas.TX_ARG_PER_UNIT)
+    if kind == TxKind.JOB:
+        return JOB_TX + len(payload.raw_body or encode(payload.body)) * vm_gas.TX_DATA_PER_BYTE
     if kind == TxKind.BLOB:
         size = payload.ref.size
         return BLOB_TX + -(-size // 1024) * BLOB_PER_KIB + -(-size // (1 << 20)) * payload.pin_blocks * BLOB_PIN_PER_MIB_BLOCK
@@ -195,6 +211,8 @@ def _payload_to_wire(kind: int, payload: Any) -> list:
         return [payload.raw]
     if kind == TxKind.BLOB:
         return [payload.ref.to_wire(), payload.pin_blocks]
+    if kind == TxKind.JOB:
+        return [payload.action, payload.body, payload.value]
     raise ValueError(f"unknown transaction kind {kind}")
 
 
@@ -270,6 +288,16 @@ def _payload_from_wire(kind: int, wire: Any) -> Any:
         if type(wire[1]) is not int or not 0 <= wire[1] <= MAX_PIN_BLOCKS:
             raise errors.MalformedTransaction(f"pin_blocks must be an integer in [0, {MAX_PIN_BLOCKS}]")
         return Blob(ref, wire[1])
+    if kind == TxKind.JOB:
+        if not (isinstance(wire, list) and len(wire) == 3):
+            raise errors.MalformedTransaction("a job payload is [action, body, value]")
+        action, body, value = wire
+        if type(action) is not int or not 1 <= action <= MAX_JOB_ACTION:
+            raise errors.MalformedTransaction(f"a job action is an integer in [1, {MAX_JOB_ACTION}]")
+        if not isinstance(body, list):
+            raise errors.MalformedTransaction("a job body is a list")
+        _check_value(value)
+        return Job(action, body, value, encode(body))
     raise errors.MalformedTransaction(f"unknown transaction kind {kind}")
 
 
@@ -399,6 +427,14 @@ def check_nonce_and_funds(tx: Transaction, next_nonce: int, balance: int, pendin
                                        f"(value {tx.value} + gas {tx.gas_limit} x price {tx.gas_price})")
 
 
+def job(key: PrivateKey, chain_id: str, nonce: int, action: int, body: list, value: int = 0,
+        gas_limit: int | None = None, gas_price: int = 1) -> Transaction:
+    """A signed JOB action (gas_limit defaults to the intrinsic gas: enough for the cheap
+    actions; result, challenge, settle and finalize need more, ledger/jobs.py)."""
+    return sign_transaction(key, chain_id, nonce, TxKind.JOB, Job(action, body, value, encode(body)), gas_limit,
+                            gas_price)
+
+
 def put_blob(key: PrivateKey, chain_id: str, nonce: int, ref: BlobRef, pin_blocks: int = 0,
              gas_price: int = 1) -> Transaction:
     """A signed BLOB transaction; the node it goes to must hold the blob's chunks already."""
@@ -424,6 +460,8 @@ def tx_to_json(tx: Transaction) -> dict:
                    value=p.value)
     elif tx.kind in (TxKind.BOND, TxKind.UNBOND):
         out["amount"] = p.amount
+    elif tx.kind == TxKind.JOB:
+        out["job"] = {"action": p.action, "body": to_json(p.body), "value": p.value}
     elif tx.kind == TxKind.BLOB:
         out["blob"] = {"root": p.ref.root.hex(), "size": p.ref.size, "chunk_bytes": p.ref.chunk_bytes,
                        "pin_blocks": p.pin_blocks}
