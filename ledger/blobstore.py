@@ -91,13 +91,16 @@ class BlobStore:
             v = txn.get(_key(root, index), db=self._db[b"chunks"])
         return None if v is None else bytes(v)
 
-    def proof(self, ref: BlobRef, index: int) -> list[bytes]:
-        """The chunk's audit path; the blob must be complete."""
+    def leaf_hashes(self, ref: BlobRef) -> list[bytes]:
+        """Every chunk's leaf hash, in order; the blob must be complete."""
         if not self.has(ref):
             raise BlobError(f"blob {ref.root.hex()} is not complete on this node")
         with self.env.begin() as txn:
-            leaves = [bytes(txn.get(_key(ref.root, i), db=self._db[b"leaves"])) for i in range(ref.chunks)]
-        return merkle_proof_of_leaves(leaves, index)
+            return [bytes(txn.get(_key(ref.root, i), db=self._db[b"leaves"])) for i in range(ref.chunks)]
+
+    def proof(self, ref: BlobRef, index: int) -> list[bytes]:
+        """The chunk's audit path; the blob must be complete."""
+        return merkle_proof_of_leaves(self.leaf_hashes(ref), index)
 
     def chunks(self, ref: BlobRef) -> Iterator[bytes]:
         for i in range(ref.chunks):
