@@ -17,6 +17,7 @@ from vm.codec import encode_value
 
 from ledger.state import (Account, State, get_account, get_code, get_storage, set_account, set_code,
                           set_storage)
+from ledger.jobs import job_model
 from ledger.tx import Transaction, TxKind, contract_address, decode_args, intrinsic_gas
 
 
@@ -42,6 +43,9 @@ class StateHost:
 
     def transfer(self, sender: bytes, to: bytes, amount: int) -> bool:
         return move_coins(self.state, sender, to, amount)
+
+    def job_model(self, job_id: int) -> tuple[str, tuple[int, ...], bytes] | None:
+        return job_model(self.state, job_id)
 
 
 def move_coins(state: State, sender: bytes, to: bytes, amount: int) -> bool:

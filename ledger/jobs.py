@@ -38,13 +38,14 @@ from typing import Any
 from ledger import blob_records
 from ledger.blob_records import BlobSource
 from ledger.blobs import BlobError, BlobRef, check_chunk
-from ledger.contracts import ExecutionFailure
 from ledger.datasets import KIND_CLASSES, KIND_TARGETS, DatasetError, DatasetHeader, chunks_for_rows, \
     decode_header, rows_from_chunks
 from ledger.encoding import DecodeError, decode
 from ledger.merkle import verify_merkle_proof
 from ledger.params import ChainParams
-from ledger.state import JOB_PREFIX, Account, State, get_account, get_record, set_account, set_record
+from ledger.state import (JOB_PREFIX, Account, State, get_account, get_record, get_storage, set_account, set_record,
+                          set_storage)
+from vm.gas import STORAGE_PER_BYTE, STORAGE_READ
 from vm.codec import encode_value
 from vm.limits import MAX_OUTPUT_BYTES
 
@@ -71,6 +72,15 @@ ACTION_NAMES = {POST: "post", CLAIM: "claim", RESULT: "result", CHALLENGE: "chal
 
 class JobFailure(Exception):
     """A valid JOB transaction that cannot take effect: it fails with this message."""
+
+
+class JobFailed(Exception):
+    """What `run` raises: the action failed after `gas_used` gas (ledger.transition makes it a
+    failed receipt, code "job_failed" or "out_of_gas")."""
+
+    def __init__(self, message: str, gas_used: int, code: str):
+        super().__init__(message)
+        self.gas_used, self.code = gas_used, code
 
 
 def _mljobs() -> Any:
@@ -253,8 +263,8 @@ class Meter:
     def charge(self, gas: int, what: str) -> None:
         self.used += gas
         if self.used > self.limit:
-            raise ExecutionFailure(f"out of gas: {what} needs {self.used} gas, the limit is {self.limit}",
-                                   self.limit, ("out_of_gas", b"", "", 0))
+            raise JobFailed(f"out of gas: {what} needs {self.used} gas, the limit is {self.limit}", self.limit,
+                            "out_of_gas")
 
 
 def _kib(n: int) -> int:
@@ -332,12 +342,13 @@ def initial_hash(terms: Terms) -> bytes:
 
 
 def segment_gas(terms: Terms) -> int:
-    """Gas of re-executing one segment (k steps): the mlcore training program, the data read,
-    the two checkpoints decoded and hashed."""
+    """Gas of re-executing one segment (k steps), at most: the mlcore training program (and its
+    first use on chain), the data read, the two checkpoints decoded and hashed."""
     from mlcore import programs
     rows = terms.k * terms.batch
     ck = _mljobs().checkpoint_size(terms.arch())
-    return (JOB_ACTION + programs.cost("train", terms.arch(), rows=rows, batch=terms.batch, epochs=1)
+    from mlcore.gas import ML_COMPILE
+    return (JOB_ACTION + ML_COMPILE + programs.cost("train", terms.arch(), rows=rows, batch=terms.batch, epochs=1)
             + _kib(rows * terms.shape.row_bytes + terms.k * terms.data.chunk_bytes) * (BLOB_READ_PER_KIB + HASH_PER_KIB)
             + _kib(ck) * (BLOB_READ_PER_KIB + 2 * HASH_PER_KIB))
 
@@ -590,11 +601,24 @@ def settle(state: State, ctx: Ctx, body: list) -> dict:
     from mlcore import programs
     ctx.meter.charge(programs.cost("train", t.arch(), rows=t.k * t.batch, batch=t.batch, epochs=1),
                      f"re-executing segment {d.lo}")
+    _register_program(state, ctx, t)
     jobs = _mljobs()
     p, v, _ = jobs.run_segment(t.arch(), params, velocity, x, y, t.lr, t.momentum, t.batch)
     h = jobs.checkpoint_hash(t.arch(), p, v)
     return _decide(state, ctx, job, worker_right=(h == d.worker_hi), challenger_right=(h == d.challenger_hi),
                    why=f"segment {d.lo} re-executed")
+
+
+def _register_program(state: State, ctx: Ctx, t: Terms) -> None:
+    """The segment's training program pays ML_COMPILE on its first use on chain, as in a
+    contract (vm/ml.py: one registry of programs)."""
+    from mlcore.gas import ML_COMPILE
+    from vm import ml as vm_ml
+    key = vm_ml.program_key("train", t.arch(), rows=t.k * t.batch, batch=t.batch, epochs=1)
+    ctx.meter.charge(STORAGE_READ + len(key) * STORAGE_PER_BYTE, "the program registry")
+    if get_storage(state, vm_ml.SYSTEM_ADDRESS, key) is None:
+        ctx.meter.charge(ML_COMPILE, "the first use on chain of the segment's training program")
+        set_storage(state, vm_ml.SYSTEM_ADDRESS, key, encode_value(ctx.height, 16))
 
 
 def _segment_data(state: State, ctx: Ctx, job: Job, segment: int, reveal_w: Any) -> tuple[Any, Any]:
@@ -729,14 +753,14 @@ ACTIONS = {POST: post, CLAIM: claim, RESULT: result, CHALLENGE: challenge, MOVE:
 
 def run(state: State, params: ChainParams, height: int, blobs: BlobSource, sender: bytes, action: int,
         body: list, value: int, gas_used: int, gas_limit: int) -> tuple[int, str, bytes]:
-    """Run one JOB action: (gas used, the event's name, its data).  The transaction fails
-    (ExecutionFailure, fee kept, nothing else changed) if the action cannot take effect."""
+    """Run one JOB action: (gas used, the event's name, its data).  JobFailed if it cannot
+    take effect (the transaction fails: fee kept, nothing else changed)."""
     meter = Meter(gas_used + JOB_ACTION, gas_limit)
     if meter.used > gas_limit:
-        raise ExecutionFailure(f"out of gas: a job action needs {meter.used} gas", gas_limit, ("out_of_gas", b"", "", 0))
+        raise JobFailed(f"out of gas: a job action needs {meter.used} gas", gas_limit, "out_of_gas")
     ctx = Ctx(params, height, sender, value, blobs, meter)
     try:
         out = ACTIONS[action](state, ctx, body)
     except JobFailure as e:
-        raise ExecutionFailure(f"job {ACTION_NAMES[action]}: {e}", meter.used, ("job_failed", b"", "", 0)) from None
+        raise JobFailed(f"job {ACTION_NAMES[action]}: {e}", meter.used, "job_failed") from None
     return meter.used, f"Job{ACTION_NAMES[action].capitalize()}", encode_value(out, MAX_OUTPUT_BYTES)

@@ -113,8 +113,11 @@ def _run_blob(state: State, env: BlockEnv, tx: Transaction) -> ContractResult:
 def _run_job(state: State, env: BlockEnv, tx: Transaction) -> ContractResult:
     """JOB: one action of the job protocol (ledger/jobs.py); a refusal is a failed receipt."""
     p = tx.payload
-    gas, name, data = jobs.run(state, env.params, env.height, env.blobs, tx.sender_address, p.action, p.body,
-                               p.value, intrinsic_gas(tx.kind, p), tx.gas_limit)
+    try:
+        gas, name, data = jobs.run(state, env.params, env.height, env.blobs, tx.sender_address, p.action, p.body,
+                                   p.value, intrinsic_gas(tx.kind, p), tx.gas_limit)
+    except jobs.JobFailed as e:
+        raise ExecutionFailure(str(e), e.gas_used, (e.code, b"", "", 0)) from None
     return ContractResult(gas, None, ((bytes(20), name, data),), ())
 
 

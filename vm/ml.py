@@ -162,6 +162,12 @@ def _program_of(fn: str, op: str, arch: Any, **dims: int) -> _Program:
     return p
 
 
+def program_key(op: str, arch: Any, **dims: int) -> bytes:
+    """The storage key of a program in the chain's registry (SYSTEM_ADDRESS's storage): a
+    program pays ML_COMPILE on its first use on chain, from a contract or a job's settle."""
+    return encode_value(_mlcore().programs.program_id(op, arch, **dims), 64)
+
+
 def _run_program(fn: str, op: str, arch: Any, **dims: int) -> None:
     """Charge a program's gas, and ML_COMPILE on its first use on chain (recorded in state).
     `init` (ml.model) runs on the host in numpy: it has a price but no program to compile."""
@@ -551,9 +557,26 @@ def ml_average(models: Any, weights: Any) -> Model:
     return _model_result(first.kind, first.layers, params)
 
 
+def ml_job_model(job: Any) -> Model:
+    """ml.job_model(job): the model a final training job delivered (ledger/jobs.py: trained off
+    chain, its result unchallenged or upheld), with its velocity: a Model like any other."""
+    if type(job) is not int or not 0 <= job < 1 << 64:
+        raise _err("ml.job_model: job must be a job id, an int from 0 to 2**64 - 1")
+    charge(G.BUILTIN)
+    found = meter.RT.host.job_model(job)
+    if found is None:
+        raise _err(f"ml.job_model: job {job} has no final model (no such job, or it is not final yet)")
+    kind, layers, data = found
+    charge((len(data) >> 5) * G.PER_32_BYTES)
+    allocate(_model_bytes(layers))
+    from mlcore import jobs
+    params, velocity = jobs.decode_checkpoint(_mlcore().Arch(kind, layers), data)
+    return _model_result(kind, layers, params, velocity)
+
+
 ML_FUNCTIONS: dict[str, Callable] = {
     "model": ml_model, "tensor": ml_tensor, "concat": ml_concat, "train": ml_train, "predict": ml_predict,
-    "probabilities": ml_probabilities, "evaluate": ml_evaluate, "average": ml_average,
+    "probabilities": ml_probabilities, "evaluate": ml_evaluate, "average": ml_average, "job_model": ml_job_model,
 }
 
 

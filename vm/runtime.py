@@ -54,6 +54,10 @@ class Host(Protocol):
 
     def transfer(self, sender: bytes, to: bytes, amount: int) -> bool: ...
 
+    def job_model(self, job_id: int) -> tuple[str, tuple[int, ...], bytes] | None:
+        """A final training job's model: (kind, layers, its mlcore.jobs checkpoint bytes)."""
+        ...
+
 
 @dataclass(slots=True)
 class Env:

@@ -55,7 +55,7 @@ CTX_FIELDS = frozenset({"sender", "caller", "this", "block_height", "block_time"
 # The ML API (vm/ml.py): the methods of `ml` and of tensors, and the fields of tensors and
 # models.  Dispatched like the others, on the exact type, to priced implementations.
 ML_METHODS = frozenset({"model", "tensor", "concat", "train", "predict", "probabilities", "evaluate", "average",
-                        "tolist"})
+                        "job_model", "tolist"})
 ML_FIELDS = frozenset({"shape", "format", "size", "kind", "layers", "params"})
 ATTRIBUTES = METHODS | CTX_FIELDS | ML_METHODS | ML_FIELDS
 # Names a type annotation may use (annotations are documentation; the compiler drops them).
