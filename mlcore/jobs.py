@@ -125,16 +125,18 @@ def checkpoint_size(arch: Arch) -> int:
     return _HEADER.size + 4 * len(arch.layers) + 8 * arch.size
 
 
-def _check_arrays(arch: Arch, name: str, arrays: Sequence) -> list[np.ndarray]:
+def _flat(arch: Arch, name: str, arrays: Sequence) -> np.ndarray:
+    """The arrays checked (int32, arch.shapes, within WEIGHTS) and concatenated row-major."""
     arrays = [np.asarray(a) for a in arrays]
-    shapes = tuple(a.shape for a in arrays)
-    if shapes != arch.shapes or any(a.dtype != np.int32 for a in arrays):
+    if [a.shape for a in arrays] != list(arch.shapes) or any(a.dtype != np.int32 for a in arrays):
         raise ValueError(f"{name} must be int32 arrays of shapes {arch.shapes}, got "
                          f"{[(a.dtype.name, a.shape) for a in arrays]}")
-    for k, a in enumerate(arrays):
-        if a.size and int(np.abs(a.astype(np.int64)).max()) > WEIGHTS.max_abs:
-            raise ValueError(f"{name}[{k}] has a value outside +-{WEIGHTS.max_abs} (WEIGHTS)")
-    return arrays
+    flat = np.concatenate(arrays, axis=None)
+    if int(flat.max()) > WEIGHTS.max_abs or int(flat.min()) < -WEIGHTS.max_abs:
+        bad = np.flatnonzero(np.abs(flat.astype(np.int64)) > WEIGHTS.max_abs)[0]
+        k = int(np.searchsorted(np.cumsum([a.size for a in arrays]), bad, side="right"))
+        raise ValueError(f"{name}[{k}] has a value outside +-{WEIGHTS.max_abs} (WEIGHTS)")
+    return flat
 
 
 def encode_checkpoint(arch: Arch, params: Sequence, velocity: Sequence) -> bytes:
@@ -142,8 +144,8 @@ def encode_checkpoint(arch: Arch, params: Sequence, velocity: Sequence) -> bytes
     index in KINDS, u8 widths, u32 per width), then every array int32 little-endian, row-major, in
     arch.shapes order, params then velocity."""
     arch.check()
-    arrays = _check_arrays(arch, "params", params) + _check_arrays(arch, "velocity", velocity)
-    return _header(arch) + b"".join(a.astype("<i4").tobytes() for a in arrays)
+    flat = np.concatenate([_flat(arch, "params", params), _flat(arch, "velocity", velocity)])
+    return _header(arch) + flat.astype("<i4", copy=False).tobytes()
 
 
 def decode_checkpoint(arch: Arch, data: bytes) -> Checkpoint:
@@ -252,12 +254,17 @@ class JobSpec:
         return self
 
 
-def segment_rows(spec: JobSpec, rows: int, i: int) -> np.ndarray:
-    """The data row indices (int64, k * batch) of segment i (0-based: steps i*k .. (i+1)*k - 1) in
-    step order: batch b is rows [b*batch, (b+1)*batch)."""
+def segment_batches(spec: JobSpec, rows: int, i: int) -> np.ndarray:
+    """The batch indices (int32, k) of segment i (0-based: steps i*k .. (i+1)*k - 1) in step order."""
     spec.check(rows)
     i = _int("segment", i, 0, spec.segments - 1)
-    order = batch_order(spec.order_seed, rows // spec.batch, i * spec.k, spec.k).astype(np.int64)
+    return batch_order(spec.order_seed, spec.batches(rows), i * spec.k, spec.k)
+
+
+def segment_rows(spec: JobSpec, rows: int, i: int) -> np.ndarray:
+    """The data row indices (int64, k * batch) of segment i in step order: batch b is rows
+    [b*batch, (b+1)*batch)."""
+    order = segment_batches(spec, rows, i).astype(np.int64)
     return (order[:, None] * spec.batch + np.arange(spec.batch, dtype=np.int64)).ravel()
 
 
@@ -281,9 +288,14 @@ def train_job(spec: JobSpec, x: np.ndarray, y: np.ndarray, on_checkpoint: OnChec
     hashes = [checkpoint_hash(spec.arch, params, velocity)]
     if on_checkpoint is not None:
         on_checkpoint(0, params, velocity, [])
+    # batch b is rows [b*B, (b+1)*B): gathering whole batches of the (batches, B, ...) view copies
+    # the same rows as segment_rows' fancy index, in blocks (about twice as fast)
+    xb = x.reshape((spec.batches(rows), spec.batch) + x.shape[1:])
+    yb = y.reshape((spec.batches(rows), spec.batch) + y.shape[1:])
     for i in range(spec.segments):
-        idx = segment_rows(spec, rows, i)
-        params, velocity, losses = run_segment(spec.arch, params, velocity, x[idx], y[idx],
+        order = batch_order(spec.order_seed, spec.batches(rows), i * spec.k, spec.k)
+        xs, ys = xb[order].reshape((-1,) + x.shape[1:]), yb[order].reshape((-1,) + y.shape[1:])
+        params, velocity, losses = run_segment(spec.arch, params, velocity, xs, ys,
                                                spec.lr, spec.momentum, spec.batch)
         hashes.append(checkpoint_hash(spec.arch, params, velocity))
         if on_checkpoint is not None:

@@ -318,6 +318,7 @@ def test_segment_rows():
     order = jobs.batch_order(17, 6, 0, 24)
     for i in range(spec.segments):
         idx = jobs.segment_rows(spec, 48, i)
+        assert jobs.segment_batches(spec, 48, i).tolist() == order[i * 4:(i + 1) * 4].tolist()
         assert idx.shape == (32,)
         assert idx.tolist() == [b * 8 + r for b in order[i * 4:(i + 1) * 4].tolist() for r in range(8)]
     with pytest.raises(ValueError, match="segment"):

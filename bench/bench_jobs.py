@@ -1,0 +1,95 @@
+"""Worker throughput of a training job (mlcore.jobs.train_job) against the same training without
+the job machinery, in the same run.
+
+    python bench/bench_jobs.py [--steps 2000] [--reps 9] [--k 10 100]
+
+job:      train_job over N steps with a checkpoint every k steps: per segment the rows gathered by
+          fancy indexing, one programs.train call, the checkpoint hashed, and a callback that
+          encodes it and writes it to a file in a temporary directory (no fsync).
+baseline: the same number of steps of the same shapes in ONE programs.train call (the data set's
+          rows in order, N / batches epochs): the fewest calls programs allows.
+Timed alternately after a warm-up (every program compiled); medians of `reps` repeats, in steps/s,
+and the ratio job / baseline (the goal: >= 0.8), also of the fastest runs (the least disturbed).  The machine may be shared: only the ratios of
+one run mean much.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mlcore import jobs, programs
+from mlcore.models import Arch
+
+CASES = (("mlp", (40, 64, 5), 32, 200), ("mlp", (64, 128, 10), 256, 40))  # kind, layers, batch, batches
+LR, MU = 1 << 12, 58982  # 1/16, 0.9
+
+
+def data(arch: Arch, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.integers(-2 << 16, 2 << 16, (rows, arch.features)).astype(np.int32)
+    return x, rng.integers(0, arch.outputs, rows).astype(np.int32)
+
+
+def run_job(spec: jobs.JobSpec, x: np.ndarray, y: np.ndarray, folder: Path) -> float:
+    def write(i: int, params, velocity, losses) -> None:
+        (folder / f"checkpoint-{i}.bin").write_bytes(jobs.encode_checkpoint(spec.arch, params, velocity))
+
+    t = time.perf_counter()
+    jobs.train_job(spec, x, y, write)
+    return time.perf_counter() - t
+
+
+def run_baseline(spec: jobs.JobSpec, x: np.ndarray, y: np.ndarray) -> float:
+    p0, v0 = jobs.initial_checkpoint(spec.arch, spec.seed)
+    epochs = spec.steps // spec.batches(x.shape[0])
+    t = time.perf_counter()
+    programs.train(spec.arch, p0, v0, x, y, spec.lr, spec.momentum, batch=spec.batch, epochs=epochs)
+    return time.perf_counter() - t
+
+
+def bench(kind: str, layers: tuple[int, ...], batch: int, batches: int, steps: int, ks: list[int],
+          reps: int) -> None:
+    arch = Arch(kind, layers).check()
+    if steps % batches:
+        raise SystemExit(f"steps ({steps}) must be a multiple of the {batches} batches for the baseline")
+    x, y = data(arch, batch * batches)
+    specs = {k: jobs.JobSpec(arch, 1, LR, MU, batch, steps, k, 7).check(x.shape[0]) for k in ks}
+    times: dict[str, list[float]] = {"baseline": []} | {f"k={k}": [] for k in ks}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        runs = {"baseline": lambda: run_baseline(specs[ks[0]], x, y)}
+        runs |= {f"k={k}": (lambda s=s: run_job(s, x, y, folder)) for k, s in specs.items()}
+        for f in runs.values():  # warm-up: compile every program
+            f()
+        for _ in range(reps):
+            for name, f in runs.items():
+                times[name].append(f())
+    base, base_min = statistics.median(times["baseline"]), min(times["baseline"])
+    print(f"{kind} {'-'.join(map(str, layers))}, batch {batch}, {batches} batches, {steps} steps "
+          f"(medians of {reps}):")
+    print(f"  baseline, one programs.train call : {steps / base:8.0f} steps/s  ({base * 1e3:7.1f} ms)")
+    for k in ks:
+        t, t_min = statistics.median(times[f"k={k}"]), min(times[f"k={k}"])
+        m = steps // k
+        print(f"  train_job k={k:<4d} ({m:4d} segments) : {steps / t:8.0f} steps/s  ({t * 1e3:7.1f} ms)  "
+              f"{base / t:.2f}x baseline (best runs {base_min / t_min:.2f}x), "
+              f"{(t - base) / m * 1e6:6.0f} us per segment over it")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--reps", type=int, default=9)
+    ap.add_argument("--k", type=int, nargs="+", default=[10, 100])
+    args = ap.parse_args()
+    for kind, layers, batch, batches in CASES:
+        bench(kind, layers, batch, batches, args.steps, args.k, args.reps)
+
+
+if __name__ == "__main__":
+    main()
