@@ -12,7 +12,8 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import numpy as np
+import sys
+from typing import TYPE_CHECKING
 
 from ledger.blobs import MAX_BLOB_SIZE, BlobError, BlobRef
 from ledger.errors import LedgerError
@@ -29,6 +30,17 @@ KIND_TARGETS = 1   # `width` Q.16 int32 regression targets per row
 _HEADER = struct.Struct("<4sHHQIIQ")   # magic, version, kind, rows, features, width, reserved
 _U32_MAX = (1 << 32) - 1
 assert _HEADER.size == HEADER_BYTES
+
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def _numpy():
+    """numpy, imported where arrays are made: the ledger (and a node) imports this module
+    without it (the cross-CPython determinism tests run the ledger in venvs without numpy)."""
+    import numpy
+    return numpy
 
 
 class DatasetError(LedgerError):
@@ -81,6 +93,7 @@ def encode_dataset(x: np.ndarray, y: np.ndarray, kind: int | None = None) -> byt
     """The blob bytes of inputs x (int32 (rows, features), Q.16) and labels y: int32 (rows,)
     class labels (kind 0) or int32 (rows, width) Q.16 targets (kind 1). kind None infers it
     from y's shape; a kind that does not match y's shape, another dtype, rows = 0: DatasetError."""
+    np = _numpy()
     for name, a in (("x", x), ("y", y)):
         if not isinstance(a, np.ndarray) or a.dtype != np.int32:
             raise DatasetError(f"data set {name} must be a numpy int32 array, not {_describe(a)}")
@@ -125,6 +138,7 @@ def check_dataset_size(header: DatasetHeader, ref: BlobRef) -> None:
 
 def decode_dataset(data: bytes) -> tuple[DatasetHeader, np.ndarray, np.ndarray]:
     """(header, x int32 (rows, features), y int32 (rows,) or (rows, width)) of a whole data set."""
+    np = _numpy()
     header = decode_header(data)
     if memoryview(data).nbytes != header.size:
         raise DatasetError(f"data set header says {header.size} bytes, got {memoryview(data).nbytes}")
@@ -135,7 +149,9 @@ def decode_dataset(data: bytes) -> tuple[DatasetHeader, np.ndarray, np.ndarray]:
 def _row_span(header: DatasetHeader, ref: BlobRef, lo: int, hi: int) -> tuple[int, int]:
     """Byte span of rows [lo, hi); lo and hi are ints or numpy integers (not bools)."""
     check_dataset_size(header, ref)
-    ok = all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in (lo, hi))
+    np = sys.modules.get("numpy")  # a numpy integer exists only where numpy was imported
+    ints = (int,) if np is None else (int, np.integer)
+    ok = all(isinstance(v, ints) and not isinstance(v, bool if np is None else (bool, np.bool_)) for v in (lo, hi))
     if not (ok and 0 <= lo <= hi <= header.rows):
         raise DatasetError(f"row range [{lo}, {hi}) outside the data set's {header.rows} rows")
     lo, hi = int(lo), int(hi)
@@ -165,6 +181,7 @@ def rows_from_chunks(header: DatasetHeader, ref: BlobRef, lo: int, hi: int,
     `chunks_for_rows`. The chunks are taken as already proved (blobs.check_chunk); here
     each must have its exact length, and chunk 0 must hold this very header.
     BlobError for a missing or mis-sized chunk, DatasetError for a header that differs."""
+    np = _numpy()
     if not isinstance(chunks, Mapping):
         raise BlobError(f"chunks must be a mapping index -> bytes, not {type(chunks).__name__}")
     start, end = _row_span(header, ref, lo, hi)
@@ -188,6 +205,7 @@ def rows_from_chunks(header: DatasetHeader, ref: BlobRef, lo: int, hi: int,
 
 
 def _split_rows(header: DatasetHeader, flat: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    np = _numpy()
     table = flat.reshape(rows, header.features + header.width)
     x = table[:, :header.features].astype(np.int32)        # native order, a fresh array
     y = table[:, header.features:].astype(np.int32)
@@ -195,7 +213,8 @@ def _split_rows(header: DatasetHeader, flat: np.ndarray, rows: int) -> tuple[np.
 
 
 def _describe(a: object) -> str:
-    if isinstance(a, np.ndarray):
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(a, np.ndarray):
         return f"an array of {a.dtype} shape {a.shape}"
     if isinstance(a, (bytes, bytearray, memoryview)):
         return f"{type(a).__name__} of {memoryview(a).nbytes} bytes"
