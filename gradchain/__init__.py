@@ -2,9 +2,9 @@
 
     from gradchain import Client, TestChain, PrivateKey, devnet_keys, Tensor, Model, Reverted
 
-`Client` talks to a node over JSON-RPC (gradchain.client), `TestChain` runs the same
-transactions in memory for tests (gradchain.testing); both raise the errors of
-gradchain.errors.  Amounts are base units (gradchain.units converts GRAD).
+`Client` talks to a node over JSON-RPC (gradchain.client; blobs are named by `BlobRef`),
+`TestChain` runs the same transactions in memory for tests (gradchain.testing); both
+raise the errors of gradchain.errors.  Amounts are base units (gradchain.units converts GRAD).
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from gradchain.errors import (CommitTimeout, ConnectionFailed, ContractFailed, G
                               ProofError, Reverted, RpcError, StakingFailed, TxRejected)
 from gradchain.testing import TestChain
 from gradchain.units import COIN, format_grad, parse_amount
+from ledger.blobs import BlobRef
 from ledger.genesis import devnet_keys
 from ledger.keys import PrivateKey, address_hex
 from vm.decimals import Decimal
@@ -20,7 +21,7 @@ from vm.tensors import Model, Tensor
 
 __all__ = [
     "Client", "TestChain", "PrivateKey", "devnet_keys", "address_hex", "Decimal", "Tensor", "Model", "json_arg",
-    "COIN", "parse_amount", "format_grad",
+    "BlobRef", "COIN", "parse_amount", "format_grad",
     "GradchainError", "RpcError", "TxRejected", "NotFound", "CommitTimeout", "ProofError", "ConnectionFailed",
     "ContractFailed", "Reverted", "OutOfGas", "StakingFailed",
 ]

@@ -11,6 +11,10 @@ Contracts: `deploy`, `send` (a CALL transaction), `view` (a free read-only call)
 bool, None, list, tuple, dict, vm.decimals.Decimal) and come back exactly so: the node
 sends their canonical encoding beside the JSON view, and the client decodes that.
 
+Blobs (docs/rpc.md "Blobs"): `put_blob` (bytes, a file streamed chunk by chunk, or (x, y)
+numpy arrays as a data set), `get_blob`, `blob_chunk` and `blob`; every chunk a node
+sends is checked against the blob's root with its proof (ProofError otherwise).
+
 Staking (ledger/staking.py): `bond`, `unbond`, `submit_evidence`, and `validators` (the
 set that signs a height and the bonded table that signs two heights later).  A staking
 transaction the chain refuses raises StakingFailed carrying its receipt.
@@ -22,18 +26,23 @@ import itertools
 import json
 import socket
 import time
+import os
 import urllib.parse
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from gradchain.blobs import checked_chunk, parse_ref_root, upload_of
 from gradchain.errors import (CommitTimeout, ConnectionFailed, ContractFailed, NotFound, ProofError,
                               RpcError, StakingFailed, TxRejected, contract_failure)
 from ledger import evidence as evidence_codec
 from ledger import trie
+from ledger.blobs import CHUNK_BYTES, BlobRef
 from ledger.encoding import DecodeError, decode
 from ledger.keys import PrivateKey, address_hex, parse_address
 from ledger.state import account_key, decode_account, storage_key
 from ledger.tx import U64_MAX, Transaction, bond as bond_tx, call as call_tx, deploy as deploy_tx, transfer
+from ledger.tx import put_blob as blob_tx
 from ledger.tx import submit_evidence as evidence_tx, unbond as unbond_tx
 from vm.limits import MAX_EVENT_BYTES, MAX_OUTPUT_BYTES, MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES
 from vm.codec import decode_value, encode_value
@@ -43,6 +52,12 @@ from vm.tensors import Model, Tensor
 
 DEFAULT_URL = "http://127.0.0.1:8545"
 GAS_MARGIN_PERCENT = 25  # send/deploy without gas_limit: the simulated gas plus this much
+# blob batches: within the node's 16 MiB body (chunks travel as hex) and 4 MiB batch reply,
+# and its per-batch work (net/rpc/limits.py: put_blob_chunk 10, blob_chunk 2 of 1,000)
+BLOB_BATCH_BODY = 8 << 20
+BLOB_BATCH_REPLY = 3 << 20
+BLOB_BATCH_PUTS = 100
+BLOB_BATCH_GETS = 500
 
 
 CONTRACT_FAILED = -32003
@@ -472,6 +487,97 @@ class Client:
             out = r["receipt"]["output"]
             r["result"] = None if out is None else _decode(out, MAX_OUTPUT_BYTES)
         return r
+
+    # ---- blobs ------------------------------------------------------------------------
+
+    def blob(self, root: str | bytes | BlobRef, indices: bool = False) -> dict:
+        """What the node knows of a blob: {root, size, chunk_bytes, chunks, present,
+        complete, expiry (None where no block recorded it)}, with `indices` the indices of
+        the chunks it holds.  NotFound for a blob it neither holds nor has on chain."""
+        return self.call("blob", {"root": parse_ref_root(root).hex(), "indices": indices})
+
+    def put_blob(self, data: Any, key: PrivateKey, chunk_bytes: int = CHUNK_BYTES, pin_blocks: int = 0,
+                 timeout: float = 60, gas_price: int = 1, nonce: int | None = None) -> BlobRef:
+        """Upload a blob and record it on chain; returns its name.  `data`: bytes, a file
+        path (read one chunk at a time, twice: to hash, then to send), or (x, y) numpy
+        arrays (a data set, gradchain.blobs.dataset_bytes).  Chunks the node already holds
+        are skipped; then a BLOB transaction signed by `key` (keeping the data the chain's
+        retention window plus `pin_blocks` blocks) is sent and its commit awaited.
+        ValueError for data that cannot be a blob; TxRejected, RpcError from the node."""
+        up = upload_of(data, chunk_bytes)
+        ref = up.ref
+        try:
+            held = self.blob(ref)
+        except NotFound:
+            held = None
+        if held is not None and (held["size"], held["chunk_bytes"]) != (ref.size, ref.chunk_bytes):
+            raise ValueError(f"the node knows blob {ref.root.hex()} as {held['size']} bytes in chunks of "
+                             f"{held['chunk_bytes']}, not {ref.size} in chunks of {ref.chunk_bytes}")
+        if held is None or not held["complete"]:
+            have = set(self.blob(ref, indices=True)["indices"]) if held and held["present"] else set()
+            self._put_chunks(up, [i for i in range(ref.chunks) if i not in have])
+        r = self._sign_and_send(key, lambda n: blob_tx(key, self.chain_id, n, ref, pin_blocks, gas_price),
+                                nonce, True, timeout)
+        if r["receipt"]["status"] != "success":
+            raise RpcError(-32000, f"BLOB transaction {r['hash']} failed in block {r['height']}: "
+                           f"{r['receipt'].get('error')}", r)
+        return ref
+
+    def _put_chunks(self, up: Any, indices: list[int]) -> None:
+        ref = up.ref
+        wire = {"root": ref.root.hex(), "size": ref.size, "chunk_bytes": ref.chunk_bytes}
+        per = max(1, min(BLOB_BATCH_PUTS, BLOB_BATCH_BODY // (2 * ref.chunk_bytes + 70 * len(up.levels) + 300)))
+        for start in range(0, len(indices), per):
+            calls = [("put_blob_chunk", {"blob": wire, "index": i, "chunk": up.read(i).hex(),
+                                         "proof": [h.hex() for h in up.proof(i)]})
+                     for i in indices[start:start + per]]
+            for res in self.batch(calls):
+                if isinstance(res, Exception):
+                    raise res
+
+    def _blob_ref(self, root: str | bytes | BlobRef) -> BlobRef:
+        if isinstance(root, BlobRef):
+            return root
+        r = self.blob(root)
+        try:
+            return BlobRef(parse_ref_root(root), r["size"], r["chunk_bytes"])
+        except Exception as e:  # a node's answer that is no blob shape
+            raise ProofError(f"the node's blob answer is not a valid blob shape: {e}") from None
+
+    def blob_chunk(self, root: str | bytes | BlobRef, index: int) -> bytes:
+        """Chunk `index` of a blob, checked against the root with its proof (ProofError if
+        it does not check).  A BlobRef saves asking the node for the blob's shape."""
+        ref = self._blob_ref(root)
+        return checked_chunk(ref, index, self.call("blob_chunk", {"root": ref.root.hex(), "index": index}))
+
+    def get_blob(self, root: str | bytes | BlobRef, path: str | os.PathLike | None = None) -> bytes | Path:
+        """Every chunk of a blob, each checked against the root with its proof (ProofError
+        at the first that does not).  Without `path`: the bytes.  With it: written there
+        (through PATH.part, renamed once every chunk checked) and the Path returned."""
+        ref = self._blob_ref(root)
+        if path is None:
+            return b"".join(self._get_chunks(ref))
+        dest = Path(path)
+        part = dest.with_name(dest.name + ".part")
+        try:
+            with open(part, "wb") as f:
+                for chunk in self._get_chunks(ref):
+                    f.write(chunk)
+            os.replace(part, dest)
+        finally:
+            part.unlink(missing_ok=True)
+        return dest
+
+    def _get_chunks(self, ref: BlobRef):
+        depth = max(1, ref.chunks - 1).bit_length()
+        per = max(1, min(BLOB_BATCH_GETS, BLOB_BATCH_REPLY // (2 * ref.chunk_bytes + 70 * depth + 100)))
+        for start in range(0, ref.chunks, per):
+            idx = range(start, min(ref.chunks, start + per))
+            answers = self.batch([("blob_chunk", {"root": ref.root.hex(), "index": i}) for i in idx])
+            for i, a in zip(idx, answers):
+                if isinstance(a, Exception):
+                    raise a
+                yield checked_chunk(ref, i, a)
 
     def wait_for_tx(self, tx_hash: str, timeout: float = 30, poll: float = 0.1) -> dict:
         """Poll until a transaction is committed; CommitTimeout after `timeout` seconds."""

@@ -10,6 +10,7 @@ import sys
 import urllib.parse
 from typing import Sequence
 
+import gradchain.cli.blobs as blobs
 import gradchain.cli.contracts as contracts
 import gradchain.cli.keys as keys
 import gradchain.cli.reads as reads
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     reads.register(sub, common)
     contracts.register(sub, common)
     staking.register(sub, common)
+    blobs.register(sub, common)
     reads.register_rpc(sub, common)
     keys.register_devnet(sub, common)
     testnet.register(sub, common)

@@ -26,6 +26,7 @@ One module per job (a new endpoint or transport is a new module here):
     batch.py        a batch under its Budget; its broadcast_tx calls admitted as one group
     dispatch.py     one request -> its answer: checks, method lookup, params bound
     methods.py      the method table (METHODS), its handlers, and Node: what they read
+    blobs.py        the blob methods: put_blob_chunk, blob, blob_chunk (registered in METHODS)
     params.py       reading and checking params (p_*)
     views.py        results as JSON: headers, commits, receipts, events
     jsonio.py       JSON text in and out under the VM's digit rule
@@ -34,6 +35,7 @@ One module per job (a new endpoint or transport is a new module here):
 """
 from __future__ import annotations
 
+from net.rpc import blobs as _blobs  # noqa: F401  (registers put_blob_chunk, blob, blob_chunk)
 from net.rpc.app import Server, make_app, start
 from net.rpc.errors import RpcError
 from net.rpc.limits import (CALL_GAS, MAX_BATCH, MAX_BATCH_WORK, MAX_COMMIT_WAIT, MAX_EVENT_BLOCKS, MAX_EVENT_LIMIT,

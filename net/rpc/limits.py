@@ -12,7 +12,9 @@ MAX_BATCH = 1_000           # requests in one batch
 MAX_BATCH_WORK = 1_000      # work units of one batch (WORK: 1 for most methods)
 MAX_REPLY_BYTES = 4 << 20   # bytes of one batch's answers
 MAX_COMMIT_WAIT = 600       # seconds: one broadcast_tx_commit's timeout, and a batch's total of them
-WORK = {"call": 50, "estimate_gas": 50, "events": 50, "code": 5, "block": 2, "broadcast_tx_commit": 5}
+WORK = {"call": 50, "estimate_gas": 50, "events": 50, "code": 5, "block": 2, "broadcast_tx_commit": 5,
+        # a chunk (up to 1 MiB) decoded from hex, hashed with its proof and written to LMDB; one served
+        "put_blob_chunk": 10, "blob_chunk": 2}
 
 
 @dataclass(frozen=True)

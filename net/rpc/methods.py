@@ -7,6 +7,7 @@ import contextlib
 from typing import Any, Awaitable, Callable, Coroutine, Iterator, Protocol
 
 from ledger import errors, staking, trie
+from ledger.blobstore import BlobStore
 from ledger.block import Header, Receipt
 from ledger.chain import Chain
 from ledger.contracts import read_only_call, read_only_deploy
@@ -41,6 +42,7 @@ class Node(Protocol):
     genesis: Genesis
     key: PrivateKey
     admission: Admission  # the one way a transaction enters the mempool
+    blobs: BlobStore  # the node's blob data (net/rpc/blobs.py serves it)
 
     async def wait_commit(self, tx_hash: bytes, timeout: float) -> tuple[int, int, Receipt]: ...
 
