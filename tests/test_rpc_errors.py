@@ -244,6 +244,11 @@ BAD_PARAMS = [
     ("storage", {"contract": ADDR, "key": [1]}, ["key"]),
     ("code", {"address": "0x12"}, ["address"]),
     ("events", {"limit": 0}, ["limit"]),
+    # the blob methods (every bad input of theirs: tests/test_rpc_blobs.py)
+    ("put_blob_chunk", {"blob": {"root": HASH0, "size": 1, "chunk_bytes": 4096}, "index": 0, "chunk": "zz",
+                        "proof": []}, ["chunk", "hex"]),
+    ("blob", {"root": "00"}, ["root", "32 bytes"]),
+    ("blob_chunk", {"root": HASH0}, ["index"]),
 ]
 
 
