@@ -36,6 +36,7 @@ One module per job (a new endpoint or transport is a new module here):
 from __future__ import annotations
 
 from net.rpc import blobs as _blobs  # noqa: F401  (registers put_blob_chunk, blob, blob_chunk)
+from net.rpc import jobs as _jobs  # noqa: F401  (registers job, jobs)
 from net.rpc.app import Server, make_app, start
 from net.rpc.errors import RpcError
 from net.rpc.limits import (CALL_GAS, MAX_BATCH, MAX_BATCH_WORK, MAX_COMMIT_WAIT, MAX_EVENT_BLOCKS, MAX_EVENT_LIMIT,

@@ -1,0 +1,94 @@
+"""Training jobs against a real node process: a requester, an honest worker, a verifier
+(gradchain/jobs.py over the SDK), and a lying worker that loses to the verifier."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from gradchain import devnet_keys
+from gradchain.jobs import JobError, Verifier, Worker, job_model, post_job
+from ledger import jobs as J
+from ledger.datasets import DatasetHeader
+from mlcore import jobs as mj
+from mlcore.models import Arch
+from tests.nodeproc import NodeProcess
+
+REQ, WORKER, VERIFIER, LIAR = devnet_keys(4)
+ARCH = Arch("mlp", (5, 8, 3))
+ROWS, BATCH, STEPS, K = 48, 4, 24, 3
+
+
+def data():
+    rng = np.random.default_rng(3)
+    x = rng.integers(-2**16, 2**16, size=(ROWS, ARCH.features), dtype=np.int32)
+    return x, ((x[:, 0] > 0).astype(np.int32) + (x[:, 2] > 0).astype(np.int32))
+
+
+@pytest.fixture
+def node(tmp_path):
+    n = NodeProcess(tmp_path / "node", block_time=0.1).start()
+    yield n
+    n.stop()
+
+
+def terms(ref, private=False) -> J.Terms:
+    return J.Terms(ARCH.kind, ARCH.layers, 9, 1 << 14, 1 << 15, BATCH, STEPS, K, 4, ref,
+                   DatasetHeader(0, ROWS, ARCH.features, 1), private, 10**9, 10**8, 200, 15, 40)
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def test_an_honest_job_is_verified_finalized_and_its_model_is_mlcores(node, tmp_path):
+    x, y = data()
+    c = node.client()
+    ref = c.put_blob((x, y), REQ, chunk_bytes=4096)
+    jid = post_job(c, REQ, terms(ref))
+    w = Worker(node.client(), WORKER, jid, tmp_path / "w", log=quiet)
+    w.claim()
+    w.train()
+    w.post_result()
+    v = Verifier(node.client(), VERIFIER, jid, tmp_path / "v", log=quiet)
+    verdict = v.verify()
+    assert verdict.matches and verdict.outcome == "agreed"
+    assert w.defend(timeout=120) == "final"
+    p, vel = job_model(c, jid)
+    (fp, fv), hashes = mj.train_job(terms(ref).spec(), x, y)
+    assert all(np.array_equal(a, b) for a, b in zip(p + vel, fp + fv)) and hashes == w.hashes
+    assert len(w.losses) == STEPS
+
+
+def test_a_lying_worker_loses_to_the_verifier_and_an_honest_worker_then_finishes(node, tmp_path):
+    x, y = data()
+    c = node.client()
+    ref = c.put_blob((x, y), REQ, chunk_bytes=4096)
+    jid = post_job(c, REQ, terms(ref))
+    liar = Worker(node.client(), LIAR, jid, tmp_path / "l", log=quiet)
+    liar.claim()
+
+    def flip(i, p, v):  # one bit of the first weight, at checkpoint 5 only
+        if i == 5:
+            w0 = p[0].copy()
+            w0.flat[0] ^= 1 << 3
+            p = (w0,) + tuple(p[1:])
+        return p, v
+    liar.train(tamper=flip)
+    liar.post_result()
+    outcome: dict = {}
+    t = threading.Thread(target=lambda: outcome.setdefault("liar", liar.defend(timeout=120)))
+    t.start()
+    v = Verifier(node.client(), VERIFIER, jid, tmp_path / "v", log=quiet)
+    verdict = v.verify(timeout=120)
+    t.join(130)
+    assert not verdict.matches and verdict.outcome == "open" and outcome["liar"] == "open"
+    job = c.call("job", {"id": jid})
+    assert job["status"] == "open" and job["rounds"] == 1
+    # an honest worker takes the reopened job and is paid
+    w = Worker(node.client(), WORKER, jid, tmp_path / "w", log=quiet)
+    assert w.run(timeout=120) == "final"
+    assert np.array_equal(job_model(c, jid)[0][0], mj.train_job(terms(ref).spec(), x, y)[0][0][0])
+    with pytest.raises(JobError, match="is final"):
+        Worker(node.client(), WORKER, jid, tmp_path / "w2", log=quiet).claim()
