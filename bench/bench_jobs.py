@@ -9,7 +9,9 @@ job:      train_job over N steps with a checkpoint every k steps: per segment th
 baseline: the same number of steps of the same shapes in ONE programs.train call (the data set's
           rows in order, N / batches epochs): the fewest calls programs allows.
 Timed alternately after a warm-up (every program compiled); medians of `reps` repeats, in steps/s,
-and the ratio job / baseline (the goal: >= 0.8), also of the fastest runs (the least disturbed).  The machine may be shared: only the ratios of
+and the ratio of the job's throughput to the baseline's (the goal: >= 0.8): of the medians, the
+median of each repeat's ratio (a job run and the baseline run of the same repeat: paired, so slow
+drifts of the load cancel) and of the fastest runs (the least disturbed).  The machine may be shared: only the ratios of
 one run mean much.
 """
 from __future__ import annotations
@@ -69,16 +71,18 @@ def bench(kind: str, layers: tuple[int, ...], batch: int, batches: int, steps: i
         for _ in range(reps):
             for name, f in runs.items():
                 times[name].append(f())
-    base, base_min = statistics.median(times["baseline"]), min(times["baseline"])
+    base = statistics.median(times["baseline"])
     print(f"{kind} {'-'.join(map(str, layers))}, batch {batch}, {batches} batches, {steps} steps "
           f"(medians of {reps}):")
     print(f"  baseline, one programs.train call : {steps / base:8.0f} steps/s  ({base * 1e3:7.1f} ms)")
     for k in ks:
-        t, t_min = statistics.median(times[f"k={k}"]), min(times[f"k={k}"])
+        job = times[f"k={k}"]
+        t = statistics.median(job)
+        paired = statistics.median(b / j for b, j in zip(times["baseline"], job))
         m = steps // k
         print(f"  train_job k={k:<4d} ({m:4d} segments) : {steps / t:8.0f} steps/s  ({t * 1e3:7.1f} ms)  "
-              f"{base / t:.2f}x baseline (best runs {base_min / t_min:.2f}x), "
-              f"{(t - base) / m * 1e6:6.0f} us per segment over it")
+              f"{base / t:.2f}x baseline (paired {paired:.2f}x, best runs "
+              f"{min(times['baseline']) / min(job):.2f}x), {(t - base) / m * 1e6:6.0f} us per segment over it")
 
 
 def main() -> None:
