@@ -39,6 +39,7 @@ from ledger.files import write_durably
 from ledger.store import Store, StoreError
 from ledger.tx import Transaction, TxKind, contract_address
 from net import faults
+from net.blob_reactor import BlobReactor
 from net.consensus_reactor import LoopTimer, P2PTransport, attach, regossip_loop, stall_loop
 from net.mempool_reactor import MempoolReactor
 from net.p2p import P2P, Limits, PeerAddress, frame_limit, parse_peer
@@ -369,10 +370,16 @@ class Node:
         self.engine = BftEngine(self.chain, self.mempool, self.signer, transport,
                                 timer, self._on_commit, max_block_txs=self.cfg.max_block_txs,
                                 commit_delay_ms=int(self.cfg.block_time * 1000), on_evidence=self.evidence.report)
+        # blob data: a proposed or synced block's missing blobs are fetched from peers first
+        self.blob_reactor = BlobReactor(self.p2p, self.blobs, lambda: self.chain.tip.height,
+                                        lambda root: self.chain.blob_expiry(root) is not None,
+                                        withhold=self.cfg.test_byzantine == faults.WITHHOLD_BLOBS)
+        self.blob_reactor.attach()
         # block sync: consensus starts once caught up (net/sync.py); it writes through the engine
-        self.sync = BlockSync(self.p2p, self.chain, g.params, self.chain.validator_set, self.engine.apply_synced)
+        self.sync = BlockSync(self.p2p, self.chain, g.params, self.chain.validator_set, self.engine.apply_synced,
+                              blobs=self.blob_reactor)
         self.sync.attach()
-        attach(self.p2p, self.engine, g.params, transport, self.sync)
+        attach(self.p2p, self.engine, g.params, transport, self.sync, self.blob_reactor)
         fresh_since_ms = int(time.time() * 1000) if self.signer.state.height == 0 else None
         background: list[asyncio.Task] = []
         faults.install(self.p2p, self.engine, self.key, g.chain_id, self.cfg.test_faults, self.cfg.test_byzantine)
@@ -505,7 +512,8 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
     p.add_argument("--test-faults", type=Path, metavar="FILE",
                    help="TEST ONLY: drop, delay and partition p2p messages by a JSON schedule (net/faults.py)")
     p.add_argument("--test-byzantine", choices=faults.BYZANTINE_MODES,
-                   help="TEST ONLY: this validator misbehaves (double-sign: conflicting prevotes)")
+                   help="TEST ONLY: this validator misbehaves (double-sign: conflicting prevotes; "
+                        "withhold-blobs: serves no blob chunk to its peers)")
     a = p.parse_args(argv)
     if a.block_time <= 0:
         p.error("--block-time must be positive")

@@ -18,6 +18,13 @@ module gives it real ones (CometBFT's consensus reactor plays the same part):
   A message of a height the engine cannot check yet (AHEAD: beyond the one it holds back)
   is NOT_HANDLED: p2p forgets its hash (so a later re-gossip is handled), it is not
   relayed, and block sync (net/sync.py) is told that the sender is ahead of us;
+- blobs (with `blobs`, net/blob_reactor.py): a proposal of the next heights whose block
+  records a blob this node lacks is checked for its proposer's signature, and the blob is
+  fetched (the sender first) BEFORE the engine sees the proposal, in a task of its own: the
+  engine's one thread never waits on the network.  The handler returns False (not relayed
+  yet, its copies ignored); once the fetch ends (complete or not, within
+  `fetch_timeout`) the proposal goes to the engine, which executes it (without the data it
+  is invalid: the node prevotes nil), and an accepted one is relayed then;
 - re-gossip: the transport keeps our own signed messages of the latest height we signed
   at and sends them again (the same bytes, no new signature) to a peer that (re)connects,
   and to everyone when we have sent nothing for `regossip_s` while that height is still
@@ -37,7 +44,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from consensus.bft import BftEngine, InvalidMessage, Message, SignedProposal, Stall, Verdict
+from consensus.bft import BftEngine, InvalidMessage, Message, SignedProposal, Stall, Verdict, proposal_signature_ok
 from consensus.machine import Proposal
 from ledger.votes import PRECOMMIT, PREVOTE, SignedVote, Vote
 from ledger import errors
@@ -50,12 +57,14 @@ from ledger.tx import Transaction
 from net.p2p import NOT_HANDLED, P2P, BadMessage
 
 if TYPE_CHECKING:
+    from net.blob_reactor import BlobReactor
     from net.sync import BlockSync
 
 log = logging.getLogger("gradchain.net.consensus")
 
 ADDRESS_SIZE = 20
 U32_MAX = 2**32 - 1
+MAX_BLOB_PROPOSALS = 4    # proposals waiting for their blobs at once; more are handed on as they are
 MAX_OWN_MESSAGES = 64      # own messages kept for re-gossip (of one height; the latest rounds)
 REGOSSIP_S = 1.0           # silence after which our undecided height's messages are re-sent
 
@@ -235,10 +244,13 @@ class LoopTimer:
 
 
 def attach(p2p: P2P, engine: BftEngine, params: ChainParams, transport: P2PTransport | None = None,
-           sync: "BlockSync | None" = None) -> None:
+           sync: "BlockSync | None" = None, blobs: "BlobReactor | None" = None) -> None:
     """Route inbound proposals and votes to the engine (after strict decoding).  With
     `transport`, a peer that connects gets our own messages of the current height; with
-    `sync`, a message of a later height than we can use tells sync that its sender is ahead."""
+    `sync`, a message of a later height than we can use tells sync that its sender is ahead;
+    with `blobs`, a proposal's missing blobs are fetched before the engine sees it."""
+    fetching: set[bytes] = set()  # proposals (by block hash) waiting for their blobs
+    tasks: set[asyncio.Task] = set()
     def deliver(peer: bytes, height: int, message: Message) -> Any:
         # the engine checks before p2p relays: only what it accepted travels on
         try:
@@ -251,8 +263,37 @@ def attach(p2p: P2P, engine: BftEngine, params: ChainParams, transport: P2PTrans
             return NOT_HANDLED
         return None if verdict is Verdict.ACCEPTED else False
 
+    def needs_blobs(sp: SignedProposal) -> bool:
+        """A signed proposal of the next heights whose block names a blob we lack."""
+        tip = engine.chain.tip.height
+        if blobs is None or not tip < sp.proposal.height <= tip + 2 or sp.block.hash != sp.proposal.value \
+                or not blobs.missing(sp.block):
+            return False
+        vset = engine.chain.validator_set(sp.proposal.height)
+        if vset.get(sp.proposal.proposer) is None or not proposal_signature_ok(vset, engine.chain.chain_id, sp):
+            raise BadMessage(f"proposal of height {sp.proposal.height}: not signed by a validator of it")
+        return True
+
+    async def fetch_then_deliver(peer: bytes, sp: SignedProposal, body: Any) -> None:
+        assert blobs is not None
+        try:
+            await blobs.fetch_block(sp.block, prefer=peer)
+            if deliver(peer, sp.proposal.height, sp) is None:
+                p2p.broadcast("proposal", body, exclude=peer)  # accepted: relayed now, with its data here
+        except BadMessage as e:
+            log.info("proposal from %s refused after its blobs were fetched: %s", peer.hex()[:16], e)
+        finally:
+            fetching.discard(sp.block.hash)
+
     def on_proposal(peer: bytes, body: Any) -> Any:
         sp = decode_proposal(body, params, engine.mempool.get)
+        if needs_blobs(sp) and len(fetching) < MAX_BLOB_PROPOSALS:
+            if sp.block.hash not in fetching:
+                fetching.add(sp.block.hash)
+                task = asyncio.ensure_future(fetch_then_deliver(peer, sp, body))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            return False
         return deliver(peer, sp.proposal.height, sp)
 
     def on_vote(peer: bytes, body: Any) -> Any:

@@ -26,6 +26,10 @@ or a fixed bogus hash for nil), signed with the raw validator key so the double-
 (consensus/signer.py) cannot refuse it, and gossiped to every peer.  Honest engines see two
 votes of one validator for one slot and report `Equivocation` (the evidence of issue 5).
 
+`--test-byzantine withhold-blobs` makes this validator keep its blobs to itself: its blob
+reactor (net/blob_reactor.py, wired by node.py) answers no blob_get at all, so a block it
+proposes with a blob only it holds cannot be checked by the others (they prevote nil).
+
 Both print a loud warning at start.  A bad schedule file is a clear error before the node
 starts (`load_schedule` raises ValueError).
 """
@@ -47,7 +51,8 @@ from net.p2p import P2P, SeededFaults
 
 log = logging.getLogger("gradchain.faults")
 
-BYZANTINE_MODES = ("double-sign",)
+WITHHOLD_BLOBS = "withhold-blobs"
+BYZANTINE_MODES = ("double-sign", WITHHOLD_BLOBS)
 BOGUS_HASH = hash_bytes(b"gradchain/test-byzantine/conflicting-prevote")
 BANNER = "!" * 78
 
@@ -233,5 +238,8 @@ def install(p2p: P2P, engine: Any, key: PrivateKey, chain_id: str, faults_file: 
     if byzantine is not None:
         if byzantine not in BYZANTINE_MODES:
             raise ValueError(f"unknown byzantine mode {byzantine!r} (known: {', '.join(BYZANTINE_MODES)})")
+        if byzantine == WITHHOLD_BLOBS:  # node.py hands the flag to its BlobReactor
+            warn("a BYZANTINE validator that withholds its blobs from every peer")
+            return
         engine.transport = DoubleSignTransport(engine.transport, key, chain_id)
         warn("a BYZANTINE validator that double-signs prevotes")

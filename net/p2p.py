@@ -562,6 +562,15 @@ class P2P:
         peer = self._peers.get(peer_id)
         return 0 if peer is None else peer.queue.qsize()
 
+    def room(self, peer_id: bytes) -> int:
+        """Bytes of payload that can be queued for a peer now without dropping it as too slow
+        (0 if not connected): a handler answering with large frames checks it first."""
+        peer = self._peers.get(peer_id)
+        if peer is None or peer.reason is not None:
+            return 0
+        q = peer.queue
+        return q.max_bytes if not q.nbytes else max(0, q.max_bytes - q.nbytes)
+
     @property
     def peers(self) -> list[bytes]:
         """Keys of the connected peers."""

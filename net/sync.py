@@ -16,6 +16,10 @@ This module (CometBFT's blocksync reactor plays the same part) closes the gap:
   executed on the tip (`chain.execute_block`).  Only then does `apply` write it (in a node,
   `BftEngine.apply_synced`, which also moves consensus to the next height).  A block or
   commit that fails a check drops the peer (BadMessage) and writes nothing;
+- a block that records a blob this node lacks (with `blobs`, net/blob_reactor.py): once its
+  commit certificate is verified, the blob is fetched from the peers (the sender first)
+  before the block is checked and executed; no block is asked for meanwhile.  A blob that
+  cannot be fetched within its bound writes nothing and distrusts the sender for distrust_s;
 - a peer that does not answer within `request_timeout_s` loses its claim to be ahead, and
   the next request goes to another peer.
 
@@ -47,7 +51,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledger import errors
 from ledger.block import Block, decode_block, encode_block
@@ -60,6 +64,9 @@ from ledger.validators import ValidatorSet
 from ledger.votes import verify_commit
 
 from net.p2p import P2P, BadMessage
+
+if TYPE_CHECKING:
+    from net.blob_reactor import BlobReactor
 
 log = logging.getLogger("gradchain.net.sync")
 
@@ -139,8 +146,11 @@ class BlockSync:
     Single-threaded on the event loop, like p2p: handlers and `tick` never interleave."""
 
     def __init__(self, p2p: P2P, chain: Chain, params: ChainParams, validators_for: ValidatorsFor,
-                 apply: ApplyBlock, config: SyncConfig = SyncConfig(), seed: int | None = None):
+                 apply: ApplyBlock, config: SyncConfig = SyncConfig(), seed: int | None = None,
+                 blobs: "BlobReactor | None" = None):
         self.p2p, self.chain, self.params = p2p, chain, params
+        self.blobs = blobs                   # fetches the blobs a synced block records
+        self._fetching: asyncio.Task | None = None  # a block waiting for its blobs
         self.validators_for, self.apply, self.config = validators_for, apply, config
         self.heights: dict[bytes, int] = {}  # peer -> the height it claims (status or messages)
         self.catching_up = True              # before consensus starts: no lag grace
@@ -207,7 +217,7 @@ class BlockSync:
             self.served += 1
 
     def _on_response(self, peer: bytes, body: Any) -> None:
-        if peer != self._peer or not self._inflight:
+        if peer != self._peer or not self._inflight or self._fetching is not None:
             return  # not asked (or a late answer after we moved on): not worth decoding
         block, commit = decode_response(body, self.params)
         height = block.header.height
@@ -221,11 +231,18 @@ class BlockSync:
             self._inflight.clear()
             self._maybe_request()
             return
+        if self.blobs is not None and self.blobs.missing(block):
+            self._fetch_blobs_first(peer, block, commit)
+            return
         try:
             output = self.check(block, commit)
         except BadMessage:
             self._forget(peer, self.config.max_distrust_s)
             raise
+        self._applied(peer, block, commit, output)
+
+    def _applied(self, peer: bytes, block: Block, commit: Commit, output: BlockOutput) -> None:
+        height = block.header.height
         self.apply(block, commit, output)
         self._failures.pop(peer, None)
         if self.chain.tip.height == height:
@@ -234,6 +251,44 @@ class BlockSync:
             if self.synced == 1 or height % 100 == 0 or height >= self.target:
                 log.info("synced block %d from %s (peers' height %d)", height, peer.hex()[:16], self.target)
         self._maybe_request()
+
+    def _fetch_blobs_first(self, peer: bytes, block: Block, commit: Commit) -> None:
+        """A block naming blobs we lack: its commit is verified now (junk never makes us
+        fetch), then the blobs are fetched in a task and the block checked after."""
+        height = block.header.height
+        try:
+            verify_commit(self.validators_for(height), self.chain.chain_id, commit, height, block.hash)
+        except (errors.LedgerError, ValueError, TypeError) as e:
+            self._forget(peer, self.config.max_distrust_s)
+            raise BadMessage(f"block {height}: {e}") from None
+        self._inflight.clear()
+        self._fetching = asyncio.ensure_future(self._fetch_then_apply(peer, block, commit))
+
+    async def _fetch_then_apply(self, peer: bytes, block: Block, commit: Commit) -> None:
+        assert self.blobs is not None
+        try:
+            complete = await self.blobs.fetch_block(block, prefer=peer)
+        finally:
+            self._fetching = None
+            self._progress = time.monotonic()
+        try:
+            if block.header.height != self.chain.tip.height + 1:
+                pass  # decided by our own consensus meanwhile
+            elif not complete:
+                log.warning("block %d: its blobs could not be fetched; not written", block.header.height)
+                self._forget(peer, self.config.distrust_s)
+            else:
+                try:
+                    output = self.check(block, commit)
+                except BadMessage as e:
+                    log.warning("synced block from %s refused: %s", peer.hex()[:16], e)
+                    self._forget(peer, self.config.max_distrust_s)
+                else:
+                    self._applied(peer, block, commit, output)
+                    return
+            self._maybe_request()
+        except Exception:  # a bug here must not end sync for good
+            log.exception("block sync after a blob fetch failed")
 
     # ---- checks ----------------------------------------------------------------------------
 
@@ -281,6 +336,8 @@ class BlockSync:
 
     def _maybe_request(self) -> None:
         """Ask for the next blocks if a peer is ahead (see the module docstring for when)."""
+        if self._fetching is not None:
+            return  # a block waits for its blobs; _fetch_then_apply asks again
         now = time.monotonic()
         tip = self.chain.tip.height
         self._inflight = {h for h in self._inflight if h > tip}
