@@ -358,3 +358,35 @@ def test_a_blob_only_a_byzantine_proposer_holds_and_withholds_never_enters_the_c
                 with pytest.raises(NotFound):
                     c.blob(blob.ref)  # not on chain, and not a chunk of it here
     assert "TEST ONLY" in _log(nodes[0])
+
+
+def test_a_node_that_was_down_syncs_the_block_of_a_blob_and_fetches_the_blob_first(testnet_factory):
+    from ledger.genesis import devnet_keys
+    from tests.nodeproc import check_agreement, heights, wait_until
+    nodes = testnet_factory()
+    user = devnet_keys(1)[0]
+    data = os.urandom((1 << 20) + 777)
+    wait_until(lambda: min(heights(nodes)) >= 1, 30, "height 1 everywhere")
+    nodes[3].kill()  # three of four equal stakes still finalise
+    with nodes[0].client() as c:
+        ref = c.put_blob(data, user, chunk_bytes=128 << 10, timeout=60)
+        recorded_at = c.blob(ref)["expiry"]
+    live = nodes[:3]
+    wait_until(lambda: all(_complete(n, ref) for n in live), 30,
+               "the blob on the three live nodes")
+    nodes[3].start()  # block sync brings it the block recording the blob: it fetches the blob first
+    wait_until(lambda: heights(nodes)[3] >= max(heights(live)) - 1, 60, "the restarted node caught up")
+    check_agreement(nodes)
+    with nodes[3].client() as c:
+        info = c.blob(ref)
+        assert info["complete"] and info["expiry"] == recorded_at
+        assert c.get_blob(ref) == data
+
+
+def _complete(node, ref) -> bool:
+    from gradchain import NotFound
+    with node.client() as c:
+        try:
+            return c.blob(ref)["complete"]
+        except NotFound:
+            return False
