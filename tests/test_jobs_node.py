@@ -92,3 +92,44 @@ def test_a_lying_worker_loses_to_the_verifier_and_an_honest_worker_then_finishes
     assert np.array_equal(job_model(c, jid)[0][0], mj.train_job(terms(ref).spec(), x, y)[0][0][0])
     with pytest.raises(JobError, match="is final"):
         Worker(node.client(), WORKER, jid, tmp_path / "w2", log=quiet).claim()
+
+
+def test_the_cli_posts_works_verifies_and_shows_a_job(node, tmp_path):
+    """`gradchain blob put`, `job post`, `worker` (a process of its own), `verify-job`, `job show`."""
+    import json
+    import subprocess
+    import sys
+
+    from ledger.datasets import encode_dataset
+    from tests.test_cli import cli, cli_json, fails
+    from tests.nodeproc import ROOT
+
+    x, y = data()
+    path = tmp_path / "data.gcds"
+    path.write_bytes(encode_dataset(x, y))
+    root = cli_json("blob", "put", str(path), "--key", "dev:0", "--chunk-bytes", "4096", url=node.url)["root"]
+    posted = cli_json("job", "post", "--key", "dev:0", "--data", root, "--kind", "mlp", "--layers", "5,8,3",
+                      "--seed", "9", "--lr", "0.25", "--momentum", "0.5", "--batch", "4", "--steps", "24", "--k", "3",
+                      "--order-seed", "4", "--reward", "1", "--bond", "0.1", "--window", "15", url=node.url)
+    jid = posted["job"]
+    assert fails("job", "show", "99", url=node.url).startswith("error: no job 99")
+    worker = subprocess.Popen([sys.executable, "-m", "gradchain.cli", "--rpc", node.url, "--json", "worker", str(jid),
+                               "--key", "dev:1", "--workdir", str(tmp_path / "w"), "--timeout", "120"],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        import time
+        deadline = time.monotonic() + 60
+        while cli_json("job", "show", str(jid), url=node.url)["status"] != "posted":
+            assert worker.poll() is None and time.monotonic() < deadline, worker.stderr.read()
+            time.sleep(0.3)
+        verdict = cli_json("verify-job", str(jid), "--key", "dev:2", "--workdir", str(tmp_path / "v"), url=node.url)
+        assert verdict["matches"] is True and verdict["outcome"] == "agreed"
+        out, err = worker.communicate(timeout=120)
+    finally:
+        worker.kill()
+    assert worker.returncode == 0, err
+    assert json.loads(out)["status"] == "final"
+    assert "checkpoint 8/8" in err  # progress on stderr
+    shown = cli("job", "show", str(jid), url=node.url).stdout
+    assert "final" in shown and "8 segments" in shown
+    assert str(jid) in cli("job", "list", "--status", "final", url=node.url).stdout

@@ -13,6 +13,7 @@ from typing import Sequence
 import gradchain.cli.blobs as blobs
 import gradchain.cli.contracts as contracts
 import gradchain.cli.keys as keys
+import gradchain.cli.ml as ml
 import gradchain.cli.reads as reads
 import gradchain.cli.staking as staking
 import gradchain.cli.testnet as testnet
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     contracts.register(sub, common)
     staking.register(sub, common)
     blobs.register(sub, common)
+    ml.register(sub, common)
     reads.register_rpc(sub, common)
     keys.register_devnet(sub, common)
     testnet.register(sub, common)
