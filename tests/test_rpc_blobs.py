@@ -487,3 +487,20 @@ def test_a_flood_of_uploads_beyond_the_pending_limit_is_refused_and_the_node_kee
         assert cl.put_blob(b, KEY, chunk_bytes=CB).chunks == 512  # finished and on chain: no longer pending
         assert cl.put_blob(c, KEY, chunk_bytes=CB) == ref_of(c, CB)
         assert cl.status()["height"] > 0
+
+
+def test_kept_trees_stay_within_their_bound_and_give_the_ledgers_proofs(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from net.rpc import blobs as rpc_blobs
+    store = BlobStore(tmp_path / "b", map_size=16 << 20)
+    refs = [store.put(os.urandom(n * CB), CB, 0) for n in (5, 9, 3)]
+    monkeypatch.setattr(rpc_blobs, "TREE_HASHES_KEPT", 26)
+    monkeypatch.setattr(rpc_blobs, "_TREES", rpc_blobs.OrderedDict())
+    node = SimpleNamespace(blobs=store)
+    for ref in refs:  # 11 + 20 + 6 hashes: the first is dropped once the second is in
+        levels = rpc_blobs._levels(node, ref)
+        for i in range(ref.chunks):
+            assert merkle_proof_of_levels(levels, i) == store.proof(ref, i)
+    assert list(rpc_blobs._TREES) == [refs[1].root, refs[2].root]
+    store.close()

@@ -6,8 +6,8 @@ blob's root; a BLOB transaction (broadcast_tx) then records the blob on chain.  
 client may hold here before any block records its blob is bounded: the bytes of
 uploads not yet on chain, kept as a running figure rescanned once per block, never more
 than ledger.blobstore.MAX_PENDING_BYTES.  Proofs are served from each complete blob's
-tree, built once (ledger.merkle.merkle_levels) and kept for a few blobs: a blob's
-chunks never change under its root, so the tree is never stale.
+tree, built once (ledger.merkle.merkle_levels) and kept within a bound: a blob's chunks
+never change under its root, so a kept tree is never stale.
 """
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ from net.rpc.methods import Node, method
 from net.rpc.params import _bad, p_bool, p_hex, p_int
 
 MAX_PROOF_HASHES = 64   # a blob of 2**40 bytes in 4 KiB chunks has a path of 28
-TREES_KEPT = 4          # complete blobs whose Merkle levels are kept for blob_chunk
+TREE_HASHES_KEPT = 1 << 20  # hashes of the Merkle levels kept for blob_chunk, all blobs together
+                            # (about 70 MiB; the tree last asked for is always kept)
 _REF_KEYS = {"root", "size", "chunk_bytes"}
 
 
@@ -128,13 +129,16 @@ async def m_blob(node: Node, root: Any, indices: Any = False) -> dict:
 
 
 def _levels(node: Node, ref: BlobRef) -> list[list[bytes]]:
-    """The Merkle levels of a complete blob (kept for the TREES_KEPT last asked)."""
+    """The Merkle levels of a complete blob, built once from its leaf hashes and kept,
+    the least recently asked dropped first, within TREE_HASHES_KEPT."""
     levels = _TREES.get(ref.root)
     if levels is None:
         levels = merkle_levels(node.blobs.leaf_hashes(ref))
         _TREES[ref.root] = levels
-        while len(_TREES) > TREES_KEPT:
-            _TREES.popitem(last=False)
+        kept = sum(len(level) for tree in _TREES.values() for level in tree)
+        while kept > TREE_HASHES_KEPT and len(_TREES) > 1:
+            _, old = _TREES.popitem(last=False)
+            kept -= sum(len(level) for level in old)
     else:
         _TREES.move_to_end(ref.root)
     return levels
