@@ -524,16 +524,26 @@ class Client:
         return ref
 
     def _put_chunks(self, up: Any, indices: list[int]) -> None:
+        """put_blob_chunk of each index, in batches within the node's bounds.  The body is
+        put together as text: hex needs no JSON escaping, and json.dumps would scan each
+        chunk's 2 MiB of it once more."""
         ref = up.ref
-        wire = {"root": ref.root.hex(), "size": ref.size, "chunk_bytes": ref.chunk_bytes}
+        blob = json.dumps({"root": ref.root.hex(), "size": ref.size, "chunk_bytes": ref.chunk_bytes})
         per = max(1, min(BLOB_BATCH_PUTS, BLOB_BATCH_BODY // (2 * ref.chunk_bytes + 70 * len(up.levels) + 300)))
         for start in range(0, len(indices), per):
-            calls = [("put_blob_chunk", {"blob": wire, "index": i, "chunk": up.read(i).hex(),
-                                         "proof": [h.hex() for h in up.proof(i)]})
-                     for i in indices[start:start + per]]
-            for res in self.batch(calls):
-                if isinstance(res, Exception):
-                    raise res
+            batch = indices[start:start + per]
+            reqs = [f'{{"jsonrpc":"2.0","id":{n},"method":"put_blob_chunk","params":{{"blob":{blob},"index":{i},'
+                    f'"chunk":"{up.read(i).hex()}","proof":{json.dumps([h.hex() for h in up.proof(i)])}}}}}'
+                    for n, i in enumerate(batch)]
+            resp = self._post(("[" + ",".join(reqs) + "]").encode())
+            if isinstance(resp, dict):
+                raise _error(resp.get("error") or {})
+            for r in resp if isinstance(resp, list) else ():
+                if isinstance(r, dict) and isinstance(r.get("error"), dict):
+                    raise _error(r["error"])
+            if not isinstance(resp, list) or len(resp) != len(batch):
+                raise RpcError(-32603, "node answered a put_blob_chunk batch with something else than one "
+                                       "answer per chunk")
 
     def _blob_ref(self, root: str | bytes | BlobRef) -> BlobRef:
         if isinstance(root, BlobRef):

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gradchain import BlobRef, Client, NotFound, ProofError, TxRejected, devnet_keys
+from gradchain import BlobRef, Client, NotFound, ProofError, RpcError, TxRejected, devnet_keys
 from gradchain.blobs import checked_chunk, dataset_bytes, upload_of
 from ledger.blobs import CHUNK_BYTES, check_chunk, chunk_leaves, chunk_proof, ref_of, split
 from ledger.blobstore import BlobStore
@@ -357,6 +357,8 @@ def _blob(**kw: Any) -> dict:
     (_with(chunk=GOOD["chunk"][:-2]), ["chunk", "4096 bytes"]),
     (_with(chunk=GOOD["chunk"] + "00"), ["chunk", "4096 bytes"]),
     (_with(chunk="zz" + GOOD["chunk"][2:]), ["chunk", "hex"]),
+    (_with(chunk=" " + GOOD["chunk"][1:]), ["chunk", "hex"]),  # bytes.fromhex would skip the space
+    (_with(chunk=GOOD["chunk"][:100] + "\n" + GOOD["chunk"][101:]), ["chunk", "hex"]),
     (_with(chunk="0x" + GOOD["chunk"][:-2] + "0"), ["chunk"]),
     (_with(chunk=put_params(DATA, 2)["chunk"]), ["proof does not lead to root"]),
     (_with(chunk=_flip(GOOD["chunk"], 100)), ["proof does not lead to root"]),
@@ -371,8 +373,13 @@ def _blob(**kw: Any) -> dict:
     (_with(proof=[1] + GOOD["proof"][1:]), ["proof[0]", "hex"]),
     ([GOOD["blob"], 1, GOOD["chunk"]], ["proof"]),
     ({**GOOD, "extra": 1}, ["extra"]),
+    (_with(chunk="0x" + GOOD["chunk"]), None),  # last: the well-formed variants are taken
+    (_with(chunk=GOOD["chunk"].upper()), None),
 ], ids=lambda v: None)
 def test_put_blob_chunk_refuses_junk_with_the_field_named(node, params, words):
+    if words is None:  # the control: the same request with a well-formed variant is taken
+        assert rpc(node.url, "put_blob_chunk", params)["result"] == {"complete": False, "present": 1}
+        return
     error(node.url, "put_blob_chunk", params, INVALID_PARAMS, *words)
     assert rpc(node.url, "blob", {"root": REF.root.hex()})["error"]["code"] == NOT_FOUND  # nothing stored
     assert "result" in rpc(node.url, "status", [])
@@ -484,6 +491,9 @@ def test_a_flood_of_uploads_beyond_the_pending_limit_is_refused_and_the_node_kee
     with small_node.client() as cl:
         with pytest.raises(NotFound):
             cl.blob(ref_of(c, CB))
+        with pytest.raises(RpcError) as e:  # the SDK raises the refusal of any chunk of its batch
+            cl.put_blob(os.urandom(3 * CB), KEY, chunk_bytes=CB)
+        assert e.value.code == BUSY and e.value.data["limit"] == "pending_blob_bytes"
         assert cl.put_blob(b, KEY, chunk_bytes=CB).chunks == 512  # finished and on chain: no longer pending
         assert cl.put_blob(c, KEY, chunk_bytes=CB) == ref_of(c, CB)
         assert cl.status()["height"] > 0
