@@ -4,7 +4,8 @@ The owner deploys with a trained model (a Model value: trained by examples/ml_tr
 averaged by examples/ml_federated.py, or quantised from a float model with
 `vm.tensors.Model.from_float`), and may later replace it (`set_model`, or `load_from` a
 contract that exports `model()`, such as the training contract). Every change bumps the
-model's version.
+model's version. A job's model (docs/jobs.md: trained off chain, settled on chain) comes in
+with `load_job(job)`.
 
 - `request(x)`: a transaction; the prediction (labels for a classifier, Q.16 outputs for
   a linear model) is stored with the input, the model version and the block, under a
@@ -111,6 +112,14 @@ def set_model(model) -> int:
     """Replace the model (the owner only); returns the new version."""
     only_owner()
     return install(model)
+
+
+@export
+def load_job(job: int) -> int:
+    """Take the model of a final training job (trained off chain, settled on chain:
+    docs/jobs.md) (the owner only); returns the new version."""
+    only_owner()
+    return install(ml.job_model(job))
 
 
 @export

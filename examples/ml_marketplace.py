@@ -161,6 +161,12 @@ def list_model(name: str, model, price: int) -> int:
 
 
 @export
+def list_job_model(name: str, job: int, price: int) -> int:
+    """List the model of a final training job (docs/jobs.md) for sale by the prediction."""
+    return list_model(name, ml.job_model(job), price)
+
+
+@export
 def set_price(listing_id: int, price: int):
     d = owned(listing_id)
     check_price(price)

@@ -260,11 +260,21 @@ class Verdict:
 class Verifier(Party):
     """Re-run a posted job in full; on a mismatch, challenge and play the dispute."""
 
+    def prepare(self) -> None:
+        """Train now, before the worker posts (the verdict then comes early in the window)."""
+        self.train()
+
     def verify(self, challenge: bool = True, poll: float = 0.2, timeout: float = 3600) -> Verdict:
-        j = self.refresh()
+        """Compare the posted model with this party's own run (made now unless `prepare` ran),
+        waiting up to `timeout` for a result to be posted; challenge on a mismatch."""
+        end = time.monotonic() + timeout
+        while self.refresh()["status"] in ("open", "claimed") and time.monotonic() < end:
+            time.sleep(poll)
+        j = self.job
         if j["status"] != "posted":
             raise JobError(f"job {self.job_id} is {j['status']}, not posted: nothing to verify")
-        self.train()
+        if not self.hashes:
+            self.train()
         m = self.terms.segments
         worker_model = sha256(self.client.get_blob(BlobRef(bytes.fromhex(j["model"]["root"]), j["model"]["size"],
                                                             j["model"]["chunk_bytes"]))).hexdigest()

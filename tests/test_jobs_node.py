@@ -133,3 +133,20 @@ def test_the_cli_posts_works_verifies_and_shows_a_job(node, tmp_path):
     shown = cli("job", "show", str(jid), url=node.url).stdout
     assert "final" in shown and "8 segments" in shown
     assert str(jid) in cli("job", "list", "--status", "final", url=node.url).stdout
+
+
+def test_the_jobs_example_runs_against_a_node(node, tmp_path):
+    """examples/ml_jobs.py, scaled down to a tenth of a block's gas: data, job, worker,
+    verifier, the loss curve, then the job's model served by the inference contract and the
+    marketplace."""
+    import subprocess
+    import sys
+
+    from tests.nodeproc import ROOT
+
+    p = subprocess.run([sys.executable, str(ROOT / "examples" / "ml_jobs.py"), node.url, "--blocks", "0.1",
+                        "--workdir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "the model matches (agreed)" in p.stdout and "every step did what it should" in p.stdout
+    curve = [line for line in p.stdout.splitlines() if line.strip().startswith("checkpoint") and "(step" in line]
+    assert len(curve) >= 3
