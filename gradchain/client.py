@@ -37,7 +37,7 @@ from gradchain.errors import (CommitTimeout, ConnectionFailed, ContractFailed, N
                               RpcError, StakingFailed, TxRejected, contract_failure)
 from ledger import evidence as evidence_codec
 from ledger import trie
-from ledger.blobs import CHUNK_BYTES, BlobRef
+from ledger.blobs import CHUNK_BYTES, BlobError, BlobRef
 from ledger.encoding import DecodeError, decode
 from ledger.keys import PrivateKey, address_hex, parse_address
 from ledger.state import account_key, decode_account, storage_key
@@ -551,7 +551,7 @@ class Client:
         r = self.blob(root)
         try:
             return BlobRef(parse_ref_root(root), r["size"], r["chunk_bytes"])
-        except Exception as e:  # a node's answer that is no blob shape
+        except (KeyError, TypeError, BlobError) as e:  # a node's answer that is no blob shape
             raise ProofError(f"the node's blob answer is not a valid blob shape: {e}") from None
 
     def blob_chunk(self, root: str | bytes | BlobRef, index: int) -> bytes:
