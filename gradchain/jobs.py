@@ -25,7 +25,7 @@ from ledger.keys import PrivateKey, address_hex
 from ledger.merkle import merkle_proof, merkle_root
 from ledger.tx import job as job_tx
 
-HEAVY_GAS = 450_000_000  # result, challenge, settle (ML_COMPILE on a program's first use), finalize
+HEAVY_GAS = 450_000_000  # the actions that read blobs or run mlcore (ML_COMPILE on a program's first use)
 LIGHT_GAS = 2_000_000    # post, claim, move, timeout, cancel
 CHECKPOINT_CHUNK = 1 << 16  # chunk size of the checkpoint blobs a party uploads
 
@@ -36,6 +36,8 @@ class JobError(GradchainError):
 
 def _terms_wire(job: dict) -> J.Terms:
     t = job["terms"]
+    if t["task"] != "train":
+        raise JobError(f"job {job['id']} is an inference job (InferenceWorker, InferenceVerifier)")
     d, s = t["data"], t["data_shape"]
     return J.Terms(t["kind"], tuple(t["layers"]), t["seed"], t["lr"], t["momentum"], t["batch"], t["steps"], t["k"],
                    t["order_seed"], BlobRef(bytes.fromhex(d["root"]), d["size"], d["chunk_bytes"]),
@@ -47,7 +49,8 @@ def act(client: Client, key: PrivateKey, action: int, body: list, value: int = 0
         timeout: float = 120) -> dict:
     """Send one JOB action and wait for its commit; returns the action's answer (its event's
     data).  JobError with the chain's reason if the action failed."""
-    gas = gas or (HEAVY_GAS if action in (J.RESULT, J.CHALLENGE, J.SETTLE, J.FINALIZE) else LIGHT_GAS)
+    gas = gas or (HEAVY_GAS if action in (J.RESULT, J.CHALLENGE, J.SETTLE, J.FINALIZE, J.INFER, J.OUTPUT, J.CONTEST)
+                  else LIGHT_GAS)
     gas = min(gas, client.max_block_gas)
     r = client._sign_and_send(key, lambda n: job_tx(key, client.chain_id, n, action, body, value, gas), None, True,
                               timeout)
@@ -290,3 +293,78 @@ class Verifier(Party):
                                                  self.hashes[p], self.proof(p)], self.terms.bond)
         self.log("challenged")
         return Verdict(False, worker_model, mine, self.play(poll, timeout))
+
+
+# ---- inference jobs ----------------------------------------------------------------------------
+
+def post_inference(client: Client, key: PrivateKey, terms: J.InferTerms) -> int:
+    """Open an inference job (a model blob applied to a data set's rows); returns its id."""
+    return act(client, key, J.INFER, [terms.to_wire()], terms.reward)["job"]
+
+
+def _ref_of(w: dict) -> BlobRef:
+    return BlobRef(bytes.fromhex(w["root"]), w["size"], w["chunk_bytes"])
+
+
+class InferenceParty:
+    """The model and the input rows of an inference job, and the outputs mlcore gives for them."""
+
+    def __init__(self, client: Client, key: PrivateKey, job_id: int, log: Callable[[str], None] = print):
+        self.client, self.key, self.job_id, self.log = client, key, job_id, log
+        self.job = get_job(client, job_id)
+        t = self.job["terms"]
+        if t["task"] != "infer":
+            raise JobError(f"job {job_id} is a training job")
+        self.terms = t
+
+    def outputs(self) -> bytes:
+        """Every row's prediction as the job's outputs blob holds it (int32 little-endian)."""
+        import numpy as np
+        from mlcore import jobs as mj
+        from mlcore import programs
+        from mlcore.models import Arch
+        arch = Arch(self.terms["kind"], tuple(self.terms["layers"]))
+        params, _ = mj.decode_checkpoint(arch, self.client.get_blob(_ref_of(self.terms["model"])))
+        _, x, _ = decode_dataset(self.client.get_blob(_ref_of(self.terms["data"])))
+        seg = self.terms["segment_rows"]
+        parts = [np.ascontiguousarray(programs.predict(arch, params, x[i:i + seg]), dtype="<i4")
+                 for i in range(0, x.shape[0], seg)]
+        return b"".join(p.tobytes() for p in parts)
+
+
+class InferenceWorker(InferenceParty):
+    def run(self, poll: float = 0.2, timeout: float = 3600) -> str:
+        """claim -> predict every row -> post the outputs -> finalize after the window."""
+        act(self.client, self.key, J.CLAIM, [self.job_id], self.terms["bond"])
+        ref = self.client.put_blob(self.outputs(), self.key)
+        out = act(self.client, self.key, J.OUTPUT, [self.job_id, ref.to_wire()])
+        self.log(f"posted the outputs {ref.root.hex()[:16]}; the window ends at height {out['window_ends']}")
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            j = get_job(self.client, self.job_id)
+            if j["status"] != "posted":
+                return j["status"]
+            if self.client.status()["height"] > j["deadline"]:
+                act(self.client, self.key, J.FINALIZE, [self.job_id])
+                return "final"
+            time.sleep(poll)
+        raise JobError(f"job {self.job_id} was not final within {timeout} s")
+
+
+class InferenceVerifier(InferenceParty):
+    def verify(self, challenge: bool = True) -> Verdict:
+        """Recompute every output; contest the first segment that differs."""
+        j = get_job(self.client, self.job_id)
+        if j["status"] != "posted":
+            raise JobError(f"job {self.job_id} is {j['status']}, not posted: nothing to verify")
+        mine, theirs = self.outputs(), self.client.get_blob(_ref_of(j["outputs"]))
+        a, b = sha256(theirs).hexdigest(), sha256(mine).hexdigest()
+        if mine == theirs:
+            return Verdict(True, a, b, "agreed")
+        step = 4 * self.terms["outputs_per_row"] * self.terms["segment_rows"]
+        seg = next(i for i in range(self.terms["segments"]) if mine[i * step:(i + 1) * step] != theirs[i * step:(i + 1) * step])
+        if not challenge:
+            return Verdict(False, a, b, f"segment {seg} differs; not contested")
+        out = act(self.client, self.key, J.CONTEST, [self.job_id, seg], self.terms["bond"])
+        self.log(f"contested segment {seg}: the {out['winner']} was right")
+        return Verdict(False, a, b, get_job(self.client, self.job_id)["status"])

@@ -66,8 +66,10 @@ STATUS_NAMES = ("open", "claimed", "posted", "disputed", "final", "cancelled")
 
 # actions (the first element of a JOB payload)
 POST, CLAIM, RESULT, CHALLENGE, MOVE, SETTLE, TIMEOUT, FINALIZE, CANCEL = range(1, 10)
+INFER, OUTPUT, CONTEST = range(10, 13)  # inference jobs
 ACTION_NAMES = {POST: "post", CLAIM: "claim", RESULT: "result", CHALLENGE: "challenge", MOVE: "move",
-                SETTLE: "settle", TIMEOUT: "timeout", FINALIZE: "finalize", CANCEL: "cancel"}
+                SETTLE: "settle", TIMEOUT: "timeout", FINALIZE: "finalize", CANCEL: "cancel", INFER: "infer",
+                OUTPUT: "output", CONTEST: "contest"}
 
 
 class JobFailure(Exception):
@@ -161,6 +163,71 @@ class Terms:
 
 
 @dataclass(frozen=True, slots=True)
+class InferTerms:
+    """An inference job: a model (a blob of mlcore.jobs.encode_checkpoint) applied to every row
+    of a public data set (its labels are ignored); the outputs are a blob of int32 little-
+    endian values, one label per row (classifiers) or `outputs` Q.16 values (linear), in row
+    order.  A dispute names one segment of `segment_rows` rows: the chain predicts them and
+    compares, in one transaction (rows are independent: no bisection is needed)."""
+
+    kind: str
+    layers: tuple[int, ...]
+    model: BlobRef
+    data: BlobRef
+    shape: DatasetHeader
+    segment_rows: int
+    reward: int
+    bond: int
+    work_blocks: int
+    window: int
+
+    private = False  # inference reads its input on chain
+
+    def to_wire(self) -> list:
+        s = self.shape
+        return ["infer", self.kind, list(self.layers), self.model.to_wire(), self.data.to_wire(),
+                [s.kind, s.rows, s.features, s.width], self.segment_rows, self.reward, self.bond, self.work_blocks,
+                self.window]
+
+    @classmethod
+    def from_wire(cls, w: Any) -> InferTerms:
+        if not (isinstance(w, list) and len(w) == 11 and w[0] == "infer"):
+            raise JobFailure("inference terms must be a list of 11 fields, \"infer\" first (docs/jobs.md)")
+        _, kind, layers, model, data, shape, seg, reward, bond, work, window = w
+        if type(kind) is not str or not isinstance(layers, list) or any(type(v) is not int for v in layers):
+            raise JobFailure("inference terms: kind must be text and layers a list of ints")
+        for name, v, lo, hi in (("segment_rows", seg, 1, U64_MAX), ("reward", reward, 0, U64_MAX),
+                                ("bond", bond, 0, U64_MAX), ("work_blocks", work, 1, MAX_DEADLINE_BLOCKS),
+                                ("window", window, 1, MAX_DEADLINE_BLOCKS)):
+            if type(v) is not int or not lo <= v <= hi:
+                raise JobFailure(f"inference terms: {name} must be an integer in [{lo}, {hi}]")
+        try:
+            refs = BlobRef.from_wire(model), BlobRef.from_wire(data)
+        except BlobError as e:
+            raise JobFailure(f"inference terms: {e}") from None
+        if not (isinstance(shape, list) and len(shape) == 4 and all(type(v) is int for v in shape)):
+            raise JobFailure("inference terms: the data shape is [label kind, rows, features, width]")
+        return cls(kind, tuple(layers), *refs, DatasetHeader(*shape), seg, reward, bond, work, window)
+
+    def arch(self) -> Any:
+        from mlcore.models import Arch
+        return Arch(self.kind, self.layers)
+
+    @property
+    def width(self) -> int:
+        """int32 values per row of the outputs."""
+        return 1 if self.kind != "linear" else self.layers[-1]
+
+    @property
+    def segments(self) -> int:
+        return -(-self.shape.rows // self.segment_rows)
+
+
+def terms_from_wire(w: Any) -> Terms | InferTerms:
+    return InferTerms.from_wire(w) if isinstance(w, list) and w[:1] == ["infer"] else Terms.from_wire(w)
+
+
+@dataclass(frozen=True, slots=True)
 class Dispute:
     """A bisection in progress: both traces agree at lo and differ at hi."""
 
@@ -186,11 +253,11 @@ class Dispute:
 class Job:
     id: int
     requester: bytes
-    terms: Terms
+    terms: Terms | InferTerms
     status: int
     worker: bytes = b""       # address; b"" while open
     deadline: int = 0         # of the current phase (claim's result, window, or a move)
-    model: BlobRef | None = None   # the worker's final checkpoint blob
+    model: BlobRef | None = None   # the worker's result: the final checkpoint, or an inference's outputs
     trace: bytes = b""        # the worker's trace root
     dispute: Dispute | None = None
     posted_at: int = 0
@@ -204,7 +271,7 @@ class Job:
     @classmethod
     def from_wire(cls, w: list) -> Job:
         _, jid, req, terms, status, worker, deadline, model, trace, dispute, posted, rounds = w
-        return cls(jid, req, Terms.from_wire(terms), status, worker, deadline,
+        return cls(jid, req, terms_from_wire(terms), status, worker, deadline,
                    None if model is None else BlobRef.from_wire(model), trace,
                    None if dispute is None else Dispute(*dispute), posted, rounds)
 
@@ -303,13 +370,21 @@ def _refs(state: State, action: int, body: list) -> list[BlobRef]:
             refs += [] if t.private else [t.data]
         elif action == RESULT and len(body) == 5:
             refs.append(BlobRef.from_wire(body[1]))
-        elif action in (CHALLENGE, FINALIZE) and job is not None and job.model is not None:
+        elif action in (CHALLENGE, FINALIZE) and job is not None and job.model is not None \
+                and isinstance(job.terms, Terms):
             refs.append(job.model)
+        elif action == INFER and len(body) == 1:
+            t2 = InferTerms.from_wire(body[0])
+            refs += [t2.model, t2.data]
+        elif action == OUTPUT and len(body) == 2:
+            refs.append(BlobRef.from_wire(body[1]))
+        elif action == CONTEST and job is not None and isinstance(job.terms, InferTerms) and job.model is not None:
+            refs += [job.terms.model, job.terms.data, job.model]
         elif action == SETTLE and len(body) == 3 and job is not None:
             refs.append(BlobRef.from_wire(body[1]))
             if body[2] is not None:
                 refs.append(BlobRef.from_wire(body[2]))
-            if not job.terms.private:
+            if isinstance(job.terms, Terms) and not job.terms.private:
                 refs.append(job.terms.data)
     except (BlobError, JobFailure):
         pass
@@ -422,6 +497,8 @@ def _keep_data(state: State, ctx: Ctx, job: Job, until: int) -> None:
     """Public data (and the posted model) stay on every node while the job may need them."""
     if not job.terms.private:
         blob_records.keep_until(state, job.terms.data, until)
+    if isinstance(job.terms, InferTerms):
+        blob_records.keep_until(state, job.terms.model, until)
     if job.model is not None:
         blob_records.keep_until(state, job.model, until)
 
@@ -438,6 +515,18 @@ def _job(state: State, body: list, n: int, what: str) -> tuple[Job, list]:
 def _status(job: Job, *allowed: int) -> None:
     if job.status not in allowed:
         raise JobFailure(f"job {job.id} is {STATUS_NAMES[job.status]}")
+
+
+def _training(job: Job) -> Terms:
+    if not isinstance(job.terms, Terms):
+        raise JobFailure(f"job {job.id} is an inference job (output, contest)")
+    return job.terms
+
+
+def _inference(job: Job) -> InferTerms:
+    if not isinstance(job.terms, InferTerms):
+        raise JobFailure(f"job {job.id} is a training job (result, challenge, move, settle)")
+    return job.terms
 
 
 def _no_value(ctx: Ctx, what: str) -> None:
@@ -477,6 +566,7 @@ def result(state: State, ctx: Ctx, body: list) -> dict:
     """[id, model, trace root, proof of leaf 0, proof of leaf m]: the worker's result.  The
     model blob must hash to leaf m, and leaf 0 must be the initial checkpoint's hash."""
     job, (model_w, trace, proof0, proof_m) = _job(state, body, 5, "result")
+    _training(job)
     _status(job, CLAIMED)
     _no_value(ctx, "result")
     if ctx.sender != job.worker:
@@ -510,6 +600,7 @@ def challenge(state: State, ctx: Ctx, body: list) -> dict:
     """[id, trace root, leaf 0 proof, leaf m hash, its proof, probe hash, its proof]: contest
     a posted result with the challenger's own trace; the bond is the transaction's value."""
     job, (root, proof0, c_m, proof_m, c_probe, proof_probe) = _job(state, body, 7, "challenge")
+    _training(job)
     _status(job, POSTED)
     t, m = job.terms, job.terms.segments
     if ctx.sender == job.worker:
@@ -546,6 +637,7 @@ def move(state: State, ctx: Ctx, body: list) -> dict:
     turn answers the probe with its own hash there, which halves the interval, and opens the
     next probe (the last two fields are ignored, and may be empty, when none is left)."""
     job, (h, proof, h_next, proof_next) = _job(state, body, 5, "move")
+    _training(job)
     _status(job, DISPUTED)
     _no_value(ctx, "move")
     d, t, m = job.dispute, job.terms, job.terms.segments
@@ -581,6 +673,7 @@ def settle(state: State, ctx: Ctx, body: list) -> dict:
     """[id, checkpoint blob, revealed chunks blob or None]: re-execute segment lo from the
     agreed checkpoint and decide.  Anyone may send it; it is the worker's to send in time."""
     job, (ck_w, reveal_w) = _job(state, body, 3, "settle")
+    _training(job)
     _status(job, DISPUTED)
     _no_value(ctx, "settle")
     d, t = job.dispute, job.terms
@@ -609,16 +702,24 @@ def settle(state: State, ctx: Ctx, body: list) -> dict:
                    why=f"segment {d.lo} re-executed")
 
 
-def _register_program(state: State, ctx: Ctx, t: Terms) -> None:
-    """The segment's training program pays ML_COMPILE on its first use on chain, as in a
-    contract (vm/ml.py: one registry of programs)."""
-    from mlcore.gas import ML_COMPILE
+def vm_program_key(op: str, arch: Any, **dims: int) -> bytes:
     from vm import ml as vm_ml
-    key = vm_ml.program_key("train", t.arch(), rows=t.k * t.batch, batch=t.batch, epochs=1)
+    return vm_ml.program_key(op, arch, **dims)
+
+
+def _register(state: State, ctx: Ctx, key: bytes) -> None:
+    """A program pays ML_COMPILE on its first use on chain, as in a contract (vm/ml.py: one
+    registry of programs, in SYSTEM_ADDRESS's storage)."""
+    from mlcore.gas import ML_COMPILE
+    from vm.ml import SYSTEM_ADDRESS
     ctx.meter.charge(STORAGE_READ + len(key) * STORAGE_PER_BYTE, "the program registry")
-    if get_storage(state, vm_ml.SYSTEM_ADDRESS, key) is None:
-        ctx.meter.charge(ML_COMPILE, "the first use on chain of the segment's training program")
-        set_storage(state, vm_ml.SYSTEM_ADDRESS, key, encode_value(ctx.height, 16))
+    if get_storage(state, SYSTEM_ADDRESS, key) is None:
+        ctx.meter.charge(ML_COMPILE, "the first use on chain of the program")
+        set_storage(state, SYSTEM_ADDRESS, key, encode_value(ctx.height, 16))
+
+
+def _register_program(state: State, ctx: Ctx, t: Terms) -> None:
+    _register(state, ctx, vm_program_key("train", t.arch(), rows=t.k * t.batch, batch=t.batch, epochs=1))
 
 
 def _segment_data(state: State, ctx: Ctx, job: Job, segment: int, reveal_w: Any) -> tuple[Any, Any]:
@@ -726,9 +827,14 @@ def finalize(state: State, ctx: Ctx, body: list) -> dict:
     if ctx.height <= job.deadline:
         raise JobFailure(f"the challenge window of job {job.id} is open until height {job.deadline}")
     assert job.model is not None
-    data = _read_blob(state, ctx, job.model, "the model")
-    ctx.meter.charge(len(data) * MODEL_PER_BYTE, "keeping the model")
-    set_record(state, JOB_PREFIX, _name(job.id) + b"/model", [job.terms.kind, list(job.terms.layers), data])
+    if isinstance(job.terms, InferTerms):  # the outputs stay on every node for a retention window
+        _on_chain(state, job.model, ctx.height, "the outputs")
+        blob_records.keep_until(state, job.model, ctx.height + ctx.params.blob_retention_blocks)
+        set_record(state, JOB_PREFIX, _name(job.id) + b"/output", job.model.to_wire())
+    else:
+        data = _read_blob(state, ctx, job.model, "the model")
+        ctx.meter.charge(len(data) * MODEL_PER_BYTE, "keeping the model")
+        set_record(state, JOB_PREFIX, _name(job.id) + b"/model", [job.terms.kind, list(job.terms.layers), data])
     _give(state, job.worker, job.terms.reward + job.terms.bond)
     job = dataclasses.replace(job, status=FINAL, deadline=0)
     _put(state, job)
@@ -747,8 +853,149 @@ def cancel(state: State, ctx: Ctx, body: list) -> dict:
     return {"job": job.id}
 
 
+# ---- inference jobs -------------------------------------------------------------------------
+
+def infer(state: State, ctx: Ctx, body: list) -> dict:
+    """[inference terms]: open an inference job; the reward (the value) is held until final."""
+    if len(body) != 1:
+        raise JobFailure("infer takes [inference terms]")
+    t = InferTerms.from_wire(body[0])
+    try:
+        arch = t.arch().check()
+        decode_header(t.shape.encode())
+    except (ValueError, DatasetError) as e:
+        raise JobFailure(f"inference terms: {e}") from None
+    if t.shape.size != t.data.size or t.shape.features != arch.features:
+        raise JobFailure(f"the data shape does not fit the input blob ({t.data.size} bytes) and the model "
+                         f"({arch.features} features)")
+    _on_chain(state, t.model, ctx.height, "the model")
+    _on_chain(state, t.data, ctx.height, "the input data set")
+    first = ctx.blobs.chunk(t.data.root, 0)
+    try:
+        if first is None or decode_header(first) != t.shape:
+            raise JobFailure("the input blob's header is not the declared data shape")
+    except DatasetError as e:
+        raise JobFailure(f"the input blob is not a data set: {e}") from None
+    need = contest_gas(t)
+    if need > ctx.params.max_block_gas // 2:
+        raise JobFailure(f"re-checking one segment of {t.segment_rows} rows would cost {need} gas, more than half a "
+                         f"block ({ctx.params.max_block_gas // 2}): lower segment_rows")
+    _model_of(state, ctx, t)  # the model blob must be a checkpoint of this architecture
+    if ctx.value != t.reward:
+        raise JobFailure(f"infer must send the reward as its value: {t.reward}, not {ctx.value}")
+    _take(state, ctx.sender, t.reward, "the reward")
+    next_id = get_record(state, JOB_PREFIX, b"next") or 0
+    set_record(state, JOB_PREFIX, b"next", next_id + 1)
+    job = Job(next_id, ctx.sender, t, OPEN)
+    _put(state, job)
+    _keep_data(state, ctx, job, ctx.height + t.work_blocks + t.window)
+    return {"job": next_id}
+
+
+def contest_gas(t: InferTerms) -> int:
+    """Gas of re-checking one segment, at most: the predict program (and its first use on
+    chain), the model, the segment's input and output chunks read."""
+    from mlcore import programs
+    from mlcore.gas import ML_COMPILE
+    rows = t.segment_rows
+    ck = _mljobs().checkpoint_size(t.arch())
+    return (JOB_ACTION + ML_COMPILE + programs.cost("predict", t.arch(), rows=rows)
+            + _kib(ck) * (BLOB_READ_PER_KIB + HASH_PER_KIB)
+            + _kib(rows * (t.shape.row_bytes + 4 * t.width) + 2 * (t.data.chunk_bytes + (1 << 20)))
+            * BLOB_READ_PER_KIB)
+
+
+def _model_of(state: State, ctx: Ctx, t: InferTerms) -> Any:
+    (params, _), _ = _checkpoint_of(t, _read_blob(state, ctx, t.model, "the model"), ctx.meter, "the model")  # type: ignore[arg-type]
+    return params
+
+
+def output(state: State, ctx: Ctx, body: list) -> dict:
+    """[id, outputs blob]: the worker's outputs, every row's prediction; the window opens."""
+    job, (out_w,) = _job(state, body, 2, "output")
+    t = _inference(job)
+    _status(job, CLAIMED)
+    _no_value(ctx, "output")
+    if ctx.sender != job.worker:
+        raise JobFailure(f"only the worker of job {job.id} posts its outputs")
+    if ctx.height > job.deadline:
+        raise JobFailure(f"the outputs of job {job.id} were due by height {job.deadline}")
+    try:
+        out = BlobRef.from_wire(out_w)
+    except BlobError as e:
+        raise JobFailure(f"outputs: {e}") from None
+    _on_chain(state, out, ctx.height, "the outputs")
+    want = 4 * t.width * t.shape.rows
+    if out.size != want:
+        raise JobFailure(f"the outputs of {t.shape.rows} rows are {want} bytes, not {out.size}")
+    job = dataclasses.replace(job, status=POSTED, model=out, posted_at=ctx.height, deadline=ctx.height + t.window)
+    _put(state, job)
+    _keep_data(state, ctx, job, job.deadline + 1)
+    return {"job": job.id, "window_ends": job.deadline}
+
+
+def _blob_range(state: State, ctx: Ctx, ref: BlobRef, start: int, end: int) -> bytes:
+    """Bytes [start, end) of a recorded blob, reading only the chunks that hold them."""
+    cb = ref.chunk_bytes
+    first, last = start // cb, (end - 1) // cb
+    ctx.meter.charge((last - first + 1) * _kib(cb) * BLOB_READ_PER_KIB, "reading the outputs")
+    parts = []
+    for i in range(first, last + 1):
+        c = ctx.blobs.chunk(ref.root, i)
+        if c is None:
+            raise RuntimeError(f"blob {ref.root.hex()} vanished from this node's blob store")
+        parts.append(c)
+    joined = b"".join(parts)
+    return joined[start - first * cb:end - first * cb]
+
+
+def contest(state: State, ctx: Ctx, body: list) -> dict:
+    """[id, segment]: the chain predicts that segment's rows with the job's model and compares
+    with the worker's outputs; the bond (the value) is the challenger's.  Decided at once."""
+    job, (seg,) = _job(state, body, 2, "contest")
+    t = _inference(job)
+    _status(job, POSTED)
+    if ctx.sender == job.worker:
+        raise JobFailure("a worker cannot contest its own outputs")
+    if ctx.height > job.deadline:
+        raise JobFailure(f"the window of job {job.id} closed at height {job.deadline}")
+    if type(seg) is not int or not 0 <= seg < t.segments:
+        raise JobFailure(f"segment must be an integer in [0, {t.segments})")
+    if ctx.value != t.bond:
+        raise JobFailure(f"contest must send the bond as its value: {t.bond}, not {ctx.value}")
+    assert job.model is not None
+    _on_chain(state, job.model, ctx.height, "the outputs")
+    _on_chain(state, t.data, ctx.height, "the input data set")
+    lo, hi = seg * t.segment_rows, min((seg + 1) * t.segment_rows, t.shape.rows)
+    need = chunks_for_rows(t.shape, t.data, lo, hi)
+    ctx.meter.charge(len(need) * _kib(t.data.chunk_bytes) * BLOB_READ_PER_KIB, "reading the segment's input")
+    chunks = {}
+    for i in need:
+        c = ctx.blobs.chunk(t.data.root, i)
+        if c is None:
+            raise RuntimeError(f"blob {t.data.root.hex()} vanished from this node's blob store")
+        chunks[i] = c
+    x, _ = rows_from_chunks(t.shape, t.data, lo, hi, chunks)
+    params = _model_of(state, ctx, t)
+    from mlcore import programs
+    ctx.meter.charge(programs.cost("predict", t.arch(), rows=hi - lo), f"predicting segment {seg}")
+    _register(state, ctx, vm_program_key("predict", t.arch(), rows=hi - lo))
+    import numpy as np
+    mine = np.ascontiguousarray(programs.predict(t.arch(), params, x), dtype="<i4").tobytes()
+    theirs = _blob_range(state, ctx, job.model, 4 * t.width * lo, 4 * t.width * hi)
+    _take(state, ctx.sender, t.bond, "the contest bond")
+    if mine == theirs:  # the worker was right: the challenger's bond is slashed, the window goes on
+        paid = _slash(state, t.bond, job.worker)
+        return {"job": job.id, "winner": "worker", "segment": seg, "paid": paid}
+    paid = _slash(state, t.bond, ctx.sender)
+    _give(state, ctx.sender, t.bond)
+    job = dataclasses.replace(job, status=OPEN, worker=b"", deadline=0, model=None, posted_at=0, rounds=job.rounds + 1)
+    _put(state, job)
+    return {"job": job.id, "winner": "challenger", "segment": seg, "paid": paid}
+
+
 ACTIONS = {POST: post, CLAIM: claim, RESULT: result, CHALLENGE: challenge, MOVE: move, SETTLE: settle,
-           TIMEOUT: timeout, FINALIZE: finalize, CANCEL: cancel}
+           TIMEOUT: timeout, FINALIZE: finalize, CANCEL: cancel, INFER: infer, OUTPUT: output, CONTEST: contest}
 
 
 def run(state: State, params: ChainParams, height: int, blobs: BlobSource, sender: bytes, action: int,

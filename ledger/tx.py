@@ -62,7 +62,7 @@ BLOB_TX = 50_000
 BLOB_PER_KIB = 128            # each KiB (or part) of the blob: hashed, stored and served by every node
 BLOB_PIN_PER_MIB_BLOCK = 16   # each MiB (or part) kept one block beyond the retention window
 MAX_PIN_BLOCKS = 2**32 - 1
-MAX_JOB_ACTION = 9             # ledger.jobs.CANCEL
+MAX_JOB_ACTION = 12            # ledger.jobs.CONTEST
 JOB_TX = 30_000               # a JOB transaction, beside its data and the work of its action (ledger/jobs.py)
 
 

@@ -451,7 +451,73 @@ def test_the_job_transaction_is_strictly_decoded():
     good = job_tx(REQ, CHAIN, 0, J.CLAIM, [0], BOND)
     assert decode_transaction(good.raw, 1 << 16).payload == good.payload
     assert good.value == BOND and good.kind == TxKind.JOB
-    for wire in ([J.CLAIM, [0]], [0, [0], 0], [10, [0], 0], [J.CLAIM, "0", 0], [J.CLAIM, [0], -1], [True, [0], 0]):
+    for wire in ([J.CLAIM, [0]], [0, [0], 0], [13, [0], 0], [J.CLAIM, "0", 0], [J.CLAIM, [0], -1], [True, [0], 0]):
         raw = encode([1, CHAIN, REQ.public_key, 0, good.gas_limit, 1, TxKind.JOB, wire, bytes(64)])
         with pytest.raises(errors.MalformedTransaction):
             decode_transaction(raw, 1 << 16)
+
+
+# ---- inference jobs ---------------------------------------------------------------------------
+
+SEG = 8  # rows per inference segment: 40 rows, 5 segments
+
+
+def infer_terms(net, model_ref) -> list:
+    return J.InferTerms(ARCH.kind, ARCH.layers, model_ref, net.data, DatasetHeader(0, ROWS, ARCH.features, 1), SEG,
+                        REWARD, BOND, WORK, WINDOW).to_wire()
+
+
+def outputs(params, wrong_row: int | None = None) -> bytes:
+    from mlcore import programs
+    labels = np.array(programs.predict(ARCH, params, X), dtype="<i4")
+    if wrong_row is not None:
+        labels[wrong_row] = (labels[wrong_row] + 1) % 3
+    return labels.tobytes()
+
+
+def test_an_inference_job_is_final_and_a_wrong_segment_loses_at_once(tmp_path):
+    net = Net(tmp_path)
+    params, velocity = HONEST_TRACE[M]
+    model = net.upload(REQ, mj.encode_checkpoint(ARCH, params, velocity))
+    assert net.act(REQ, J.INFER, [infer_terms(net, model)], REWARD) == {"job": 0}
+    net.act(WORKER, J.CLAIM, [0], BOND)
+    lied = net.upload(WORKER, outputs(params, wrong_row=3 * SEG + 5))
+    net.act(WORKER, J.OUTPUT, [0, lied.to_wire()])
+    # a challenger that names a right segment loses its bond; the one with the wrong row wins
+    assert net.act(LIAR, J.CONTEST, [0, 1], BOND)["winner"] == "worker"
+    out = net.act(HONEST, J.CONTEST, [0, 3], BOND)
+    assert out["winner"] == "challenger" and net.job().status == J.OPEN and net.job().rounds == 1
+    assert net.net_of_fees(HONEST) == FUNDS + BOND // 2 and net.net_of_fees(LIAR) == FUNDS - BOND
+    assert net.net_of_fees(WORKER) == FUNDS - BOND + BOND // 2
+    # done honestly, it is final after its window and the outputs stay recorded
+    net.act(HONEST, J.CLAIM, [0], BOND)
+    right = net.upload(HONEST, outputs(params))
+    net.act(HONEST, J.OUTPUT, [0, right.to_wire()])
+    net.act(LIAR, J.CONTEST, [0, 4], BOND)  # the last, short, segment is right too
+    net.wait(WINDOW)
+    net.act(REQ, J.FINALIZE, [0])
+    assert net.job().status == J.FINAL and net.chain.blob_expiry(right.root) is not None
+    # its winning contest, the liar's lost one against it, and the reward
+    assert net.net_of_fees(HONEST) == FUNDS + BOND // 2 + BOND // 2 + REWARD
+
+
+def test_inference_and_training_actions_do_not_mix_and_bad_outputs_are_refused(tmp_path):
+    net = Net(tmp_path)
+    params, velocity = HONEST_TRACE[M]
+    model = net.upload(REQ, mj.encode_checkpoint(ARCH, params, velocity))
+    bad = infer_terms(net, net.data)  # the data set is not a checkpoint
+    assert "is not a checkpoint" in net.act(REQ, J.INFER, [bad], REWARD, ok=False)
+    net.act(REQ, J.INFER, [infer_terms(net, model)], REWARD)
+    net.act(WORKER, J.CLAIM, [0], BOND)
+    short = net.upload(WORKER, outputs(params)[:-4])
+    assert "bytes, not" in net.act(WORKER, J.OUTPUT, [0, short.to_wire()], ok=False)
+    w = Party(WORKER, HONEST_TRACE)
+    assert "inference job" in net.act(WORKER, J.RESULT, [0, w.blob(net, M), w.root, w.proof(0), w.proof(M)],
+                                      ok=False)
+    right = net.upload(WORKER, outputs(params))
+    net.act(WORKER, J.OUTPUT, [0, right.to_wire()])
+    assert "segment must be" in net.act(HONEST, J.CONTEST, [0, 5], BOND, ok=False)
+    assert "cannot contest its own" in net.act(WORKER, J.CONTEST, [0, 0], BOND, ok=False)
+    post_net = Net(tmp_path / "t")
+    post_and_claim(post_net)
+    assert "training job" in post_net.act(HONEST, J.CONTEST, [0, 0], BOND, ok=False)

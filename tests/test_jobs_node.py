@@ -150,3 +150,43 @@ def test_the_jobs_example_runs_against_a_node(node, tmp_path):
     assert "the model matches (agreed)" in p.stdout and "every step did what it should" in p.stdout
     curve = [line for line in p.stdout.splitlines() if line.strip().startswith("checkpoint") and "(step" in line]
     assert len(curve) >= 3
+
+
+def test_an_inference_job_through_the_sdk_and_a_lying_worker_contested(node, tmp_path):
+    """An inference job: a model blob applied to a data set; a worker whose outputs are
+    wrong in one row is contested by the verifier at that segment and loses; an honest
+    worker then finishes it."""
+    from gradchain.jobs import InferenceVerifier, InferenceWorker, post_inference
+
+    x, y = data()
+    c = node.client()
+    ref = c.put_blob((x, y), REQ, chunk_bytes=4096)
+    (params, velocity), _ = mj.train_job(terms(ref).spec(), x, y)
+    model = c.put_blob(mj.encode_checkpoint(ARCH, params, velocity), REQ)
+    it = J.InferTerms(ARCH.kind, ARCH.layers, model, ref, DatasetHeader(0, ROWS, ARCH.features, 1), 16, 10**9,
+                      10**8, 200, 15)
+    jid = post_inference(c, REQ, it)
+
+    class Liar(InferenceWorker):
+        def outputs(self) -> bytes:
+            out = bytearray(super().outputs())
+            out[4 * 37] ^= 1  # row 37: segment 2
+            return bytes(out)
+    liar = Liar(node.client(), LIAR, jid, log=quiet)
+    result: dict = {}
+    t = threading.Thread(target=lambda: result.setdefault("liar", liar.run(timeout=120)))
+    t.start()
+    v = InferenceVerifier(node.client(), VERIFIER, jid, log=quiet)
+    while c.call("job", {"id": jid})["status"] != "posted":
+        assert t.is_alive()
+    verdict = v.verify()
+    t.join(130)
+    assert not verdict.matches and verdict.outcome == "open" and result["liar"] == "open"
+    assert InferenceWorker(node.client(), WORKER, jid, log=quiet).run(timeout=120) == "final"
+    job = c.call("job", {"id": jid})
+    assert job["status"] == "final" and job["terms"]["task"] == "infer" and job["rounds"] == 1
+    from ledger.blobs import BlobRef
+    out = c.get_blob(BlobRef(bytes.fromhex(job["outputs"]["root"]), job["outputs"]["size"],
+                             job["outputs"]["chunk_bytes"]))
+    from mlcore import programs
+    assert out == np.ascontiguousarray(programs.predict(ARCH, params, x), dtype="<i4").tobytes()

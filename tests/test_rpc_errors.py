@@ -249,6 +249,14 @@ BAD_PARAMS = [
                         "proof": []}, ["chunk", "hex"]),
     ("blob", {"root": "00"}, ["root", "32 bytes"]),
     ("blob_chunk", {"root": HASH0}, ["index"]),
+    # the job methods
+    ("job", {"id": -1}, ["id"]),
+    ("job", {"id": 2**64}, ["id", "2**64"]),
+    ("job", {"id": 0, "model": "yes"}, ["model", "true or false"]),
+    ("job", {"id": "0"}, ["id"]),
+    ("jobs", {"status": "done"}, ["status", "posted"]),
+    ("jobs", {"limit": 0}, ["limit", "1 to 100"]),
+    ("jobs", {"limit": 101}, ["limit"]),
 ]
 
 

@@ -12,7 +12,8 @@ from gradchain.cli.errors import CliError
 from gradchain.cli.output import _emit_json, _rows
 from gradchain.client import Client
 from gradchain.errors import NotFound
-from gradchain.jobs import JobError, Verifier, Worker, get_job, post_job
+from gradchain.jobs import (InferenceVerifier, InferenceWorker, JobError, Verifier, Worker, get_job,
+                            post_job)
 from gradchain.units import format_grad
 from ledger import jobs as J
 from ledger.blobs import BlobRef
@@ -128,15 +129,25 @@ def _private_data(path: str | None) -> tuple | None:
     return x, y
 
 
+def _task(client: Client, job_id: int) -> str:
+    try:
+        return get_job(client, job_id)["terms"]["task"]
+    except NotFound as e:
+        raise CliError(e.message) from None
+
+
 def cmd_worker(args: argparse.Namespace, client: Client) -> int:
     key = load_key_spec(args.key)
     try:
-        w = Worker(client, key, args.id, args.workdir, _private_data(args.data), log=_progress)
-        status = w.run(timeout=args.timeout)
+        if _task(client, args.id) == "infer":
+            status, trace = InferenceWorker(client, key, args.id, log=_progress).run(timeout=args.timeout), None
+        else:
+            w = Worker(client, key, args.id, args.workdir, _private_data(args.data), log=_progress)
+            status, trace = w.run(timeout=args.timeout), w.root.hex()
     except JobError as e:
         raise CliError(str(e)) from None
     if args.json:
-        _emit_json({"job": args.id, "status": status, "trace_root": w.root.hex()})
+        _emit_json({"job": args.id, "status": status, "trace_root": trace})
     else:
         print(f"job {args.id}: {status}")
     return 0 if status == "final" else 1
@@ -145,8 +156,11 @@ def cmd_worker(args: argparse.Namespace, client: Client) -> int:
 def cmd_verify_job(args: argparse.Namespace, client: Client) -> int:
     key = load_key_spec(args.key)
     try:
-        v = Verifier(client, key, args.id, args.workdir, _private_data(args.data), log=_progress)
-        verdict = v.verify(challenge=not args.no_challenge, timeout=args.timeout)
+        if _task(client, args.id) == "infer":
+            verdict = InferenceVerifier(client, key, args.id, log=_progress).verify(challenge=not args.no_challenge)
+        else:
+            v = Verifier(client, key, args.id, args.workdir, _private_data(args.data), log=_progress)
+            verdict = v.verify(challenge=not args.no_challenge, timeout=args.timeout)
     except JobError as e:
         raise CliError(str(e)) from None
     if args.json:

@@ -18,19 +18,35 @@ def _ref(ref: Any) -> dict | None:
     return None if ref is None else {"root": ref.root.hex(), "size": ref.size, "chunk_bytes": ref.chunk_bytes}
 
 
+def _shape(s: Any) -> dict:
+    return {"kind": s.kind, "rows": s.rows, "features": s.features, "width": s.width}
+
+
+def _infer_terms(t: jobs.InferTerms) -> dict:
+    return {"task": "infer", "kind": t.kind, "layers": list(t.layers), "model": _ref(t.model), "data": _ref(t.data),
+            "data_shape": _shape(t.shape), "segment_rows": t.segment_rows, "segments": t.segments,
+            "outputs_per_row": t.width, "private": False, "reward": t.reward, "bond": t.bond,
+            "work_blocks": t.work_blocks, "window": t.window}
+
+
+def _train_terms(t: jobs.Terms) -> dict:
+    return {"task": "train", "kind": t.kind, "layers": list(t.layers), "seed": t.seed, "lr": t.lr,
+            "momentum": t.momentum, "batch": t.batch, "steps": t.steps, "k": t.k, "segments": t.segments,
+            "order_seed": t.order_seed, "data": _ref(t.data), "data_shape": _shape(t.shape), "private": t.private,
+            "reward": t.reward, "bond": t.bond, "work_blocks": t.work_blocks, "window": t.window,
+            "move_blocks": t.move_blocks}
+
+
 def job_json(job: jobs.Job) -> dict:
+    """A job as JSON; its result blob is "model" (training) or "outputs" (inference)."""
     t, d = job.terms, job.dispute
+    infer = isinstance(t, jobs.InferTerms)
     out = {
         "id": job.id, "status": jobs.STATUS_NAMES[job.status], "requester": address_hex(job.requester),
-        "terms": {"kind": t.kind, "layers": list(t.layers), "seed": t.seed, "lr": t.lr, "momentum": t.momentum,
-                  "batch": t.batch, "steps": t.steps, "k": t.k, "segments": t.segments, "order_seed": t.order_seed,
-                  "data": _ref(t.data), "data_shape": {"kind": t.shape.kind, "rows": t.shape.rows,
-                                                       "features": t.shape.features, "width": t.shape.width},
-                  "private": t.private, "reward": t.reward, "bond": t.bond, "work_blocks": t.work_blocks,
-                  "window": t.window, "move_blocks": t.move_blocks},
+        "terms": _infer_terms(t) if infer else _train_terms(t),  # type: ignore[arg-type]
         "worker": address_hex(job.worker) if job.worker else None, "deadline": job.deadline or None,
-        "model": _ref(job.model), "trace_root": job.trace.hex() or None, "posted_at": job.posted_at or None,
-        "rounds": job.rounds, "dispute": None,
+        "outputs" if infer else "model": _ref(job.model), "trace_root": job.trace.hex() or None,
+        "posted_at": job.posted_at or None, "rounds": job.rounds, "dispute": None,
     }
     if d is not None:
         out["dispute"] = {"challenger": address_hex(d.challenger), "trace_root": d.root.hex(), "lo": d.lo, "hi": d.hi,
