@@ -11,7 +11,8 @@ baseline: the same number of steps of the same shapes in ONE programs.train call
 Timed alternately after a warm-up (every program compiled); medians of `reps` repeats, in steps/s,
 and the ratio of the job's throughput to the baseline's (the goal: >= 0.8): of the medians, the
 median of each repeat's ratio (a job run and the baseline run of the same repeat: paired, so slow
-drifts of the load cancel) and of the fastest runs (the least disturbed).  The machine may be shared: only the ratios of
+drifts of the load cancel), of the fastest runs (the least disturbed), and of the CPU time this
+process used (all its threads: what a shared machine's load disturbs least).  The machine may be shared: only the ratios of
 one run mean much.
 """
 from __future__ import annotations
@@ -37,21 +38,25 @@ def data(arch: Arch, rows: int) -> tuple[np.ndarray, np.ndarray]:
     return x, rng.integers(0, arch.outputs, rows).astype(np.int32)
 
 
-def run_job(spec: jobs.JobSpec, x: np.ndarray, y: np.ndarray, folder: Path) -> float:
+def timed(fn) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, every thread) of fn()."""
+    t, c = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def run_job(spec: jobs.JobSpec, x: np.ndarray, y: np.ndarray, folder: Path) -> tuple[float, float]:
     def write(i: int, params, velocity, losses) -> None:
         (folder / f"checkpoint-{i}.bin").write_bytes(jobs.encode_checkpoint(spec.arch, params, velocity))
 
-    t = time.perf_counter()
-    jobs.train_job(spec, x, y, write)
-    return time.perf_counter() - t
+    return timed(lambda: jobs.train_job(spec, x, y, write))
 
 
-def run_baseline(spec: jobs.JobSpec, x: np.ndarray, y: np.ndarray) -> float:
+def run_baseline(spec: jobs.JobSpec, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     p0, v0 = jobs.initial_checkpoint(spec.arch, spec.seed)
     epochs = spec.steps // spec.batches(x.shape[0])
-    t = time.perf_counter()
-    programs.train(spec.arch, p0, v0, x, y, spec.lr, spec.momentum, batch=spec.batch, epochs=epochs)
-    return time.perf_counter() - t
+    return timed(lambda: programs.train(spec.arch, p0, v0, x, y, spec.lr, spec.momentum,
+                                        batch=spec.batch, epochs=epochs))
 
 
 def bench(kind: str, layers: tuple[int, ...], batch: int, batches: int, steps: int, ks: list[int],
@@ -61,28 +66,31 @@ def bench(kind: str, layers: tuple[int, ...], batch: int, batches: int, steps: i
         raise SystemExit(f"steps ({steps}) must be a multiple of the {batches} batches for the baseline")
     x, y = data(arch, batch * batches)
     specs = {k: jobs.JobSpec(arch, 1, LR, MU, batch, steps, k, 7).check(x.shape[0]) for k in ks}
-    times: dict[str, list[float]] = {"baseline": []} | {f"k={k}": [] for k in ks}
+    runs = {"baseline": lambda: run_baseline(specs[ks[0]], x, y)}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in ["baseline"] + [f"k={k}" for k in ks]}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        runs = {"baseline": lambda: run_baseline(specs[ks[0]], x, y)}
         runs |= {f"k={k}": (lambda s=s: run_job(s, x, y, folder)) for k, s in specs.items()}
         for f in runs.values():  # warm-up: compile every program
             f()
         for _ in range(reps):
             for name, f in runs.items():
                 times[name].append(f())
-    base = statistics.median(times["baseline"])
+    base = [w for w, _ in times["baseline"]]
+    base_cpu = statistics.median(c for _, c in times["baseline"])
     print(f"{kind} {'-'.join(map(str, layers))}, batch {batch}, {batches} batches, {steps} steps "
-          f"(medians of {reps}):")
-    print(f"  baseline, one programs.train call : {steps / base:8.0f} steps/s  ({base * 1e3:7.1f} ms)")
+          f"(medians of {reps}; CPU = this process's CPU time, all threads):")
+    print(f"  baseline, one programs.train call : {steps / statistics.median(base):6.0f} steps/s "
+          f"({statistics.median(base) * 1e3:6.1f} ms wall, {base_cpu * 1e3:6.1f} ms CPU)")
     for k in ks:
-        job = times[f"k={k}"]
-        t = statistics.median(job)
-        paired = statistics.median(b / j for b, j in zip(times["baseline"], job))
-        m = steps // k
-        print(f"  train_job k={k:<4d} ({m:4d} segments) : {steps / t:8.0f} steps/s  ({t * 1e3:7.1f} ms)  "
-              f"{base / t:.2f}x baseline (paired {paired:.2f}x, best runs "
-              f"{min(times['baseline']) / min(job):.2f}x), {(t - base) / m * 1e6:6.0f} us per segment over it")
+        wall = [w for w, _ in times[f"k={k}"]]
+        cpu = statistics.median(c for _, c in times[f"k={k}"])
+        t = statistics.median(wall)
+        paired = statistics.median(b / j for b, j in zip(base, wall))
+        print(f"  train_job k={k:<4d} ({steps // k:4d} segments) : {steps / t:6.0f} steps/s "
+              f"({t * 1e3:6.1f} ms wall, {cpu * 1e3:6.1f} ms CPU): {statistics.median(base) / t:.2f}x the "
+              f"baseline's throughput (paired {paired:.2f}x, best runs {min(base) / min(wall):.2f}x, "
+              f"CPU {base_cpu / cpu:.2f}x), {(cpu - base_cpu) / (steps // k) * 1e6:5.0f} us CPU per segment over it")
 
 
 def main() -> None:
