@@ -1,6 +1,7 @@
 """Fused training step of mlcore.models against the float32 JAX twin (mlcore.float32), same shapes.
 
     python bench/bench_ml_kernels.py [--steps 32] [--batch 1024] [--reps 21] [softmax:64,10 mlp:64,32,10 ...]
+    python bench/bench_ml_kernels.py --small     (issue 13: MLP 40-64-5 and softmax 64x10, batch 32, 256 steps)
 
 Both run `lax.scan` over `steps` stacked batches with momentum, jitted once, and are timed
 alternately in one process.  The machine may be shared, so only ratios mean anything: of the
@@ -54,7 +55,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--reps", type=int, default=21)
+    ap.add_argument("--small", action="store_true", help="the small-batch table: batch 32, 256 steps")
     a = ap.parse_args()
+    if a.small:
+        a.models, a.batch, a.steps = ["mlp:40,64,5", "softmax:64,10"], 32, 256
     for spec in a.models:
         kind, widths = spec.split(":")
         layers = tuple(int(v) for v in widths.split(","))
