@@ -448,14 +448,19 @@ def post(state: State, ctx: Ctx, body: list) -> dict:
         raise JobFailure("post takes [terms]")
     terms = Terms.from_wire(body[0])
     _check_terms(state, ctx, terms)
-    if ctx.value != terms.reward:
-        raise JobFailure(f"post must send the reward as its value: {terms.reward}, not {ctx.value}")
-    _take(state, ctx.sender, terms.reward, "the reward")
+    return _open(state, ctx, terms, "post")
+
+
+def _open(state: State, ctx: Ctx, t: Terms | InferTerms, what: str) -> dict:
+    """A new job with checked terms: the reward (the transaction's value) held, the next id."""
+    if ctx.value != t.reward:
+        raise JobFailure(f"{what} must send the reward as its value: {t.reward}, not {ctx.value}")
+    _take(state, ctx.sender, t.reward, "the reward")
     next_id = get_record(state, JOB_PREFIX, b"next") or 0
     set_record(state, JOB_PREFIX, b"next", next_id + 1)
-    job = Job(next_id, ctx.sender, terms, OPEN)
+    job = Job(next_id, ctx.sender, t, OPEN)
     _put(state, job)
-    _keep_data(state, ctx, job, ctx.height + terms.work_blocks + terms.window)
+    _keep_data(state, ctx, job, ctx.height + t.work_blocks + t.window)
     return {"job": next_id}
 
 
@@ -881,15 +886,7 @@ def infer(state: State, ctx: Ctx, body: list) -> dict:
         raise JobFailure(f"re-checking one segment of {t.segment_rows} rows would cost {need} gas, more than half a "
                          f"block ({ctx.params.max_block_gas // 2}): lower segment_rows")
     _model_of(state, ctx, t)  # the model blob must be a checkpoint of this architecture
-    if ctx.value != t.reward:
-        raise JobFailure(f"infer must send the reward as its value: {t.reward}, not {ctx.value}")
-    _take(state, ctx.sender, t.reward, "the reward")
-    next_id = get_record(state, JOB_PREFIX, b"next") or 0
-    set_record(state, JOB_PREFIX, b"next", next_id + 1)
-    job = Job(next_id, ctx.sender, t, OPEN)
-    _put(state, job)
-    _keep_data(state, ctx, job, ctx.height + t.work_blocks + t.window)
-    return {"job": next_id}
+    return _open(state, ctx, t, "infer")
 
 
 def contest_gas(t: InferTerms) -> int:
