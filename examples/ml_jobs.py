@@ -86,7 +86,7 @@ def main() -> int:
     data = client.put_blob((x, y), REQUESTER, chunk_bytes=1 << 16)
     print(f"1. data set: {ROWS} rows, blob {data.root.hex()[:16]} ({data.size} bytes, "
           f"{time.perf_counter() - t:.1f} s to upload and record)")
-    terms = J.Terms(ARCH.kind, ARCH.layers, 7, 1 << 13, 58982, BATCH, steps, K, 11, data,
+    terms = J.Terms(ARCH.kind, ARCH.layers, 7, 1 << 12, 1 << 15, BATCH, steps, K, 11, data,  # lr 1/16, momentum 0.5
                     DatasetHeader(0, ROWS, ARCH.features, 1), False, 50 * 10**9, 5 * 10**9, 100_000, WINDOW, 50)
     jid = post_job(client, REQUESTER, terms)
     print(f"   job {jid} posted by {address_hex(REQUESTER.address)[:10]}: reward 50 GRAD, bond 5 GRAD")
