@@ -338,6 +338,22 @@ def _kib(n: int) -> int:
     return -(-n // 1024)
 
 
+def _blob_ref(w: Any, what: str) -> BlobRef:
+    """A blob name from a JOB body; JobFailure naming the field if it is malformed."""
+    try:
+        return BlobRef.from_wire(w)
+    except BlobError as e:
+        raise JobFailure(f"{what}: {e}") from None
+
+
+def _chunk(ctx: Ctx, root: bytes, index: int) -> bytes:
+    """A chunk of a blob that `check_available` made sure, before the fee, this node holds."""
+    c = ctx.blobs.chunk(root, index)
+    if c is None:  # pruned by hand, or a bug: never a verdict of this node alone
+        raise RuntimeError(f"blob {root.hex()} vanished from this node's blob store")
+    return c
+
+
 def _on_chain(state: State, ref: BlobRef, height: int, what: str) -> None:
     """The blob is recorded and not expired: every node holds it (data availability), so
     reading it is deterministic.  An expired one may be gone anywhere: refused everywhere."""
@@ -353,10 +369,7 @@ def _read_blob(state: State, ctx: Ctx, ref: BlobRef, what: str) -> bytes:
     way in; `check_available` made sure, before the fee, that this node holds it)."""
     _on_chain(state, ref, ctx.height, what)
     ctx.meter.charge(_kib(ref.size) * BLOB_READ_PER_KIB, f"reading {what}")
-    parts = [ctx.blobs.chunk(ref.root, i) for i in range(ref.chunks)]
-    if any(p is None for p in parts):  # pruned by hand, or a bug: never a verdict of this node alone
-        raise RuntimeError(f"blob {ref.root.hex()} vanished from this node's blob store")
-    return b"".join(parts)  # type: ignore[arg-type]
+    return b"".join(_chunk(ctx, ref.root, i) for i in range(ref.chunks))
 
 
 def _refs(state: State, action: int, body: list) -> list[BlobRef]:
@@ -580,10 +593,7 @@ def result(state: State, ctx: Ctx, body: list) -> dict:
         raise JobFailure(f"the result of job {job.id} was due by height {job.deadline}")
     if type(trace) is not bytes or len(trace) != 32:
         raise JobFailure("the trace root must be a 32-byte hash")
-    try:
-        model = BlobRef.from_wire(model_w)
-    except BlobError as e:
-        raise JobFailure(f"model: {e}") from None
+    model = _blob_ref(model_w, "model")
     t, m = job.terms, job.terms.segments
     _, h_m = _checkpoint_of(t, _read_blob(state, ctx, model, "the model"), ctx.meter, "the model")
     ctx.meter.charge(_init_gas(t), "the initial checkpoint")
@@ -687,10 +697,7 @@ def settle(state: State, ctx: Ctx, body: list) -> dict:
         raise JobFailure(f"the bisection of job {job.id} is not over: [{d.lo}, {d.hi}], probe {d.probe}")
     if ctx.height > d.deadline:
         raise JobFailure(f"the settle was due by height {d.deadline}")
-    try:
-        ck_ref = BlobRef.from_wire(ck_w)
-    except BlobError as e:
-        raise JobFailure(f"checkpoint: {e}") from None
+    ck_ref = _blob_ref(ck_w, "checkpoint")
     (params, velocity), h_lo = _checkpoint_of(t, _read_blob(state, ctx, ck_ref, "the checkpoint"),
                                               ctx.meter, "the checkpoint")
     if h_lo != d.lo_hash:
@@ -739,10 +746,7 @@ def _segment_data(state: State, ctx: Ctx, job: Job, segment: int, reveal_w: Any)
     if t.private:
         if reveal_w is None:
             raise JobFailure("the data set is private: the settle must reveal the chunks of the segment's batches")
-        try:
-            reveal = BlobRef.from_wire(reveal_w)
-        except BlobError as e:
-            raise JobFailure(f"reveal: {e}") from None
+        reveal = _blob_ref(reveal_w, "reveal")
         raw = _read_blob(state, ctx, reveal, "the revealed chunks")
         try:
             items = decode(raw)
@@ -763,9 +767,7 @@ def _segment_data(state: State, ctx: Ctx, job: Job, segment: int, reveal_w: Any)
         _on_chain(state, t.data, ctx.height, "the data set")
         ctx.meter.charge(len(need) * _kib(t.data.chunk_bytes) * BLOB_READ_PER_KIB, "reading the segment's data")
         for i in need:
-            c = ctx.blobs.chunk(t.data.root, i)
-            if c is None:
-                raise RuntimeError(f"blob {t.data.root.hex()} vanished from this node's blob store")
+            c = _chunk(ctx, t.data.root, i)
             chunks[i] = c
     import numpy as np
     xs, ys = [], []
@@ -917,10 +919,7 @@ def output(state: State, ctx: Ctx, body: list) -> dict:
         raise JobFailure(f"only the worker of job {job.id} posts its outputs")
     if ctx.height > job.deadline:
         raise JobFailure(f"the outputs of job {job.id} were due by height {job.deadline}")
-    try:
-        out = BlobRef.from_wire(out_w)
-    except BlobError as e:
-        raise JobFailure(f"outputs: {e}") from None
+    out = _blob_ref(out_w, "outputs")
     _on_chain(state, out, ctx.height, "the outputs")
     want = 4 * t.width * t.shape.rows
     if out.size != want:
@@ -938,9 +937,7 @@ def _blob_range(state: State, ctx: Ctx, ref: BlobRef, start: int, end: int) -> b
     ctx.meter.charge((last - first + 1) * _kib(cb) * BLOB_READ_PER_KIB, "reading the outputs")
     parts = []
     for i in range(first, last + 1):
-        c = ctx.blobs.chunk(ref.root, i)
-        if c is None:
-            raise RuntimeError(f"blob {ref.root.hex()} vanished from this node's blob store")
+        c = _chunk(ctx, ref.root, i)
         parts.append(c)
     joined = b"".join(parts)
     return joined[start - first * cb:end - first * cb]
@@ -968,9 +965,7 @@ def contest(state: State, ctx: Ctx, body: list) -> dict:
     ctx.meter.charge(len(need) * _kib(t.data.chunk_bytes) * BLOB_READ_PER_KIB, "reading the segment's input")
     chunks = {}
     for i in need:
-        c = ctx.blobs.chunk(t.data.root, i)
-        if c is None:
-            raise RuntimeError(f"blob {t.data.root.hex()} vanished from this node's blob store")
+        c = _chunk(ctx, t.data.root, i)
         chunks[i] = c
     x, _ = rows_from_chunks(t.shape, t.data, lo, hi, chunks)
     params = _model_of(state, ctx, t)
