@@ -5,7 +5,9 @@ the job machinery, in the same run.
 
 job:      train_job over N steps with a checkpoint every k steps: per segment the rows gathered by
           fancy indexing, one programs.train call, the checkpoint hashed, and a callback that
-          encodes it and writes it to a file in a temporary directory (no fsync).
+          appends its bytes to one file in a temporary directory (no fsync), as the SDK's worker does.
+segments: the same segments without the job machinery (nothing hashed or written), to tell the
+          cost of hashing and writing from that of training in calls of k steps.
 baseline: the same number of steps of the same shapes in ONE programs.train call (the data set's
           rows in order, N / batches epochs): the fewest calls programs allows.
 Timed alternately after a warm-up (every program compiled); medians of `reps` repeats, in steps/s,
@@ -46,10 +48,22 @@ def timed(fn) -> tuple[float, float]:
 
 
 def run_job(spec: jobs.JobSpec, x: np.ndarray, y: np.ndarray, folder: Path) -> tuple[float, float]:
-    def write(i: int, params, velocity, losses) -> None:
-        (folder / f"checkpoint-{i}.bin").write_bytes(jobs.encode_checkpoint(spec.arch, params, velocity))
+    def job() -> None:
+        with open(folder / "checkpoints.bin", "wb") as out:  # as gradchain.jobs.Party keeps them
+            jobs.train_job(spec, x, y, lambda i, data, losses: out.write(data))
 
-    return timed(lambda: jobs.train_job(spec, x, y, write))
+    return timed(job)
+
+
+def run_segments(spec: jobs.JobSpec, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """train_job's loop without the job machinery: the same segments, nothing hashed or written."""
+    def loop() -> None:
+        p, v = jobs.initial_checkpoint(spec.arch, spec.seed)
+        for i in range(spec.segments):
+            idx = jobs.segment_rows(spec, x.shape[0], i)
+            p, v, _ = jobs.run_segment(spec.arch, p, v, x[idx], y[idx], spec.lr, spec.momentum, spec.batch)
+
+    return timed(loop)
 
 
 def run_baseline(spec: jobs.JobSpec, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -67,15 +81,17 @@ def bench(kind: str, layers: tuple[int, ...], batch: int, batches: int, steps: i
     x, y = data(arch, batch * batches)
     specs = {k: jobs.JobSpec(arch, 1, LR, MU, batch, steps, k, 7).check(x.shape[0]) for k in ks}
     runs = {"baseline": lambda: run_baseline(specs[ks[0]], x, y)}
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in ["baseline"] + [f"k={k}" for k in ks]}
+    times: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        runs |= {f"k={k}": (lambda s=s: run_job(s, x, y, folder)) for k, s in specs.items()}
+        for k, s in specs.items():
+            runs[f"k={k}"] = lambda s=s: run_job(s, x, y, folder)
+            runs[f"segments k={k}"] = lambda s=s: run_segments(s, x, y)
         for f in runs.values():  # warm-up: compile every program
             f()
         for _ in range(reps):
             for name, f in runs.items():
-                times[name].append(f())
+                times.setdefault(name, []).append(f())
     base = [w for w, _ in times["baseline"]]
     base_cpu = statistics.median(c for _, c in times["baseline"])
     print(f"{kind} {'-'.join(map(str, layers))}, batch {batch}, {batches} batches, {steps} steps "
@@ -91,6 +107,10 @@ def bench(kind: str, layers: tuple[int, ...], batch: int, batches: int, steps: i
               f"({t * 1e3:6.1f} ms wall, {cpu * 1e3:6.1f} ms CPU): {statistics.median(base) / t:.2f}x the "
               f"baseline's throughput (paired {paired:.2f}x, best runs {min(base) / min(wall):.2f}x, "
               f"CPU {base_cpu / cpu:.2f}x), {(cpu - base_cpu) / (steps // k) * 1e6:5.0f} us CPU per segment over it")
+        seg = statistics.median(w for w, _ in times[f"segments k={k}"])
+        print(f"    the same segments, nothing hashed or written: {steps / seg:6.0f} steps/s ({seg / t:.2f}x "
+              f"the job's time: hashing and writing cost {1 - seg / t:.0%}; the segment calls themselves "
+              f"{statistics.median(base) / seg:.2f}x the baseline's throughput)")
 
 
 def main() -> None:

@@ -103,6 +103,13 @@ class Party:
         self.hashes: list[bytes] = []
         self.losses: list[int] = []   # each step's loss (Q.16), before the step
 
+    @property
+    def checkpoints(self) -> Path:
+        """This party's checkpoints, one file: checkpoint i is the record of mlcore's
+        checkpoint_size bytes at offset i * checkpoint_size (one append per checkpoint: a file
+        per checkpoint cost 15 times as much at k = 10, docs/benchmarks.md)."""
+        return self.dir / "checkpoints.bin"
+
     def train(self, tamper: Callable[[int, Any, Any], tuple[Any, Any]] | None = None) -> None:
         """The whole schedule with mlcore (mlcore.jobs.train_job); every checkpoint to disk as
         it is made.  `tamper` (tests only) may change a checkpoint before it is kept."""
@@ -110,26 +117,38 @@ class Party:
         arch = self.terms.arch()
         spec = self.terms.spec()
         self.hashes, self.losses = [], []
-        if tamper is None:
-            def keep(i: int, p: Any, v: Any, losses: list[int]) -> None:
+        with open(self.checkpoints, "wb") as out:
+            if tamper is None:
+                def keep(i: int, data: bytes, losses: list[int]) -> None:
+                    out.write(data)
+                    self.losses += losses
+                    if i % max(1, self.terms.segments // 10) == 0 or i == self.terms.segments:
+                        self.log(f"checkpoint {i}/{self.terms.segments}" + (f"  loss {losses[-1] / 65536:.4f}"
+                                                                            if losses else ""))
+                _, self.hashes = mj.train_job(spec, self.x, self.y, keep)
+                return
+            p, v = mj.initial_checkpoint(arch, spec.seed)
+            for i in range(spec.segments + 1):
+                if i:
+                    idx = mj.segment_rows(spec, self.x.shape[0], i - 1)
+                    p, v, losses = mj.run_segment(arch, p, v, self.x[idx], self.y[idx], spec.lr, spec.momentum,
+                                                  spec.batch)
+                    self.losses += losses
+                p, v = tamper(i, p, v)
                 data = mj.encode_checkpoint(arch, p, v)
-                (self.dir / f"{i}.ck").write_bytes(data)
-                self.losses += losses
-                if i % max(1, self.terms.segments // 10) == 0 or i == self.terms.segments:
-                    self.log(f"checkpoint {i}/{self.terms.segments}" + (f"  loss {losses[-1] / 65536:.4f}"
-                                                                        if losses else ""))
-            _, self.hashes = mj.train_job(spec, self.x, self.y, keep)
-            return
-        p, v = mj.initial_checkpoint(arch, spec.seed)
-        for i in range(spec.segments + 1):
-            if i:
-                idx = mj.segment_rows(spec, self.x.shape[0], i - 1)
-                p, v, losses = mj.run_segment(arch, p, v, self.x[idx], self.y[idx], spec.lr, spec.momentum, spec.batch)
-                self.losses += losses
-            p, v = tamper(i, p, v)
-            data = mj.encode_checkpoint(arch, p, v)
-            (self.dir / f"{i}.ck").write_bytes(data)
-            self.hashes.append(sha256(data).digest())
+                out.write(data)
+                self.hashes.append(sha256(data).digest())
+
+    def checkpoint(self, i: int) -> bytes:
+        """The canonical bytes of this party's checkpoint i, from its checkpoints file."""
+        from mlcore import jobs as mj
+        size = mj.checkpoint_size(self.terms.arch())
+        with open(self.checkpoints, "rb") as f:
+            f.seek(i * size)
+            data = f.read(size)
+        if len(data) != size:
+            raise JobError(f"checkpoint {i} is not in {self.checkpoints} (train first)")
+        return data
 
     @property
     def root(self) -> bytes:
@@ -139,7 +158,7 @@ class Party:
         return merkle_proof(self.hashes, i)
 
     def checkpoint_blob(self, i: int) -> BlobRef:
-        return self.client.put_blob((self.dir / f"{i}.ck").read_bytes(), self.key, chunk_bytes=CHECKPOINT_CHUNK)
+        return self.client.put_blob(self.checkpoint(i), self.key, chunk_bytes=CHECKPOINT_CHUNK)
 
     def refresh(self) -> dict:
         self.job = get_job(self.client, self.job_id)
