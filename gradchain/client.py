@@ -24,9 +24,9 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
+import os
 import socket
 import time
-import os
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +51,13 @@ from vm.json_values import to_json
 from vm.tensors import Model, Tensor
 
 DEFAULT_URL = "http://127.0.0.1:8545"
+ENV_RPC = "GRADCHAIN_RPC"  # the node's URL for the SDK and the CLI alike
+
+
+def default_url() -> str:
+    """$GRADCHAIN_RPC where it is set and not empty, else DEFAULT_URL: what Client() and the CLI
+    use when no URL is given."""
+    return os.environ.get(ENV_RPC) or DEFAULT_URL
 GAS_MARGIN_PERCENT = 25  # send/deploy without gas_limit: the simulated gas plus this much
 # blob batches: within the node's 16 MiB body (chunks travel as hex) and 4 MiB batch reply,
 # and its per-batch work (net/rpc/limits.py: put_blob_chunk 10, blob_chunk 2 of 1,000)
@@ -164,7 +171,8 @@ class AccountInfo:
 class Client:
     """A synchronous client over one keep-alive HTTP connection (not thread-safe)."""
 
-    def __init__(self, url: str = DEFAULT_URL, timeout: float = 60.0):
+    def __init__(self, url: str | None = None, timeout: float = 60.0):
+        url = default_url() if url is None else url
         u = urllib.parse.urlsplit(url)
         if u.scheme != "http" or not u.hostname:
             raise ValueError(f"RPC URL must look like http://host:port, got {url!r}")

@@ -110,6 +110,20 @@ def test_node_down_and_bad_urls():
 
 # ---- against a devnet -------------------------------------------------------------------
 
+def test_the_sdk_reads_gradchain_rpc_as_the_cli_does(devnet, monkeypatch):
+    from gradchain import Client
+    from gradchain.client import DEFAULT_URL
+    monkeypatch.setenv("GRADCHAIN_RPC", devnet.url)
+    c = Client()
+    assert c.url == devnet.url and c.status()["height"] >= 0
+    assert Client("http://127.0.0.1:1").url == "http://127.0.0.1:1"  # an explicit URL wins
+    monkeypatch.setenv("GRADCHAIN_RPC", "")
+    assert Client().url == DEFAULT_URL
+    monkeypatch.setenv("GRADCHAIN_RPC", "ftp://example")
+    with pytest.raises(ValueError, match="RPC URL must look like"):
+        Client()
+
+
 def test_transfer_balance_and_reads(devnet):
     url = devnet.url
     b0 = cli_json("balance", DEV0, url=url)["balance"]

@@ -21,12 +21,11 @@ import gradchain.cli.transfers as transfers
 from gradchain.cli.args import _Parser
 from gradchain.cli.errors import CliError, contract_failure_text
 from gradchain.cli.staking import _staking_text
-from gradchain.client import DEFAULT_URL, Client
+from gradchain.client import DEFAULT_URL, ENV_RPC, Client, default_url
 from gradchain.errors import (ConnectionFailed, ContractFailed, NotFound, ProofError, RpcError, StakingFailed,
                               TxRejected)
 
 
-ENV_RPC = "GRADCHAIN_RPC"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     args.json = getattr(args, "json", False)
-    args.rpc_url = getattr(args, "rpc", None) or os.environ.get(ENV_RPC) or DEFAULT_URL
+    args.rpc_url = getattr(args, "rpc", None) or default_url()
     try:
         u = urllib.parse.urlsplit(args.rpc_url)
         ok = u.scheme == "http" and bool(u.hostname) and (u.port is None or u.port > 0)
