@@ -469,7 +469,8 @@ class Node:
 
 
 def parse_args(argv: list[str] | None = None) -> NodeConfig:
-    p = argparse.ArgumentParser(prog="node.py", description="Run a gradchain validator (a one-validator "
+    prog = "gradchain-node" if Path(sys.argv[0]).name == "gradchain-node" else "node.py"  # the console script
+    p = argparse.ArgumentParser(prog=prog, description="Run a gradchain validator (a one-validator "
                                 "devnet with prefunded accounts when run without arguments).")
     d = NodeConfig()
     p.add_argument("--data-dir", type=Path, default=d.data_dir, help=f"chain data directory (default {d.data_dir})")

@@ -108,6 +108,36 @@ def test_node_down_and_bad_urls():
     assert "bad RPC URL" in fails("status", url="http://127.0.0.1:99999")
 
 
+def test_examples_are_written_from_the_package(tmp_path):
+    out = tmp_path / "ex"
+    got = cli_json("examples", str(out))
+    names = sorted(p.name for p in (ROOT / "examples").iterdir() if p.suffix in (".py", ".md"))
+    assert got["files"] == names and "token.py" in names
+    for n in names:
+        assert (out / n).read_bytes() == (ROOT / "examples" / n).read_bytes()
+    err = fails("examples", str(out))  # never overwrites without --force
+    assert "already holds" in err and "token.py" in err
+    (out / "token.py").write_text("changed")
+    cli("examples", str(out), "--force")
+    assert (out / "token.py").read_bytes() == (ROOT / "examples" / "token.py").read_bytes()
+    (tmp_path / "file").write_text("")
+    assert "cannot write into" in fails("examples", str(tmp_path / "file" / "sub"))
+
+
+def test_the_package_metadata_agrees_with_the_readme():
+    """gradchain-node is node.main; python_requires is the README's lowest Python; the wheel
+    carries examples/ through the gradchain/examples link."""
+    from importlib import metadata
+
+    import node
+    scripts = {e.name: e for e in metadata.entry_points(group="console_scripts")}
+    assert scripts["gradchain-node"].load() is node.main
+    assert metadata.metadata("gradchain")["Requires-Python"] == ">=3.11"
+    assert "Python 3.11, 3.12 or 3.13" in (ROOT / "README.md").read_text()
+    assert (ROOT / "gradchain" / "examples").resolve() == (ROOT / "examples").resolve()
+    assert "examples/*.py" in (ROOT / "setup.cfg").read_text()
+
+
 # ---- against a devnet -------------------------------------------------------------------
 
 def test_the_sdk_reads_gradchain_rpc_as_the_cli_does(devnet, monkeypatch):

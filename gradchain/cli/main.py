@@ -12,6 +12,7 @@ from typing import Sequence
 
 import gradchain.cli.blobs as blobs
 import gradchain.cli.contracts as contracts
+import gradchain.cli.examples as examples
 import gradchain.cli.keys as keys
 import gradchain.cli.ml as ml
 import gradchain.cli.reads as reads
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     reads.register_rpc(sub, common)
     keys.register_devnet(sub, common)
     testnet.register(sub, common)
+    examples.register(sub, common)
     return p
 
 
