@@ -9,10 +9,8 @@ from __future__ import annotations
 import re
 
 from gradchain.errors import GradchainError
-from ledger.genesis import COIN
+from ledger.units import COIN, DECIMALS, format_grad
 from ledger.tx import U64_MAX
-
-DECIMALS = 9  # COIN = 10**DECIMALS base units in one GRAD
 
 __all__ = ["COIN", "DECIMALS", "AmountError", "parse_amount", "format_grad"]
 
@@ -47,11 +45,3 @@ def parse_amount(text: str) -> int:
     if units > U64_MAX:
         raise AmountError(f"bad amount {text!r}: over the largest amount, {format_grad(U64_MAX)}")
     return units
-
-
-def format_grad(units: int) -> str:
-    """Base units as exact GRAD text: 1000000000000021 -> '1000000.000000021 GRAD'."""
-    sign = "-" if units < 0 else ""
-    whole, frac = divmod(abs(units), COIN)
-    text = f"{whole}.{frac:0{DECIMALS}d}".rstrip("0").rstrip(".")
-    return f"{sign}{text} GRAD"

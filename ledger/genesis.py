@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ledger.units import COIN  # re-exported: base units in one GRAD
 from ledger.encoding import encode
 from ledger.hashing import EMPTY_HASH, hash_bytes
 from ledger.block import Header
@@ -28,7 +29,6 @@ from ledger.tx import MAX_CHAIN_ID_LEN, U64_MAX
 from ledger.validators import Validator, ValidatorSet
 
 GENESIS_VERSION = 1
-COIN = 10**9  # base units in one GRAD
 DEVNET_CHAIN_ID = "gradchain-devnet"
 DEVNET_ACCOUNTS = 10
 DEVNET_BALANCE = 1_000_000 * COIN

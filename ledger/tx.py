@@ -28,6 +28,7 @@ from vm.errors import VMError
 from vm.limits import MAX_ARGS_BYTES
 from vm.codec import decode_value, encode_value, measure
 
+from ledger.units import format_grad
 from ledger import errors, evidence
 from ledger.blobs import BlobError, BlobRef
 from ledger.encoding import DecodeError, decode, encode
@@ -422,9 +423,10 @@ def check_nonce_and_funds(tx: Transaction, next_nonce: int, balance: int, pendin
         raise errors.NonceTooHigh(f"nonce {tx.nonce} is too high: the next nonce of this sender is {next_nonce}")
     cost = tx.max_fee + tx.value
     if balance - pending < cost:
-        less = f" minus pending {pending}" if pending else ""
-        raise errors.InsufficientFunds(f"balance {balance}{less} cannot pay {cost} "
-                                       f"(value {tx.value} + gas {tx.gas_limit} x price {tx.gas_price})")
+        less = f" minus pending {format_grad(pending)}" if pending else ""
+        raise errors.InsufficientFunds(f"balance {format_grad(balance)}{less} cannot pay {format_grad(cost)} "
+                                       f"(value {format_grad(tx.value)} + gas {tx.gas_limit} x price "
+                                       f"{tx.gas_price} base units)")
 
 
 def job(key: PrivateKey, chain_id: str, nonce: int, action: int, body: list, value: int = 0,
