@@ -184,11 +184,15 @@ def test_reverts_name_reason_function_and_line(url, token):
     r = cli_json("tx", tx_hash, url=url)
     assert r["receipt"]["failure"] == {"code": "revert", "contract": addr, "function": "transfer_to",
                                        "line": REVERT_LINE}
+    text = cli("tx", tx_hash, url=url).stdout  # for people: the code, where, and what was called
+    assert f"Error:     revert: insufficient balance (in transfer_to, line {REVERT_LINE}, contract {addr})" in text
+    assert f'Called:    transfer_to("{DEV0}", 5) on {addr}' in text
     # a read-only call that reverts
     err = fails("call", addr, "transfer_to", DEV0, "5", url=url)
     assert f"revert: insufficient balance (in transfer_to, line {REVERT_LINE}" in err
     assert "no function 'nope'" in fails("call", addr, "nope", url=url)
-    assert "invalid_arguments" in fails("call", addr, "balance_of", url=url)
+    err = fails("call", addr, "balance_of", url=url)
+    assert "invalid_arguments" in err and "balance_of(owner: bytes) -> int" in err  # the signature to follow
 
 
 def test_bad_input(url, token, tmp_path):

@@ -151,8 +151,12 @@ def failed(resp: dict, code: str, *words: str) -> dict:
     """A -32003 answer whose data is the structured failure; returns the data."""
     err = assert_error(resp, FAILED, "contract execution failed", *words)
     data = err["data"]
-    assert set(data) - {"issues"} == {"code", "message", "contract", "function", "line", "gas_used", "logs"}
+    assert set(data) - {"issues", "signature"} == {"code", "message", "contract", "function", "line", "gas_used",
+                                                   "logs"}
     assert ("issues" in data) == (code == "invalid_contract")
+    assert ("signature" in data) == (code == "invalid_arguments"), data  # what the caller should have passed
+    if "signature" in data:
+        assert data["message"].endswith("; expected " + data["signature"])
     assert data["code"] == code, data
     assert type(data["gas_used"]) is int and data["gas_used"] >= 0
     return data
@@ -248,7 +252,8 @@ def test_call_unknown_contract_and_function(node, token):
     failed(node.rpc("call", [token["address"], "init", [1]]), "not_found", "init")    # the constructor neither
     failed(node.rpc("call", [token["address"], "balance_of", []]), "invalid_arguments")
     failed(node.rpc("call", [token["address"], "balance_of", [1, 2]]), "invalid_arguments")
-    failed(node.rpc("call", [token["address"], "balance_of", ["not bytes"]]), "invalid_arguments")
+    data = failed(node.rpc("call", [token["address"], "balance_of", ["not bytes"]]), "invalid_arguments")
+    assert data["signature"] == "balance_of(owner: bytes) -> int"
 
 
 # ---- estimate_gas -----------------------------------------------------------------------------------

@@ -87,6 +87,21 @@ class Compiled:
     constructor: str | None
 
 
+def signature(source: str, function: str) -> str | None:
+    """`transfer_to(to: bytes, amount: int) -> bool`: a top-level function's parameters and return
+    annotation as written, for telling a caller what it should have passed (messages only: never
+    in a receipt).  None where the source has no such function."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == function:
+            returns = f" -> {ast.unparse(node.returns)}" if node.returns is not None else ""
+            return f"{function}({ast.unparse(node.args)}){returns}"
+    return None
+
+
 def code_hash(source: str) -> bytes:
     return hashlib.sha256(source.encode("utf-8", "surrogatepass")).digest()
 

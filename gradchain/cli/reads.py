@@ -62,6 +62,25 @@ def cmd_block(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    """A call argument as JSON, cut to `limit` characters (a tensor's data can be long)."""
+    text = json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _failure(receipt: dict) -> str:
+    """`revert: insufficient balance (in move, line 130, contract 0x8d45...)`: the code, the
+    reason, and where it failed, as the CLI says it when a send fails."""
+    f = receipt.get("failure") or {}
+    where = [f"in {f['function']}"] if f.get("function") else []
+    if f.get("line"):
+        where.append(f"line {f['line']}")
+    if f.get("contract"):
+        where.append(f"contract {f['contract']}")
+    text = (f"{f['code']}: " if f.get("code") else "") + receipt["error"]
+    return text + (f" ({', '.join(where)})" if where else "")
+
+
 def cmd_tx(args: argparse.Namespace, client: Client) -> int:
     r = client.tx(parse_hash(args.hash, "transaction hash"))
     if args.json:
@@ -73,13 +92,17 @@ def cmd_tx(args: argparse.Namespace, client: Client) -> int:
         rc = r["receipt"]
         rows += [("Block", r["height"]), ("Index", r["index"]), ("Result", rc["status"])]
         if rc.get("error"):
-            rows.append(("Error", rc["error"]))
+            rows.append(("Error", _failure(rc)))
         rows += [("Gas used", rc["gas_used"]), ("Fee", format_grad(rc["gas_used"] * t["gas_price"]))]
     rows += [("Kind", t["kind"]), ("From", t["from"])]
     if t["kind"] == "transfer":
         rows += [("To", t["to"]), ("Amount", f"{format_grad(t['amount'])}  ({t['amount']} units)")]
     elif t["kind"] in ("bond", "unbond"):
         rows.append(("Amount", f"{format_grad(t['amount'])}  ({t['amount']} units)"))
+    elif t["kind"] == "call":
+        args_text = ", ".join(_short(a) for a in t.get("args") or [])
+        rows.append(("Called", f"{t['function']}({args_text}) on {t['to']}"
+                               + (f", sending {format_grad(t['value'])}" if t.get("value") else "")))
     elif t["kind"] == "evidence":
         ev = t["evidence"]
         rows.append(("Evidence", f"{ev['validator']} signed two blocks at height {ev['height']}, round {ev['round']}"))

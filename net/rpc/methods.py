@@ -16,7 +16,7 @@ from ledger.genesis import Genesis
 from ledger.keys import PrivateKey, address_hex
 from ledger.mempool import AlreadyKnown, Mempool
 from ledger.admission import Admission
-from ledger.state import State, account_key, code_key, decode_account, decode_code, storage_key
+from ledger.state import State, account_key, code_key, decode_account, decode_code, get_code, storage_key
 from ledger.tx import (U64_MAX, Call, Deploy, TxKind, contract_address, decode_transaction, encode_args,
                        intrinsic_gas, tx_to_json)
 from vm import ml as vm_ml
@@ -234,6 +234,11 @@ async def m_broadcast_tx_commit(node: Node, tx: Any, timeout: Any = 30) -> dict:
     return {"hash": res.hex(), "height": height, "index": index, "receipt": receipt_json(receipt, parsed)}
 
 
+def _failed_source(state: State, out: Any) -> str | None:
+    """The source of the contract a simulated run failed in, where the error names one."""
+    return get_code(state, out.error.contract) if out.error.contract else None
+
+
 def _gas(node: Node, gas: Any) -> int:
     return CALL_GAS if gas is None else p_range(gas, "gas", 1, min(CALL_GAS, node.chain.params.max_block_gas))
 
@@ -253,8 +258,8 @@ async def m_call(node: Node, contract: Any, function: Any, args: Any = None, hei
     with _state_at(node, h) as (state, header):
         out = read_only_call(state, node.chain.chain_id, header.height, header.time_ms, frm, addr, fn, argv,
                              gas_limit, val)
-    if out.error is not None:
-        raise contract_failed(out)
+        if out.error is not None:
+            raise contract_failed(out, source=_failed_source(state, out))
     return {"result": to_json(decode_value(out.output, MAX_OUTPUT_BYTES)), "output": out.output.hex(),
             "gas_used": out.gas_used, "events": [event_json(e, i) for i, e in enumerate(out.events)],
             "logs": list(out.logs), "height": h}
@@ -289,8 +294,10 @@ async def m_estimate_gas(node: Node, from_: Any, contract: Any = None, function:
         with _state_at(node, chain.tip.height) as (state, tip):
             out = read_only_call(state, chain.chain_id, tip.height + 1, tip.time_ms + 1, frm, target, fn, argv,
                                  gas_limit, val, free=False)
-    if out.error is not None:
-        raise contract_failed(out, intrinsic)
+            if out.error is not None:
+                raise contract_failed(out, intrinsic, _failed_source(state, out))
+    if out.error is not None:  # a deploy: its constructor's source is the one given
+        raise contract_failed(out, intrinsic, source)
     return {"gas": intrinsic + out.gas_used, "intrinsic_gas": intrinsic}
 
 

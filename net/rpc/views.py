@@ -9,6 +9,7 @@ from ledger.keys import address_hex
 from ledger.tx import Transaction, TxKind, contract_address
 from vm import runtime
 from vm.codec import decode_value
+from vm.compiler import signature
 from vm.errors import InvalidContract
 from vm.json_values import to_json
 from vm.limits import MAX_EVENT_BYTES, MAX_OUTPUT_BYTES
@@ -50,15 +51,21 @@ def receipt_json(r: Receipt, tx: Transaction) -> dict:
     return out
 
 
-def contract_failed(out: runtime.Outcome, intrinsic: int = 0) -> RpcError:
+def contract_failed(out: runtime.Outcome, intrinsic: int = 0, source: str | None = None) -> RpcError:
     """-32003 with why and where the contract failed: the fields of a failed receipt's
     `failure` (null where the failure happened outside contract code, e.g. no such
-    function), plus the message, gas and print() output."""
+    function), plus the message, gas and print() output; for invalid_arguments, the called
+    function's `signature` from the contract's `source`."""
     e = out.error
     assert e is not None
     data = {"code": e.code, "message": e.message, "contract": _address_or_none(e.contract),
             "function": e.function or None, "line": e.line or None,
             "gas_used": intrinsic + out.gas_used, "logs": list(out.logs)}
+    sig = signature(source, e.function) if e.code == "invalid_arguments" and source and e.function else None
+    if sig is not None:
+        data["signature"] = sig
+        data["message"] = f"{e.message}; expected {sig}"
+        return RpcError(CONTRACT_FAILED, f"contract execution failed: {e}; expected {sig}", data)
     if isinstance(e, InvalidContract):
         data["issues"] = e.issues  # every problem with its line and column (never in a receipt)
     return RpcError(CONTRACT_FAILED, f"contract execution failed: {e}", data)
