@@ -86,6 +86,21 @@ def _error(e: dict) -> Exception:
     return _CODES.get(e.get("code"), RpcError)(e.get("code"), e.get("message", ""), e.get("data"))
 
 
+def rpc_request(rid: int, method: str, params: list | dict | None) -> bytes:
+    """One JSON-RPC 2.0 request as the node reads it (Client and AsyncClient send these)."""
+    return json.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": [] if params is None else params},
+                      separators=(",", ":")).encode()
+
+
+def rpc_result(resp: Any) -> Any:
+    """The result of one JSON-RPC answer, or its error raised as the SDK's exception."""
+    if not isinstance(resp, dict) or not ("result" in resp or isinstance(resp.get("error"), dict)):
+        raise RpcError(-32603, "node answered with something that is not a JSON-RPC response")
+    if "error" in resp:
+        raise _error(resp["error"])
+    return resp["result"]
+
+
 def _decode(hex_: str, limit: int) -> Any:
     return decode_value(bytes.fromhex(hex_), limit)
 
@@ -224,14 +239,7 @@ class Client:
     def call(self, method: str, params: list | dict | None = None, timeout: float | None = None) -> Any:
         """Call any RPC method with positional (list) or named (dict) params (the raw RPC;
         `view` is the contract read)."""
-        body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method,
-                "params": [] if params is None else params}
-        resp = self._post(json.dumps(body).encode(), timeout)
-        if not isinstance(resp, dict) or not ("result" in resp or isinstance(resp.get("error"), dict)):
-            raise RpcError(-32603, "node answered with something that is not a JSON-RPC response")
-        if "error" in resp:
-            raise _error(resp["error"])
-        return resp["result"]
+        return rpc_result(self._post(rpc_request(next(self._ids), method, params), timeout))
 
     def batch(self, calls: Sequence[tuple[str, list | dict]]) -> list[Any]:
         """Send many calls in one request; each result, or its exception, in order."""
@@ -357,16 +365,23 @@ class Client:
             params["height"] = height
         return self.call("code", params)
 
-    def estimate_gas(self, sender: str | bytes, contract: str | bytes | None = None, function: str | None = None,
-                     args: Sequence[Any] = (), value: int = 0, source: str | None = None) -> int:
-        """Gas the transaction would use now (intrinsic + simulated run): a CALL of
-        contract.function(*args), or a DEPLOY of `source`.  ContractFailed if it fails."""
+    def estimate(self, sender: str | bytes, contract: str | bytes | None = None, function: str | None = None,
+                 args: Sequence[Any] = (), value: int = 0, source: str | None = None) -> dict:
+        """What the transaction would cost now: {"gas" (intrinsic + simulated run),
+        "intrinsic_gas", "ml_compile_gas" (of "gas", ML_COMPILE for ML programs used on chain
+        for the first time: later uses do not pay it)}, for a CALL of contract.function(*args)
+        or a DEPLOY of `source`.  ContractFailed if it fails."""
         params: dict[str, Any] = {"from": _addr(sender), "args": _json_args(args), "value": value}
         if source is not None:
             params["source"] = source
         else:
             params.update(contract=None if contract is None else _addr(contract), function=function)
-        return self.call("estimate_gas", params)["gas"]
+        return self.call("estimate_gas", params)
+
+    def estimate_gas(self, sender: str | bytes, contract: str | bytes | None = None, function: str | None = None,
+                     args: Sequence[Any] = (), value: int = 0, source: str | None = None) -> int:
+        """estimate(...)["gas"]."""
+        return self.estimate(sender, contract, function, args, value, source)["gas"]
 
     def events(self, contract: str | bytes | None = None, name: str | None = None, from_height: int | None = None,
                to_height: int | None = None, limit: int = 1000) -> list[Event]:
@@ -457,40 +472,43 @@ class Client:
                             "unbonding": data["unbonding"]}
         return r
 
-    def _gas_limit(self, gas_limit: int | None, estimate: Any) -> int:
-        """gas_limit, or the simulated gas plus GAS_MARGIN_PERCENT (at most the block gas
-        limit): state may change before the block runs it, and unused gas is refunded."""
+    def _gas_limit(self, gas_limit: int | None, estimate: Any) -> tuple[int, dict | None]:
+        """(gas_limit, None), or (the simulated gas plus GAS_MARGIN_PERCENT, at most the block
+        gas limit, and the estimate): state may change before the block runs it, and unused
+        gas is refunded."""
         if gas_limit is not None:
-            return gas_limit
-        gas = estimate()
-        return min(gas + gas * GAS_MARGIN_PERCENT // 100, self.max_block_gas)
+            return gas_limit, None
+        est = estimate()
+        gas = est["gas"]
+        return min(gas + gas * GAS_MARGIN_PERCENT // 100, self.max_block_gas), est
 
 
     def deploy(self, key: PrivateKey, source: str, args: Sequence[Any] = (), value: int = 0,
                gas_limit: int | None = None, gas_price: int = 1, nonce: int | None = None,
                timeout: float = 30) -> dict:
         """Deploy a contract and wait for the commit: {"address", "hash", "height",
-        "receipt"}.  gas_limit=None: simulated first (see GAS_MARGIN_PERCENT), so a
+        "receipt", "estimate" (estimate()'s answer, None with a gas_limit)}.  gas_limit=None: simulated first (see GAS_MARGIN_PERCENT), so a
         constructor that would fail raises ContractFailed before anything is sent."""
-        limit = self._gas_limit(gas_limit, lambda: self.estimate_gas(key.address, args=args, value=value,
-                                                                       source=source))
+        limit, est = self._gas_limit(gas_limit, lambda: self.estimate(key.address, args=args, value=value,
+                                                                        source=source))
         r = self._sign_and_send(key, lambda n: deploy_tx(key, self.chain_id, n, source, list(args), value, limit,
                                                          gas_price), nonce, True, timeout, _receipt_failed)
         return {"address": r["receipt"]["contract_address"], "hash": r["hash"], "height": r["height"],
-                "receipt": r["receipt"]}
+                "receipt": r["receipt"], "estimate": est}
 
     def send(self, key: PrivateKey, contract: str | bytes, function: str, *args: Any, value: int = 0,
              gas_limit: int | None = None, gas_price: int = 1, nonce: int | None = None, wait: bool = True,
              timeout: float = 30) -> dict:
         """Call contract.function(*args) in a transaction.  With wait (default): waits for
-        the commit and returns {"result" (the Python value), "hash", "height", "receipt"},
-        or raises ContractFailed (Reverted, OutOfGas) carrying the receipt.  Without:
-        {"hash"} once the mempool admitted it.  gas_limit=None: estimated by simulation
+        the commit and returns {"result" (the Python value), "hash", "height", "receipt",
+        "estimate" (estimate()'s answer, None with a gas_limit)}, or raises ContractFailed (Reverted, OutOfGas) carrying the receipt.  Without:
+        {"hash", "estimate"} once the mempool admitted it.  gas_limit=None: estimated by simulation
         plus GAS_MARGIN_PERCENT; a call that fails in simulation raises before sending."""
         addr = parse_address(contract) if isinstance(contract, str) else contract
-        limit = self._gas_limit(gas_limit, lambda: self.estimate_gas(key.address, addr, function, args, value))
+        limit, est = self._gas_limit(gas_limit, lambda: self.estimate(key.address, addr, function, args, value))
         r = self._sign_and_send(key, lambda n: call_tx(key, self.chain_id, n, addr, function, list(args), value,
                                                        limit, gas_price), nonce, wait, timeout, _receipt_failed)
+        r["estimate"] = est
         if wait:
             out = r["receipt"]["output"]
             r["result"] = None if out is None else _decode(out, MAX_OUTPUT_BYTES)

@@ -47,10 +47,15 @@ def test_a_restarted_node_serves_ml_from_its_warm_compilation_cache(tmp_path):
         x, y = data(1)
         # no gas_limit: estimate_gas runs with a whole block's gas and charges ML_COMPILE (the
         # program is new to the chain), as the transaction will be
-        estimate = c.estimate_gas(key.address, contract, "fit", [x, y])
-        assert estimate > mgas.ML_COMPILE
+        est = c.estimate(key.address, contract, "fit", [x, y])
+        estimate = est["gas"]
+        assert estimate > mgas.ML_COMPILE and est["ml_compile_gas"] == mgas.ML_COMPILE  # one new program, told
+        assert c.estimate_gas(key.address, contract, "fit", [x, y]) == estimate
         first = c.send(key, contract, "fit", x, y)
         assert mgas.ML_COMPILE < first["receipt"]["gas_used"] <= estimate
+        assert first["estimate"] == est
+        # the program is on chain now: the next use does not pay ML_COMPILE
+        assert c.estimate(key.address, contract, "fit", [x, y])["ml_compile_gas"] == 0
         cold = c.status()["ml"]
         assert cold["xla_compiles"] > 0 and cold["persistent_cache_writes"] > 0
         assert (node.data_dir / "xla-cache").is_dir()

@@ -263,7 +263,8 @@ def test_estimate_gas_is_exactly_what_the_transaction_uses(node, client, token):
     args = [{"bytes": "0x" + BOB.address.hex()}, 1]
     est = node.result("estimate_gas", {"from": address_hex(OWNER.address), "contract": addr,
                                        "function": "transfer_to", "args": args})
-    assert set(est) == {"gas", "intrinsic_gas"} and 21_000 <= est["intrinsic_gas"] < est["gas"]
+    assert set(est) == {"gas", "intrinsic_gas", "ml_compile_gas"} and 21_000 <= est["intrinsic_gas"] < est["gas"]
+    assert est["ml_compile_gas"] == 0  # no ML in a token transfer
     r = client.send(OWNER, addr, "transfer_to", BOB.address, 1, gas_limit=est["gas"])
     assert r["receipt"]["status"] == "success" and r["receipt"]["gas_used"] == est["gas"]
     # a deploy: validation, code storage and constructor

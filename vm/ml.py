@@ -187,6 +187,7 @@ def _charge_program(fn: str, arch: Any, p: _Program) -> None:
             raise E.OutOfGas(f"out of gas: ml.{fn} runs a program ({p.op} of {a_kind(arch.kind)} model {arch.layers}) "
                              f"not yet used on chain, whose first use costs ML_COMPILE = {fee} gas more")
         charge(fee)
+        rt.compile_gas += fee
         rt.host.storage_set(SYSTEM_ADDRESS, p.key, encode_value(rt.env.block_height, 16))
 
 

@@ -87,6 +87,7 @@ class Outcome:
     events: list[tuple[bytes, str, bytes]] = field(default_factory=list)  # (contract, name, encoded data)
     logs: list[str] = field(default_factory=list)  # print() output
     error: E.VMError | None = None
+    compile_gas: int = 0  # of gas_used, ML_COMPILE paid for programs' first use (vm/ml.py): told to users
 
 
 class Execution:
@@ -103,6 +104,7 @@ class Execution:
         self.logs: list[str] = []
         self.log_bytes = 0
         self.chosen_hashes: dict[Any, list] = {}  # see _key
+        self.compile_gas = 0  # ML_COMPILE charged so far (Outcome.compile_gas)
 
     def call(self, contract: bytes, caller: bytes, function: str, args: list, kwargs: dict) -> Any:
         """A cross-contract call of this execution: how vm/world.py's call() reaches the
@@ -272,7 +274,7 @@ def execute(host: Host, env: Env, gas_limit: int, run: Callable[[Execution], Any
             _GAS.cell_contents, _DEPTH.cell_contents, _MEM.cell_contents = prev[1:]
         out.gas_used = gas_limit if out.error is not None and out.error.code == "out_of_gas" \
             else min(gas_limit - left, gas_limit)
-        out.events, out.logs = rt.events, rt.logs
+        out.events, out.logs, out.compile_gas = rt.events, rt.logs, rt.compile_gas
         return out
 
 

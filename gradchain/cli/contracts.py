@@ -27,6 +27,10 @@ def _receipt_rows(r: dict, gas_price: int) -> list[tuple[str, Any]]:
     rc = r["receipt"]
     rows: list[tuple[str, Any]] = [("Hash", r["hash"]), ("Block", r["height"]), ("Status", rc["status"]),
                                    ("Gas used", rc["gas_used"]), ("Fee", format_grad(rc["gas_used"] * gas_price))]
+    compile_gas = (r.get("estimate") or {}).get("ml_compile_gas", 0)
+    if compile_gas:  # where a user first meets ML_COMPILE: say what it is
+        rows.append(("ML compile", f"{compile_gas} of the estimated gas is ML_COMPILE, paid once per ML program on "
+                                   f"its first use on chain (later uses do not pay it)"))
     for e in rc["events"]:
         rows.append(("Event", f"{e['name']} {json.dumps(e['data'])}  ({e['contract']})"))
     for line in rc["logs"]:

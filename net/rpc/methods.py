@@ -298,7 +298,7 @@ async def m_estimate_gas(node: Node, from_: Any, contract: Any = None, function:
                 raise contract_failed(out, intrinsic, _failed_source(state, out))
     if out.error is not None:  # a deploy: its constructor's source is the one given
         raise contract_failed(out, intrinsic, source)
-    return {"gas": intrinsic + out.gas_used, "intrinsic_gas": intrinsic}
+    return {"gas": intrinsic + out.gas_used, "intrinsic_gas": intrinsic, "ml_compile_gas": out.compile_gas}
 
 
 def _contract_at(r: Any, root: bytes, addr: bytes, h: int) -> str:
