@@ -45,6 +45,7 @@ from net.mempool_reactor import MempoolReactor
 from net.p2p import P2P, Limits, PeerAddress, frame_limit, parse_peer
 from net.sync import BlockSync
 from net import rpc
+from net.rpc.subscriptions import Hub, WsLimits
 from vm import ml as vm_ml
 from vm.limits import MAX_OUTPUT_BYTES
 from vm.codec import decode_value
@@ -117,6 +118,7 @@ class NodeConfig:
     max_body_bytes: int = 16 << 20
     quiet: bool = False
     rpc_limits: rpc.Limits = rpc.Limits()
+    ws_limits: WsLimits = WsLimits()  # WebSocket subscribers (net/rpc/subscriptions.py)
     p2p_host: str = "127.0.0.1"
     p2p_port: int = 0           # 0: any free port (used only when the chain has several validators)
     peers: tuple[str, ...] = ()  # KEYHEX@host:port of the other validators
@@ -262,6 +264,7 @@ class Node:
         self.mempool_reactor = MempoolReactor(self.admission)
         self.evidence = EvidenceReporter(self.key, self.admission, self.spawn)
         self._waiters: dict[bytes, list[asyncio.Future]] = {}
+        self.hub = Hub(cfg.ws_limits)  # WebSocket subscriptions: each committed block is published to it
         self._tasks: set[asyncio.Task] = set()
 
     def _on_admitted(self, raws: list[bytes], origin: bytes | None) -> None:
@@ -289,6 +292,7 @@ class Node:
                     del self._waiters[tx_hash]
 
     def _on_commit(self, block: Block, prop: Proposal, evicted: list[Transaction]) -> None:
+        self.hub.publish_block(block, prop.output)  # never blocks: bounded queues, slow subscribers dropped
         if block.height % BLOB_PRUNE_EVERY == 0:
             self.blobs.prune(block.height, self.chain.blob_expiry)
         if not self.cfg.quiet:
@@ -486,6 +490,16 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
                         f"from the last answer (default {lim.header_timeout:g})")
     p.add_argument("--rpc-body-timeout", type=float, default=lim.body_timeout,
                    help=f"seconds to read an RPC request's body (default {lim.body_timeout:g})")
+    wl = WsLimits()
+    p.add_argument("--ws-max-connections", type=int, default=wl.max_connections,
+                   help=f"open WebSocket connections on GET /ws (default {wl.max_connections})")
+    p.add_argument("--ws-max-subscriptions", type=int, default=wl.max_subscriptions,
+                   help=f"subscriptions one WebSocket connection may hold (default {wl.max_subscriptions})")
+    p.add_argument("--ws-queue-messages", type=int, default=wl.queue_messages,
+                   help="messages waiting to be sent to one WebSocket before it is dropped as a slow subscriber "
+                        f"(default {wl.queue_messages})")
+    p.add_argument("--ws-queue-bytes", type=int, default=wl.queue_bytes,
+                   help=f"bytes of those messages (default {wl.queue_bytes})")
     p.add_argument("--genesis", type=Path, help="genesis file (default: a new devnet genesis)")
     p.add_argument("--key", type=Path, help="validator key file (default: the devnet validator key)")
     p.add_argument("--block-time", type=float, default=d.block_time,
@@ -524,6 +538,8 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
         p.error("--p2p-max-peers, --p2p-max-other-peers, --p2p-max-per-ip and --p2p-ban must be >= 0")
     if min(a.rpc_max_connections, a.rpc_max_per_ip) < 1 or min(a.rpc_header_timeout, a.rpc_body_timeout) <= 0:
         p.error("--rpc-max-connections and --rpc-max-per-ip must be >= 1, the --rpc-*-timeout flags positive")
+    if min(a.ws_max_connections, a.ws_max_subscriptions, a.ws_queue_messages, a.ws_queue_bytes) < 1:
+        p.error("--ws-max-connections, --ws-max-subscriptions, --ws-queue-messages and --ws-queue-bytes must be >= 1")
     if a.test_faults is not None:
         try:
             faults.load_schedule(a.test_faults)
@@ -534,6 +550,8 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
                       a.max_block_txs, a.mempool_size, a.min_gas_price, quiet=a.quiet,
                       rpc_limits=rpc.Limits(a.rpc_max_connections, a.rpc_max_per_ip, a.rpc_header_timeout,
                                             a.rpc_body_timeout),
+                      ws_limits=WsLimits(a.ws_max_connections, a.ws_max_subscriptions, a.ws_queue_messages,
+                                         a.ws_queue_bytes),
                       p2p_host=a.p2p_host, p2p_port=a.p2p_port, peers=peers, p2p_max_peers=a.p2p_max_peers,
                       p2p_max_other_peers=a.p2p_max_other_peers, p2p_max_per_ip=a.p2p_max_per_ip, p2p_ban=a.p2p_ban,
                       test_faults=a.test_faults, test_byzantine=a.test_byzantine)

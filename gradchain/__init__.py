@@ -2,12 +2,14 @@
 
     from gradchain import Client, TestChain, PrivateKey, devnet_keys, Tensor, Model, Reverted
 
-`Client` talks to a node over JSON-RPC (gradchain.client; blobs are named by `BlobRef`),
+`Client` talks to a node over JSON-RPC (gradchain.client; blobs are named by `BlobRef`), `AsyncClient`
+is its asyncio twin with the node's subscriptions (gradchain.aclient),
 `TestChain` runs the same transactions in memory for tests (gradchain.testing); both
 raise the errors of gradchain.errors.  Amounts are base units (gradchain.units converts GRAD).
 """
 from __future__ import annotations
 
+from gradchain.aclient import AsyncClient
 from gradchain.client import Client, json_arg
 from gradchain.errors import (CommitTimeout, ConnectionFailed, ContractFailed, GradchainError, NotFound, OutOfGas,
                               ProofError, Reverted, RpcError, StakingFailed, TxRejected)
@@ -20,7 +22,8 @@ from vm.decimals import Decimal
 from vm.tensors import Model, Tensor
 
 __all__ = [
-    "Client", "TestChain", "PrivateKey", "devnet_keys", "address_hex", "Decimal", "Tensor", "Model", "json_arg",
+    "Client", "AsyncClient", "TestChain", "PrivateKey", "devnet_keys", "address_hex", "Decimal", "Tensor", "Model",
+    "json_arg",
     "BlobRef", "COIN", "parse_amount", "format_grad",
     "GradchainError", "RpcError", "TxRejected", "NotFound", "CommitTimeout", "ProofError", "ConnectionFailed",
     "ContractFailed", "Reverted", "OutOfGas", "StakingFailed",

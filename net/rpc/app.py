@@ -17,6 +17,7 @@ from net.rpc.errors import INVALID_REQUEST, PARSE_ERROR, REQUEST_TIMEOUT
 from net.rpc.jsonio import _dumps, parse_int
 from net.rpc.limits import MAX_BATCH, Limits
 from net.rpc.methods import METHODS, Node
+from net.rpc import ws
 
 log = logging.getLogger("gradchain.rpc")
 
@@ -75,6 +76,7 @@ def make_app(node: Node, max_body: int, conns: _Connections) -> web.Application:
     app = web.Application(client_max_size=max_body)
     app.router.add_post("/", handle)
     app.router.add_get("/", get_root)
+    ws.add_routes(app, node, conns, max_body)  # GET /ws: JSON-RPC and subscriptions over a WebSocket
     return app
 
 

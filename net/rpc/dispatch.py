@@ -56,7 +56,9 @@ def _check_request(req: Any) -> tuple[Any, str, Any]:
     return rid, req["method"], req.get("params")
 
 
-async def _call(node: Node, req: Any) -> dict | None:
+async def _call(node: Node, req: Any, methods: dict[str, Method] = METHODS) -> dict | None:
+    """req's answer (None for a notification); `methods` is the table it may call (a WebSocket adds
+    subscribe and unsubscribe)."""
     rid: Any = None
     try:
         rid, name, params = _check_request(req)
@@ -64,7 +66,7 @@ async def _call(node: Node, req: Any) -> dict | None:
         if huge is not None:
             raise RpcError(INVALID_PARAMS, f"invalid params: a number of {huge.digits} digits is over the limit of "
                                            f"{MAX_INT_DIGITS} digits")
-        fn = METHODS.get(name)
+        fn = methods.get(name)
         if fn is None:
             raise RpcError(METHOD_NOT_FOUND, f"method not found: {name!r}")
         result = await _bind(fn, node, params)
