@@ -31,6 +31,7 @@ from ledger import errors
 from ledger.block import Block, Receipt, failure_text
 from ledger.chain import Chain, Proposal
 from ledger.keys import address_hex, address_of, load_key
+from ledger.keystore import ask_password
 from ledger.admission import Admission
 from ledger.blobstore import BlobStore
 from ledger.mempool import Mempool
@@ -216,7 +217,7 @@ class Node:
         self.validators = self.genesis.validators
         if cfg.key is not None:
             try:
-                self.key = load_key(cfg.key)
+                self.key = load_key(cfg.key, password=ask_password)  # a keystore: $GRADCHAIN_PASSWORD or a prompt
             except ValueError as e:
                 raise NodeError(str(e)) from None
         elif self.devnet:
@@ -501,7 +502,8 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
     p.add_argument("--ws-queue-bytes", type=int, default=wl.queue_bytes,
                    help=f"bytes of those messages (default {wl.queue_bytes})")
     p.add_argument("--genesis", type=Path, help="genesis file (default: a new devnet genesis)")
-    p.add_argument("--key", type=Path, help="validator key file (default: the devnet validator key)")
+    p.add_argument("--key", type=Path, help="validator key file (default: the devnet validator key); an encrypted "
+                                          "keystore's password comes from $GRADCHAIN_PASSWORD, else a prompt")
     p.add_argument("--block-time", type=float, default=d.block_time,
                    help="seconds between empty blocks when no transaction waits (default 2)")
     p.add_argument("--verify-workers", type=int, default=d.verify_workers,

@@ -63,7 +63,7 @@ def test_amounts_parse_and_print_exactly():
 
 
 def test_keys_new_and_show(tmp_path):
-    out = cli("keys", "new", cwd=tmp_path).stdout  # default ./key.json
+    out = cli("keys", "new", "--insecure-plaintext", cwd=tmp_path).stdout  # default ./key.json (keystores: test_keystore.py)
     path = tmp_path / "key.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     doc = json.loads(path.read_text())
@@ -74,13 +74,14 @@ def test_keys_new_and_show(tmp_path):
     assert "already exists" in err and path.read_text() == before
 
     other = tmp_path / "sub" / "alice.json"
-    made = cli_json("keys", "new", "--out", str(other))
+    made = cli_json("keys", "new", "--out", str(other), "--insecure-plaintext")
     assert made["file"] == str(other) and stat.S_IMODE(other.stat().st_mode) == 0o600
 
     shown = cli("keys", "show", str(path)).stdout
     assert doc["address"] in shown and doc["public_key"] in shown and doc["seed"] not in shown
     priv = cli_json("keys", "show", str(path), "--private")
-    assert priv == {"address": doc["address"], "public_key": doc["public_key"], "private_key": doc["seed"]}
+    assert priv == {"address": doc["address"], "public_key": doc["public_key"], "private_key": doc["seed"],
+                    "encrypted": False}
     assert cli_json("keys", "show", str(other))["address"] == made["address"]
 
     assert "does not exist" in fails("keys", "show", str(tmp_path / "missing.json"))
@@ -245,7 +246,7 @@ def test_bad_inputs(devnet, tmp_path):
     # refused by the node: the reason code is shown
     assert "(insufficient_funds)" in transfer(*base, "--amount", "2000000")
     assert "(fee_too_low)" in transfer(*base, "--amount", "1", "--gas-price", "0")
-    cli("keys", "new", "--out", str(tmp_path / "poor.json"))
+    cli("keys", "new", "--out", str(tmp_path / "poor.json"), "--insecure-plaintext")
     assert "(insufficient_funds)" in transfer("--key", str(tmp_path / "poor.json"), "--to", DEV1, "--amount", "1")
     cli("transfer", *base, "--amount", "1", url=url)  # nonce 0 is now used
     assert "(nonce_too_low)" in transfer(*base, "--amount", "2", "--nonce", "0")

@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 from gradchain import units
 from gradchain.cli.errors import CliError
 from ledger.keys import PrivateKey, load_key, parse_address
+from ledger.keystore import ask_password
 from ledger.tx import U64_MAX
 from vm.errors import VMError
 from vm.intstr import str_to_int
@@ -41,8 +42,9 @@ def _dev_index(spec: str) -> int:
     return int(n)
 
 
-def load_key_spec(spec: str) -> PrivateKey:
-    """A key file path, or dev:N for devnet account N."""
+def load_key_spec(spec: str, password_file: Path | None = None) -> PrivateKey:
+    """A key file path, or dev:N for devnet account N.  An encrypted keystore's password comes
+    from `password_file` (--password-file), else $GRADCHAIN_PASSWORD, else the terminal."""
     if spec.startswith("dev:"):
         from ledger.genesis import devnet_keys
         return devnet_keys()[_dev_index(spec)]
@@ -52,8 +54,8 @@ def load_key_spec(spec: str) -> PrivateKey:
     if path.is_dir():
         raise CliError(f"key file {spec} is a directory")
     try:
-        return load_key(path)
-    except ValueError as e:  # UnicodeDecodeError included
+        return load_key(path, password=lambda p: ask_password(p, password_file))
+    except ValueError as e:  # UnicodeDecodeError and keystore errors (a wrong password) included
         msg = str(e)
         raise CliError(msg if spec in msg else f"cannot use key file {spec}: {msg}") from None
 

@@ -28,7 +28,7 @@ def _show(info: dict) -> list[tuple[str, object]]:
 
 
 def cmd_blob_put(args: argparse.Namespace, client: Client) -> int:
-    key = load_key_spec(args.key)
+    key = load_key_spec(args.key, args.password_file)
     try:
         ref = _send_tx(args, lambda: client.put_blob(args.file, key, chunk_bytes=args.chunk_bytes,
                                                      pin_blocks=args.pin_blocks, timeout=args.timeout))

@@ -58,7 +58,7 @@ def _read_source(path: str) -> str:
 
 
 def cmd_deploy(args: argparse.Namespace, client: Client) -> int:
-    key = load_key_spec(args.key)
+    key = load_key_spec(args.key, args.password_file)
     source = _read_source(args.file)
     cargs = [parse_contract_arg(a) for a in args.args]
     value = parse_amount(args.value) if args.value is not None else 0
@@ -72,7 +72,7 @@ def cmd_deploy(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_send(args: argparse.Namespace, client: Client) -> int:
-    key = load_key_spec(args.key)
+    key = load_key_spec(args.key, args.password_file)
     contract = parse_address_spec(args.contract, "contract address")
     cargs = [parse_contract_arg(a) for a in args.args]
     value = parse_amount(args.value) if args.value is not None else 0

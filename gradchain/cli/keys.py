@@ -1,4 +1,5 @@
-"""Keys: `keys new`, `keys show`, and `devnet accounts` (the devnet's prefunded keys, dev:N)."""
+"""Keys: `keys new` (an encrypted keystore, or plaintext with --insecure-plaintext), `keys show`,
+and `devnet accounts` (the devnet's prefunded keys, dev:N)."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +12,9 @@ from gradchain.cli.args import _Parser, load_key_spec
 from gradchain.cli.errors import CliError
 from gradchain.cli.output import _emit_json, _rows
 from gradchain.units import format_grad
-from ledger.keys import PrivateKey, address_hex, save_key
+from ledger import keystore
+from ledger.keys import PrivateKey, address_hex, read_keystore, save_key
+from ledger.keystore import ask_password
 
 
 DEFAULT_KEY_FILE = "key.json"
@@ -19,34 +22,60 @@ DEFAULT_KEY_FILE = "key.json"
 
 def cmd_keys_new(args: argparse.Namespace) -> int:
     path = Path(args.out)
+    if path.exists():  # before asking a password for nothing
+        raise CliError(f"{path} already exists; refusing to overwrite a key (choose another --out)")
     key = PrivateKey.generate()
+    limits = keystore.LIMITS_BY_NAME[args.kdf_limits]
     try:
-        save_key(key, path)
+        password = None if args.insecure_plaintext else ask_password(path, args.password_file, new=True)
+        save_key(key, path, password, limits)
+    except keystore.KeystoreError as e:
+        raise CliError(str(e)) from None
     except FileExistsError:
         raise CliError(f"{path} already exists; refusing to overwrite a key (choose another --out)") from None
     except OSError as e:
         raise CliError(f"cannot write key file {path}: {e.strerror or e}") from None
+    kind = "plaintext (insecure)" if password is None else _keystore_text(limits)
     if args.json:
-        _emit_json({"address": address_hex(key.address), "public_key": key.public_key.hex(), "file": str(path)})
+        _emit_json({"address": address_hex(key.address), "public_key": key.public_key.hex(), "file": str(path),
+                    "encrypted": password is not None})
     else:
-        _rows([("Address", address_hex(key.address)), ("Key file", f"{path} (mode 0600: keep it secret)")])
+        _rows([("Address", address_hex(key.address)), ("Key file", f"{path} (mode 0600: keep it secret)"),
+               ("Format", kind)])
     return 0
 
 
+def _keystore_text(limits: keystore.Limits) -> str:
+    m = limits.memlimit
+    mem = f"{m >> 20} MiB" if m % (1 << 20) == 0 else f"{m >> 10} KiB" if m % 1024 == 0 else f"{m} bytes"
+    return f"encrypted keystore (argon2id, opslimit {limits.opslimit}, memlimit {mem})"
+
+
 def cmd_keys_show(args: argparse.Namespace) -> int:
-    key = load_key_spec(args.key)
+    ks = None
+    if not args.key.startswith("dev:"):
+        try:
+            ks = read_keystore(args.key) if Path(args.key).is_file() else None
+        except ValueError as e:
+            raise CliError(str(e)) from None
+    if ks is not None and not args.private:  # the address is in clear: no password needed
+        out = {"address": address_hex(ks.address), "public_key": ks.public_key.hex(), "encrypted": True}
+    else:
+        key = load_key_spec(args.key, args.password_file)
+        out = {"address": address_hex(key.address), "public_key": key.public_key.hex(), "encrypted": ks is not None}
     if not args.key.startswith("dev:"):
         mode = stat.S_IMODE(os.stat(args.key).st_mode)
         if mode & 0o077:
             print(f"warning: {args.key} is readable by other users (mode {mode:04o}); "
                   f"run: chmod 600 {args.key}", file=sys.stderr)
-    out = {"address": address_hex(key.address), "public_key": key.public_key.hex()}
     if args.private:
         out["private_key"] = key.seed.hex()
     if args.json:
         _emit_json(out)
     else:
         rows = [("Address", out["address"]), ("Public key", out["public_key"])]
+        if ks is not None:
+            rows.append(("Format", _keystore_text(ks.limits)))
         if args.private:
             rows.append(("Private key", out["private_key"] + "  (never share it)"))
         _rows(rows)
@@ -80,8 +109,14 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     keys = sub.add_parser("keys", help="create and inspect key files", parents=[common])
     ksub = keys.add_subparsers(dest="keys_command", metavar="ACTION", parser_class=_Parser)
     ksub.required = True
-    kn = ksub.add_parser("new", help="create a key file (mode 0600; never overwrites)", parents=[common])
+    kn = ksub.add_parser("new", help="create an encrypted key file (mode 0600; never overwrites)",
+                         parents=[common])
     kn.add_argument("--out", metavar="FILE", default=DEFAULT_KEY_FILE, help=f"key file (default ./{DEFAULT_KEY_FILE})")
+    kn.add_argument("--insecure-plaintext", action="store_true",
+                    help="TESTS AND DEVNETS ONLY: write the seed unencrypted (anyone who reads the file holds the key)")
+    kn.add_argument("--kdf-limits", choices=sorted(keystore.LIMITS_BY_NAME), default="moderate",
+                    help="argon2id cost: moderate (default: 256 MiB, ~0.7 s per use), interactive (64 MiB, "
+                         "~0.1 s), min (TESTS ONLY: 8 KiB, no protection against guessing)")
     kn.set_defaults(func=cmd_keys_new)
     ks = ksub.add_parser("show", help="address and public key of a key file", parents=[common])
     ks.add_argument("key", metavar="FILE", help="key file (or dev:N)")

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import urllib.parse
+from pathlib import Path
 from typing import Sequence
 
 import gradchain.cli.blobs as blobs
@@ -23,6 +24,7 @@ from gradchain.cli.args import _Parser
 from gradchain.cli.errors import CliError, contract_failure_text
 from gradchain.cli.staking import _staking_text
 from gradchain.client import DEFAULT_URL, ENV_RPC, Client, default_url
+from ledger.keystore import PASSWORD_ENV
 from gradchain.errors import (ConnectionFailed, ContractFailed, NotFound, ProofError, RpcError, StakingFailed,
                               TxRejected)
 
@@ -36,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"node JSON-RPC URL (default: ${ENV_RPC}, else {DEFAULT_URL})")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="machine-readable JSON output")
+    common.add_argument("--password-file", metavar="FILE", type=Path, default=argparse.SUPPRESS,
+                        help="password of an encrypted key file, less a trailing newline "
+                             f"(default: ${PASSWORD_ENV}, else a prompt on the terminal)")
 
     p = _Parser(prog="gradchain", parents=[common],
                 description="Command line for a gradchain node: keys, transfers, contracts, reads and raw "
@@ -63,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     args.json = getattr(args, "json", False)
+    args.password_file = getattr(args, "password_file", None)
     args.rpc_url = getattr(args, "rpc", None) or default_url()
     try:
         u = urllib.parse.urlsplit(args.rpc_url)

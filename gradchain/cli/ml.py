@@ -58,7 +58,7 @@ def _data_args(client: Client, root: str, private: str | None, chunk_bytes: int)
 
 
 def cmd_job_post(args: argparse.Namespace, client: Client) -> int:
-    key = load_key_spec(args.key)
+    key = load_key_spec(args.key, args.password_file)
     ref, header = _data_args(client, args.data, args.private, args.chunk_bytes)
     terms = J.Terms(args.kind, args.layers, args.seed, args.lr, args.momentum, args.batch, args.steps, args.k,
                     args.order_seed, ref, header, args.private is not None, parse_amount(args.reward),
@@ -137,7 +137,7 @@ def _task(client: Client, job_id: int) -> str:
 
 
 def cmd_worker(args: argparse.Namespace, client: Client) -> int:
-    key = load_key_spec(args.key)
+    key = load_key_spec(args.key, args.password_file)
     try:
         if _task(client, args.id) == "infer":
             status, trace = InferenceWorker(client, key, args.id, log=_progress).run(timeout=args.timeout), None
@@ -154,7 +154,7 @@ def cmd_worker(args: argparse.Namespace, client: Client) -> int:
 
 
 def cmd_verify_job(args: argparse.Namespace, client: Client) -> int:
-    key = load_key_spec(args.key)
+    key = load_key_spec(args.key, args.password_file)
     try:
         if _task(client, args.id) == "infer":
             verdict = InferenceVerifier(client, key, args.id, log=_progress).verify(challenge=not args.no_challenge)

@@ -101,7 +101,7 @@ def _confirm_bond(args: argparse.Namespace, client: Client, key: PrivateKey, amo
 
 def _stake_cmd(args: argparse.Namespace, client: Client, action: str) -> int:
     """bond and unbond: send, then say the stake now and from which block it counts."""
-    key = load_key_spec(args.key)
+    key = load_key_spec(args.key, args.password_file)
     amount = _staking_amount(args.amount)
     if action == "bond":
         _confirm_bond(args, client, key, amount)
@@ -162,7 +162,7 @@ def _read_evidence(path: str) -> bytes:
 
 
 def cmd_evidence(args: argparse.Namespace, client: Client) -> int:
-    key = load_key_spec(args.key)
+    key = load_key_spec(args.key, args.password_file)
     raw = _read_evidence(args.file)
     r = _send_staking_tx(args, "evidence", lambda: client.submit_evidence(
         key, raw, wait=not args.no_wait, gas_price=args.gas_price, nonce=args.nonce, timeout=args.timeout))

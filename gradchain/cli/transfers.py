@@ -14,7 +14,7 @@ from ledger.keys import address_hex
 
 
 def cmd_transfer(args: argparse.Namespace, client: Client) -> int:
-    key = load_key_spec(args.key)
+    key = load_key_spec(args.key, args.password_file)
     to = parse_address_spec(args.to, "recipient address")
     amount = parse_amount(args.amount)
     try:
