@@ -160,14 +160,15 @@ def main() -> None:
                         if now == last and now["txs"] - before["txs"] >= committed:
                             break
                         last = now
-                    got = {k: now[k] - before[k] for k in now} | {"at": now}
+                    got = {k: now[k] - before[k] for k in now} | {"child_cpu": cpu_s(child.pid)}
                     child.stdin.write("quit\n")
                     child.stdin.flush()
                     child.wait(30)
                     child = None
                 rows.append(("with" if with_subs else "without", committed, dt, cpu, got))
                 extra = "" if got is None else (f", delivered {got['txs']} tx + {got['blocks']} block notifications "
-                                                f"({(got['txs'] + got['blocks']) / dt:,.0f}/s), {got['closed']} dropped")
+                                                f"({(got['txs'] + got['blocks']) / dt:,.0f}/s), {got['closed']} dropped; "
+                                                f"the subscribers' process used {got['child_cpu']:.1f} CPU s")
                 print(f"phase {p}: {'with' if with_subs else 'without'} {n} subscribers: {committed} committed in "
                       f"{dt:.2f}s = {committed / dt:,.0f}/s, node CPU {cpu / committed * 1e6:.0f} us/transfer{extra}",
                       flush=True)
