@@ -22,6 +22,8 @@ sent its headers (or its body) in time is closed.
 
 One module per job (a new endpoint or transport is a new module here):
     app.py          the HTTP app (POST /, GET /), the body's bounds, start() and Server
+    ws.py           GET /ws: JSON-RPC over a WebSocket, subscribe/unsubscribe, its bounds and close codes
+    subscriptions.py  the Hub the commit path publishes to: kinds, filters, bounded Sinks (WsLimits)
     connections.py  connections counted in all and per IP; the header timeout
     batch.py        a batch under its Budget; its broadcast_tx calls admitted as one group
     dispatch.py     one request -> its answer: checks, method lookup, params bound
