@@ -446,3 +446,15 @@ def test_async_client_raises_the_close_reason(node_factory):
                 while True:
                     await anext(it)
     asyncio.run(run())
+
+
+def test_a_transactions_notification_text_is_its_item():
+    """The template the commit path fills is exactly the JSON of tx_item (success and failure)."""
+    from ledger.block import Receipt
+    from ledger.tx import call
+    from net.rpc.subscriptions import tx_item, tx_text
+    t = transfer(KEYS[0], "c", 3, KEYS[1].address, 10**18)
+    ok, failed = Receipt(1, 21_000), Receipt(0, 500, "revert: no", (), None, ("revert", KEYS[1].address, "f", 4))
+    c = call(KEYS[0], "c", 4, KEYS[2].address, "f", [1], gas_limit=10**6)
+    for tx, r in ((t, ok), (t, failed), (c, ok), (c, Receipt(1, 9, "", (("x",),)))):
+        assert json.loads(tx_text(tx, r, 7, 2)) == tx_item(tx, r, 7, 2)
