@@ -23,7 +23,7 @@ from ledger.block import STATUS_FAILED, STATUS_SUCCESS, Block, Header, Receipt, 
 from ledger.commit import Commit
 from ledger.hashing import EMPTY_HASH
 from ledger.merkle import merkle_root
-from ledger import blob_records, jobs, staking
+from ledger import blob_records, job_run, jobs, staking
 from ledger.blob_records import BlobSource, NoBlobs
 from ledger.params import BLOCK_OVERHEAD_BYTES, ChainParams
 from ledger.state import (Account, State, begin_transaction, changes, commit_transaction,
@@ -111,10 +111,11 @@ def _run_blob(state: State, env: BlockEnv, tx: Transaction) -> ContractResult:
 
 
 def _run_job(state: State, env: BlockEnv, tx: Transaction) -> ContractResult:
-    """JOB: one action of the job protocol (ledger/jobs.py); a refusal is a failed receipt."""
+    """JOB: one action of the job protocol (ledger/job_run.py dispatches it to
+    ledger/job_training.py or job_inference.py); a refusal is a failed receipt."""
     p = tx.payload
     try:
-        gas, name, data = jobs.run(state, env.params, env.height, env.blobs, tx.sender_address, p.action, p.body,
+        gas, name, data = job_run.run(state, env.params, env.height, env.blobs, tx.sender_address, p.action, p.body,
                                    p.value, intrinsic_gas(tx.kind, p), tx.gas_limit)
     except jobs.JobFailed as e:
         raise ExecutionFailure(str(e), e.gas_used, (e.code, b"", "", 0)) from None
