@@ -23,10 +23,12 @@ import lmdb
 
 from consensus.bft import BftEngine
 from consensus.evidence_reporter import EvidenceReporter
-from ledger.genesis import (COIN, Genesis, devnet_genesis, devnet_keys, devnet_validator_key, load_genesis,
+from ledger.genesis import (COIN, DEVNET_ACCOUNTS, DEVNET_BALANCE, MAX_DEVNET_ACCOUNTS, MAX_SEED_BYTES,
+                            Genesis, devnet_genesis, devnet_keys, devnet_validator_key, load_genesis,
                             write_genesis)
 from consensus.signer import Signer, SignerError
-from consensus.solo import SoloEngine, SoloEngineStopped
+from consensus.devnet import MAX_DEVNET_SUPPLY, DevnetControls
+from consensus.solo import MINING_MODES, Mining, SoloEngine, SoloEngineStopped
 from ledger import errors
 from ledger.block import Block, Receipt, failure_text
 from ledger.chain import Chain, Proposal
@@ -129,6 +131,10 @@ class NodeConfig:
     p2p_ban: float = Limits.ban  # seconds of a first ban for a protocol violation (doubling per repeat)
     test_faults: Path | None = None    # TEST ONLY: a fault schedule for p2p (net/faults.py)
     test_byzantine: str | None = None  # TEST ONLY: "double-sign" (net/faults.py)
+    mining: Mining = Mining()   # when the solo engine makes blocks (consensus/solo.py)
+    dev_accounts: int | None = None  # a new devnet's dev accounts (default DEVNET_ACCOUNTS)
+    dev_balance: int | None = None   # ... their balance in base units (default DEVNET_BALANCE)
+    dev_seed: str | None = None      # ... the phrase their keys derive from (default: the public labels)
 
 
 class NodeError(Exception):
@@ -183,16 +189,42 @@ def _open_genesis(cfg: NodeConfig, store: Store) -> tuple[Genesis, bool]:
             raise NodeError(f"{cfg.data_dir} holds chain {genesis.chain_id} with another genesis; "
                             "use an empty --data-dir for a new chain")
         devnet = meta["devnet"]
+        _check_dev_flags(cfg, meta.get("devnet_keys"), devnet)
     else:
         devnet = given is None
-        genesis = given or devnet_genesis(int(time.time() * 1000))
+        if given is not None and (cfg.dev_accounts, cfg.dev_balance, cfg.dev_seed) != (None, None, None):
+            raise NodeError("--accounts, --balance and --seed shape a new devnet: not with --genesis")
+        dev = _dev_keys_doc(cfg)
+        genesis = given or devnet_genesis(int(time.time() * 1000), dev["accounts"], balance=dev["balance"],
+                                          seed=dev["seed"])
         changes, root, nodes = genesis.initial_state()
-        doc = json.dumps({"genesis": genesis.to_json(), "devnet": devnet}, sort_keys=True).encode()
-        store.init_genesis(doc, genesis.header(root), changes, nodes)
+        meta = {"genesis": genesis.to_json(), "devnet": devnet, **({"devnet_keys": dev} if devnet else {})}
+        store.init_genesis(json.dumps(meta, sort_keys=True).encode(), genesis.header(root), changes, nodes)
     copy = cfg.data_dir / "genesis.json"
     if not _holds_genesis(copy, genesis):
         write_genesis(genesis, copy)
     return given or genesis, devnet  # the same chain; the file given may list newer peers
+
+
+def _dev_keys_doc(cfg: NodeConfig) -> dict:
+    """How a new devnet's dev accounts are made (kept in the store: the banner shows them again)."""
+    return {"accounts": DEVNET_ACCOUNTS if cfg.dev_accounts is None else cfg.dev_accounts,
+            "balance": DEVNET_BALANCE if cfg.dev_balance is None else cfg.dev_balance, "seed": cfg.dev_seed}
+
+
+def _check_dev_flags(cfg: NodeConfig, stored: dict | None, devnet: bool) -> None:
+    """--accounts/--balance/--seed on a data dir that holds a chain must say what it holds."""
+    given = {"accounts": cfg.dev_accounts, "balance": cfg.dev_balance, "seed": cfg.dev_seed}
+    if all(v is None for v in given.values()):
+        return
+    if not devnet:
+        raise NodeError(f"{cfg.data_dir} holds a chain from a genesis file: --accounts, --balance and --seed "
+                        "shape a new devnet only")
+    held = stored or {"accounts": DEVNET_ACCOUNTS, "balance": DEVNET_BALANCE, "seed": None}
+    for name, v in given.items():
+        if v is not None and v != held[name]:
+            raise NodeError(f"{cfg.data_dir} holds a devnet made with --{name} {held[name]!r}, not {v!r}: "
+                            "use an empty --data-dir for a new devnet")
 
 
 class Node:
@@ -259,7 +291,10 @@ class Node:
         self.verifier = SignatureVerifier(cfg.verify_workers)
         self.engine: Any = None if self.bft else SoloEngine(
             self.chain, self.mempool, self.key, cfg.block_time, cfg.max_block_txs,
-            self._on_commit)
+            self._on_commit, cfg.mining)
+        # mine and devnet_* (net/rpc/devnet.py): a one-validator devnet only
+        self.devnet_controls = DevnetControls(self.engine, self.mempool, self._on_dropped) \
+            if self.devnet and not self.bft else None
         # transactions in: one admission path (ledger/admission.py) for RPC, gossip and evidence
         self.admission = Admission(self.chain, self.mempool, self.verifier, self._on_admitted)
         self.mempool_reactor = MempoolReactor(self.admission)
@@ -315,6 +350,14 @@ class Node:
                 for fut in self._waiters.get(tx.hash, ()):
                     if not fut.done():
                         fut.set_exception(err)
+
+    def _on_dropped(self, txs: list[Transaction]) -> None:
+        """Pending transactions a devnet revert made invalid: whoever waits on them is told."""
+        err = errors.InvalidTransaction("dropped from the mempool: a devnet revert made it invalid")
+        for tx in txs:
+            for fut in self._waiters.get(tx.hash, ()):
+                if not fut.done():
+                    fut.set_exception(err)
 
     def _storage_full(self, err: errors.StorageFull) -> None:
         """A block could not be written.  A validator that cannot persist must not vote nor
@@ -458,13 +501,23 @@ class Node:
                  f"Block gas limit: {g.params.max_block_gas}", f"Data dir:        {self.cfg.data_dir}"]
         info: dict[str, Any] = {"chain_id": g.chain_id, "rpc_url": self.rpc_url, "genesis_hash": g.hash.hex()}
         if self.devnet:
-            keys = devnet_keys()
+            meta = json.loads(self.store.genesis_doc() or b"{}")
+            dev = meta.get("devnet_keys") or {"accounts": DEVNET_ACCOUNTS, "balance": DEVNET_BALANCE, "seed": None}
+            keys = devnet_keys(dev["accounts"], dev["seed"])
+            m = self.cfg.mining
+            mining = m.mode + ("" if m.mode == "manual" else f", block time {self.cfg.block_time:g} s") + \
+                ("" if m.empty_blocks or m.mode == "manual" else ", no empty blocks")
+            lines += [f"Mining:          {mining}",
+                      f"Dev keys:        {dev['accounts']} accounts of {dev['balance'] / COIN:g} GRAD, "
+                      + ("seed " + repr(dev["seed"]) if dev["seed"] is not None else "the public labels (no --seed)")]
             lines += ["", "Available accounts (insecure dev keys, never use them for value)",
                       "================================================================"]
             for i, k in enumerate(keys):
                 bal = dict(g.accounts).get(k.address, 0)
-                lines.append(f"({i}) {address_hex(k.address)}  key 0x{k.seed.hex()}  ({bal // COIN} GRAD)")
+                lines.append(f"({i}) {address_hex(k.address)}  key 0x{k.seed.hex()}  ({bal / COIN:g} GRAD)")
             info["accounts"] = [{"address": address_hex(k.address), "private_key": k.seed.hex()} for k in keys]
+            info["mining"] = {"mode": m.mode, "block_time": self.cfg.block_time, "empty_blocks": m.empty_blocks}
+            info["dev_keys"] = {"accounts": dev["accounts"], "balance": dev["balance"], "seed": dev["seed"]}
         try:
             write_durably(self.cfg.data_dir / "devnet.json", (json.dumps(info, indent=2) + "\n").encode())
         except OSError as e:  # a copy for tools: the chain does not depend on it (a full disk stops at the next block)
@@ -505,7 +558,20 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
     p.add_argument("--key", type=Path, help="validator key file (default: the devnet validator key); an encrypted "
                                           "keystore's password comes from $GRADCHAIN_PASSWORD, else a prompt")
     p.add_argument("--block-time", type=float, default=d.block_time,
-                   help="seconds between empty blocks when no transaction waits (default 2)")
+                   help="seconds between empty blocks when no transaction waits (default 2); with --mining "
+                        "interval, seconds between blocks")
+    p.add_argument("--mining", choices=MINING_MODES, default=d.mining.mode,
+                   help="instant: a block as soon as transactions wait (default); interval: a block every "
+                        "--block-time seconds; manual: blocks only through the `mine` RPC")
+    p.add_argument("--no-empty-blocks", action="store_true",
+                   help="no block when nothing waits (instant and interval modes)")
+    p.add_argument("--accounts", type=int, metavar="N",
+                   help=f"a new devnet's funded dev accounts, 1 to {MAX_DEVNET_ACCOUNTS} (default {DEVNET_ACCOUNTS})")
+    p.add_argument("--balance", metavar="GRAD",
+                   help=f"each dev account's balance in GRAD (default {DEVNET_BALANCE // COIN})")
+    p.add_argument("--seed", metavar="PHRASE",
+                   help="derive a new devnet's dev keys from this phrase (default: the public labels every "
+                        "devnet shares)")
     p.add_argument("--verify-workers", type=int, default=d.verify_workers,
                    help="processes checking signatures (0 = in the node process)")
     p.add_argument("--max-block-txs", type=int, default=d.max_block_txs)
@@ -547,6 +613,13 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
             faults.load_schedule(a.test_faults)
         except ValueError as e:
             p.error(f"--test-faults: {e}")
+    dev_balance = _dev_balance(p, a) if a.balance is not None else None
+    if a.accounts is not None and not 1 <= a.accounts <= MAX_DEVNET_ACCOUNTS:
+        p.error(f"--accounts must be in [1, {MAX_DEVNET_ACCOUNTS}], got {a.accounts}")
+    if a.seed is not None and not 0 < len(a.seed.encode()) <= MAX_SEED_BYTES:
+        p.error(f"--seed must be a phrase of 1 to {MAX_SEED_BYTES} bytes")
+    if dev_balance is not None and (a.accounts or DEVNET_ACCOUNTS) * dev_balance > MAX_DEVNET_SUPPLY:
+        p.error(f"--accounts x --balance is over the devnet's supply limit of {MAX_DEVNET_SUPPLY / COIN:g} GRAD")
     peers = tuple(x.strip() for x in a.peers.split(",") if x.strip())
     return NodeConfig(a.data_dir, a.rpc_host, a.rpc_port, a.genesis, a.key, a.block_time, a.verify_workers,
                       a.max_block_txs, a.mempool_size, a.min_gas_price, quiet=a.quiet,
@@ -556,7 +629,21 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
                                          a.ws_queue_bytes),
                       p2p_host=a.p2p_host, p2p_port=a.p2p_port, peers=peers, p2p_max_peers=a.p2p_max_peers,
                       p2p_max_other_peers=a.p2p_max_other_peers, p2p_max_per_ip=a.p2p_max_per_ip, p2p_ban=a.p2p_ban,
-                      test_faults=a.test_faults, test_byzantine=a.test_byzantine)
+                      test_faults=a.test_faults, test_byzantine=a.test_byzantine,
+                      mining=Mining(a.mining, not a.no_empty_blocks), dev_accounts=a.accounts, dev_balance=dev_balance,
+                      dev_seed=a.seed)
+
+
+def _dev_balance(p: argparse.ArgumentParser, a: argparse.Namespace) -> int:
+    """--balance GRAD (up to 9 decimals) in base units, or a usage error."""
+    from decimal import Decimal, InvalidOperation
+    try:
+        units = Decimal(a.balance) * COIN
+    except InvalidOperation:
+        p.error(f"--balance must be a number of GRAD, got {a.balance!r}")
+    if not units.is_finite() or units != units.to_integral_value() or units <= 0:
+        p.error(f"--balance must be a positive number of GRAD with at most 9 decimals, got {a.balance!r}")
+    return int(units)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,14 +8,14 @@ final; this module only knows how blocks change state.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Container, Iterable
+from typing import Container, Iterable, Mapping
 
 from ledger import blob_records, errors, staking
 from ledger.blob_records import BlobSource, NoBlobs
 from ledger.block import Block, Header
 from ledger.commit import Commit
 from ledger.params import ChainParams
-from ledger.state import Account, State, get_account
+from ledger.state import Account, State, get_account, set_raw
 from ledger.store import Store
 from ledger.transition import BlockEnv, BlockOutput, propose_block, state_transition
 from ledger.tx import Transaction
@@ -65,14 +65,27 @@ class Chain:
             return staking.validator_set(State(r.state), offset)
 
     def build_block(self, candidates: Iterable[Transaction], proposer: bytes, time_ms: int,
-                    last_commit: Commit | None) -> Proposal:
-        """Execute the valid candidates on top of the tip and wrap them in a block."""
+                    last_commit: Commit | None, overrides: Mapping[bytes, bytes | None] | None = None) -> Proposal:
+        """Execute the valid candidates on top of the tip and wrap them in a block.
+        `overrides` (devnet controls only: raw state key -> stored value or None) are
+        written before the first transaction, so the block's state root commits to them."""
         tip = self.tip
         env = BlockEnv(self.chain_id, tip.height + 1, max(time_ms, tip.time_ms + 1), proposer, self.params,
                        self.blobs)
         with self.store.read() as r:
-            block, out, rejected = propose_block(State(r.state), r.node, tip, env, candidates, last_commit)
+            state = State(r.state)
+            for k, v in (overrides or {}).items():
+                set_raw(state, k, v)
+            block, out, rejected = propose_block(state, r.node, tip, env, candidates, last_commit)
         return Proposal(block, out, rejected)
+
+    def rollback(self, snapshot_id: int) -> int:
+        """Devnet only: the store back to a snapshot's height (Store.rollback); the new tip."""
+        height = self.store.rollback(snapshot_id)
+        tip = self.store.header(height)
+        assert tip is not None
+        self.tip = tip
+        return height
 
     def execute_block(self, block: Block, verified: Container[bytes] = ()) -> BlockOutput:
         """Re-execute a proposed block on top of the tip; InvalidBlock if it is wrong.

@@ -131,9 +131,21 @@ def write_genesis(genesis: Genesis, path: str | Path) -> None:
     write_durably(path, (json.dumps(genesis.to_json(), indent=2) + "\n").encode())
 
 
-def devnet_keys(n: int = DEVNET_ACCOUNTS) -> list[PrivateKey]:
-    """The devnet's prefunded accounts: keys derived from public labels, as Anvil's are."""
-    return [PrivateKey.from_label(f"devnet account {i}") for i in range(n)]
+MAX_DEVNET_ACCOUNTS = 1000  # dev accounts a devnet may fund (each is printed in the banner)
+MAX_SEED_BYTES = 256  # the length of a devnet seed phrase (UTF-8)
+
+
+def devnet_keys(n: int = DEVNET_ACCOUNTS, seed: str | None = None) -> list[PrivateKey]:
+    """The devnet's prefunded accounts: keys derived from public labels, as Anvil's are.
+
+    Without a seed, key i is PrivateKey.from_label("devnet account i") (every devnet's keys);
+    with one (any phrase, node.py --seed), key i is SHA-256 of a domain tag, the phrase's
+    UTF-8 bytes, a zero byte and i as 4 bytes big-endian: the same phrase gives the same keys."""
+    if seed is None:
+        return [PrivateKey.from_label(f"devnet account {i}") for i in range(n)]
+    phrase = seed.encode()
+    return [PrivateKey(hash_bytes(b"gradchain devnet seed\x00" + phrase + b"\x00" + i.to_bytes(4, "big")))
+            for i in range(n)]
 
 
 def devnet_validator_key() -> PrivateKey:
@@ -141,7 +153,9 @@ def devnet_validator_key() -> PrivateKey:
 
 
 def devnet_genesis(time_ms: int, n_accounts: int = DEVNET_ACCOUNTS,
-                   validator: PrivateKey | None = None) -> Genesis:
+                   validator: PrivateKey | None = None, balance: int = DEVNET_BALANCE,
+                   seed: str | None = None) -> Genesis:
+    """A one-validator devnet: n_accounts dev keys (of `seed`) funded with `balance` base units each."""
     v = validator or devnet_validator_key()
     return Genesis(DEVNET_CHAIN_ID, time_ms, ChainParams(), ValidatorSet((Validator(v.public_key, DEVNET_STAKE),)),
-                   tuple(sorted((k.address, DEVNET_BALANCE) for k in devnet_keys(n_accounts))))
+                   tuple(sorted((k.address, balance) for k in devnet_keys(n_accounts, seed))))

@@ -172,3 +172,24 @@ class Mempool:
                 del self._pending[sender]
                 self._spent.pop(sender, None)
         return evicted
+
+    def recheck(self) -> list[Transaction]:
+        """After the state changed under the pool (a devnet revert): every pending transaction
+        admitted again, in arrival order, against the latest state; returns those that no
+        longer apply (a nonce used or skipped, funds short), now dropped."""
+        txs = sorted(self._by_hash.values(), key=lambda t: self._arrival[t.hash])
+        self._by_hash.clear()
+        self._pending.clear()
+        self._spent.clear()
+        self._arrival.clear()
+        dropped = []
+        for tx in txs:
+            try:
+                self.insert(tx)
+            except errors.InvalidTransaction:
+                dropped.append(tx)
+        return dropped
+
+    def byte_size(self) -> int:
+        """Bytes of the pending transactions (their raw encodings): O(pending), for /metrics."""
+        return sum(len(t.raw) for t in self._by_hash.values())

@@ -161,6 +161,16 @@ def set_record(state: State, prefix: bytes, name: bytes, value: Any) -> None:
     _store(state, prefix + name, value)
 
 
+def set_raw(state: State, key: bytes, raw: bytes | None) -> None:
+    """Write any state key from its stored encoding (None deletes it): devnet controls
+    (consensus/devnet.py) that change state outside transactions.  ValueError for a key of
+    no known kind or a value that does not decode."""
+    codec = _ENCODERS.get(key[:1])
+    if codec is None:
+        raise ValueError(f"state key {key.hex()} has no known prefix")
+    _store(state, key, None if raw is None else codec[1](raw))
+
+
 def begin_transaction(state: State) -> None:
     """Open a rollback point; they nest (a call inside a call)."""
     state._marks.append(len(state._journal))

@@ -11,6 +11,11 @@ Named databases:
     receipts  tx hash -> [height, index, receipt]
     state     state key -> latest value (for fast reads; the trie holds every version)
     nodes     trie node hash -> node (content-addressed, so old roots stay provable)
+    undo      height -> [[state key, value before that block or None], ...]: written, in the
+              block's own write, only while a devnet snapshot exists (devnet_revert, below)
+Devnet snapshots are meta records b"snap" ++ id -> height; `rollback` takes the store back to
+a snapshot's height in ONE write transaction (blocks after it deleted, the state restored
+from the undo records, later snapshots dropped), so a crash leaves it before or after.
 """
 from __future__ import annotations
 
@@ -30,9 +35,11 @@ from ledger.hashing import hash_bytes
 from ledger.transition import BlockOutput
 from ledger.tx import Transaction, decode_transaction
 
-_DBS = (b"meta", b"headers", b"hashes", b"commits", b"txs", b"receipts", b"state", b"nodes")
+_DBS = (b"meta", b"headers", b"hashes", b"commits", b"txs", b"receipts", b"state", b"nodes", b"undo")
 _HEIGHT = b"height"
 _GENESIS = b"genesis"
+_SNAP = b"snap"            # meta: b"snap" ++ id (8 bytes BE) -> height (8 bytes BE)
+_SNAP_NEXT = b"snap-next"  # meta: the next snapshot id (ids are never reused)
 _MAX_TX = 1 << 30  # stored transactions were checked on the way in
 # what LMDB says (in its message: py-lmdb keeps no errno) when the disk or a quota is full
 _FULL_TEXTS = tuple(os.strerror(n) for n in (errno.ENOSPC, errno.EDQUOT))
@@ -75,6 +82,7 @@ class Store:
         except lmdb.Error as e:
             raise StoreError(f"cannot open the store in {path}: {e}") from None
         self._db = {name: self.env.open_db(name) for name in _DBS}
+        self.keep_undo = bool(self.snapshots())  # undo records are written while a snapshot exists
         # told before errors.StorageFull is raised, wherever the write came from (node.py stops)
         self.on_full: Callable[[errors.StorageFull], None] | None = None
 
@@ -253,9 +261,87 @@ class Store:
                 ((hk + i.to_bytes(4, "big"), tx.raw) for i, tx in enumerate(block.txs)), append=True)
             txn.cursor(db=self._db[b"receipts"]).putmulti(
                 (tx.hash, encode([h, i, r.to_wire()])) for i, (tx, r) in enumerate(zip(block.txs, out.receipts)))
+            if self.keep_undo:
+                sdb = self._db[b"state"]
+                txn.put(hk, encode([[k, txn.get(k, db=sdb)] for k in out.changes]), db=self._db[b"undo"])
             self._put_state(txn, out.changes, out.trie_nodes)
             txn.put(_HEIGHT, hk, db=self._db[b"meta"])
         self._write(fn)
+
+    # ---- devnet snapshots -------------------------------------------------------------
+
+    def snapshots(self) -> dict[int, int]:
+        """Devnet snapshots: id -> the height they hold."""
+        with self.env.begin() as txn:
+            cur = txn.cursor(db=self._db[b"meta"])
+            out = {}
+            if cur.set_range(_SNAP + bytes(8)):
+                for k, v in cur:
+                    if not k.startswith(_SNAP) or len(k) != len(_SNAP) + 8:
+                        break
+                    out[int.from_bytes(k[len(_SNAP):], "big")] = int.from_bytes(v, "big")
+        return out
+
+    def add_snapshot(self) -> tuple[int, int]:
+        """Record a snapshot of the latest height: (id, height).  From now on every block
+        keeps its undo record."""
+        got: list[tuple[int, int]] = []
+
+        def fn(txn: lmdb.Transaction) -> None:
+            meta = self._db[b"meta"]
+            raw = txn.get(_SNAP_NEXT, db=meta)
+            sid = 1 if raw is None else int.from_bytes(raw, "big")
+            height = txn.get(_HEIGHT, db=meta)
+            txn.put(_SNAP + sid.to_bytes(8, "big"), height, db=meta)
+            txn.put(_SNAP_NEXT, (sid + 1).to_bytes(8, "big"), db=meta)
+            got[:] = [(sid, int.from_bytes(height, "big"))]
+        self._write(fn)
+        self.keep_undo = True
+        return got[0]
+
+    def rollback(self, snapshot_id: int) -> int:
+        """Take the store back to snapshot `snapshot_id`'s height, in one write transaction:
+        every later block (header, hash, commit, txs, receipts) deleted, each one's state
+        changes undone newest first, the latest height set, and this snapshot and every later
+        one dropped.  Returns the height.  KeyError for an unknown id; StoreError if an undo
+        record is missing (nothing is written then)."""
+        snaps = self.snapshots()
+        height = snaps[snapshot_id]
+
+        def fn(txn: lmdb.Transaction) -> None:
+            db = self._db
+            tip = int.from_bytes(txn.get(_HEIGHT, db=db[b"meta"]), "big")
+            undos = []
+            for h in range(tip, height, -1):
+                raw = txn.get(height_key(h), db=db[b"undo"])
+                if raw is None:
+                    raise StoreError(f"no undo record of block {h}: cannot revert to height {height}")
+                undos.append((h, decode(raw)))
+            for h, undo in undos:
+                hk = height_key(h)
+                for k, old in undo:
+                    if old is None:
+                        txn.delete(k, db=db[b"state"])
+                    else:
+                        txn.put(k, old, db=db[b"state"])
+                txn.delete(_header_of(txn.get(hk, db=db[b"headers"])).hash, db=db[b"hashes"])
+                for k in (b"headers", b"commits", b"undo"):
+                    txn.delete(hk, db=db[k])
+                cur = txn.cursor(db=db[b"txs"])
+                if cur.set_range(hk):
+                    while cur.key().startswith(hk):
+                        txn.delete(hash_bytes(cur.value()), db=db[b"receipts"])
+                        if not cur.delete():
+                            break
+            txn.put(_HEIGHT, height_key(height), db=db[b"meta"])
+            for sid in snaps:
+                if sid >= snapshot_id:
+                    txn.delete(_SNAP + sid.to_bytes(8, "big"), db=db[b"meta"])
+            if not any(sid < snapshot_id for sid in snaps):
+                txn.drop(db[b"undo"], delete=False)
+        self._write(fn)
+        self.keep_undo = any(sid < snapshot_id for sid in snaps)
+        return height
 
 
 def _header_of(v: bytes) -> Header:

@@ -257,6 +257,17 @@ BAD_PARAMS = [
     ("jobs", {"status": "done"}, ["status", "posted"]),
     ("jobs", {"limit": 0}, ["limit", "1 to 100"]),
     ("jobs", {"limit": 101}, ["limit"]),
+    ("mine", [0], ["n", "integer"]),
+    ("mine", {"n": "2"}, ["n", "integer"]),
+    ("devnet_snapshot", [1], ["too many"]),
+    ("devnet_revert", {"id": "x"}, ["id", "integer"]),
+    ("devnet_revert", [], ["id"]),
+    ("devnet_set_time", {"time_ms": -1}, ["time_ms", "integer"]),
+    ("devnet_increase_time", {"ms": "1"}, ["ms", "integer"]),
+    ("devnet_set_balance", {"address": "0x12", "amount": 1}, ["address"]),
+    ("devnet_set_balance", {"address": "0x" + "ab" * 20, "amount": -1}, ["amount", "integer"]),
+    ("devnet_dump", [1], ["too many"]),
+    ("devnet_load", {"dump": 5}, ["dump"]),
 ]
 
 

@@ -12,6 +12,8 @@ Every method is documented in docs/rpc.md.  Errors use the standard codes
            (data: {"limit": "work" | "reply_bytes" | "commit_wait", "max": ...})
     -32005 server busy: too many connections, in all or from this IP (HTTP 503)
     -32006 request timeout: the body did not arrive in time (HTTP 408)
+    -32010 devnet only: `mine` and devnet_* on a chain that is not a one-validator devnet
+           (data: {"chain_id", "validators"})
 A batch's broadcast_tx calls are admitted together, so their signatures are checked
 in one parallel batch.
 
@@ -29,6 +31,7 @@ One module per job (a new endpoint or transport is a new module here):
     dispatch.py     one request -> its answer: checks, method lookup, params bound
     methods.py      the method table (METHODS), its handlers, and Node: what they read
     blobs.py        the blob methods: put_blob_chunk, blob, blob_chunk (registered in METHODS)
+    devnet.py       mine and the devnet_* controls of a one-validator devnet (registered in METHODS)
     params.py       reading and checking params (p_*)
     views.py        results as JSON: headers, commits, receipts, events
     jsonio.py       JSON text in and out under the VM's digit rule
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 from net.rpc import blobs as _blobs  # noqa: F401  (registers put_blob_chunk, blob, blob_chunk)
 from net.rpc import jobs as _jobs  # noqa: F401  (registers job, jobs)
+from net.rpc import devnet as _devnet  # noqa: F401  (registers mine and the devnet_* controls)
 from net.rpc.app import Server, make_app, start
 from net.rpc.errors import RpcError
 from net.rpc.limits import (CALL_GAS, MAX_BATCH, MAX_BATCH_WORK, MAX_COMMIT_WAIT, MAX_EVENT_BLOCKS, MAX_EVENT_LIMIT,

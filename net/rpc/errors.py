@@ -9,6 +9,7 @@ from ledger import errors
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32601, -32602, -32603
 TX_REJECTED, NOT_FOUND, COMMIT_TIMEOUT, CONTRACT_FAILED = -32000, -32001, -32002, -32003
 BATCH_LIMIT, SERVER_BUSY, REQUEST_TIMEOUT = -32004, -32005, -32006
+DEVNET_ONLY = -32010  # a devnet control (net/rpc/devnet.py) asked of a chain that is not a one-validator devnet
 
 
 class RpcError(Exception):

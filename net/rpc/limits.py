@@ -14,7 +14,8 @@ MAX_REPLY_BYTES = 4 << 20   # bytes of one batch's answers
 MAX_COMMIT_WAIT = 600       # seconds: one broadcast_tx_commit's timeout, and a batch's total of them
 WORK = {"call": 50, "estimate_gas": 50, "events": 50, "code": 5, "block": 2, "broadcast_tx_commit": 5,
         # a chunk (up to 1 MiB) decoded from hex, hashed with its proof and written to LMDB; one served
-        "put_blob_chunk": 10, "blob_chunk": 2}
+        "put_blob_chunk": 10, "blob_chunk": 2,
+        "mine": 50, "devnet_dump": 200, "devnet_load": 200, "devnet_revert": 50}  # devnet controls
 
 
 @dataclass(frozen=True)
