@@ -49,6 +49,7 @@ from net.p2p import P2P, Limits, PeerAddress, frame_limit, parse_peer
 from net.sync import BlockSync
 from net import rpc
 from net.rpc.subscriptions import Hub, WsLimits
+from net.rpc.metrics import NodeMetrics
 from vm import ml as vm_ml
 from vm.limits import MAX_OUTPUT_BYTES
 from vm.codec import decode_value
@@ -301,6 +302,7 @@ class Node:
         self.evidence = EvidenceReporter(self.key, self.admission, self.spawn)
         self._waiters: dict[bytes, list[asyncio.Future]] = {}
         self.hub = Hub(cfg.ws_limits)  # WebSocket subscriptions: each committed block is published to it
+        self.metrics = NodeMetrics(self)  # GET /metrics and /health (net/rpc/metrics.py, health.py)
         self._tasks: set[asyncio.Task] = set()
 
     def _on_admitted(self, raws: list[bytes], origin: bytes | None) -> None:
@@ -329,6 +331,7 @@ class Node:
 
     def _on_commit(self, block: Block, prop: Proposal, evicted: list[Transaction]) -> None:
         self.hub.publish_block(block, prop.output)  # never blocks: bounded queues, slow subscribers dropped
+        self.metrics.committed(block, self.engine.last_commit.round if self.bft else 0)
         if block.height % BLOB_PRUNE_EVERY == 0:
             self.blobs.prune(block.height, self.chain.blob_expiry)
         if not self.cfg.quiet:

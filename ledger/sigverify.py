@@ -51,6 +51,7 @@ class SignatureVerifier:
 
     def __init__(self, workers: int):
         self.workers = workers
+        self.queued = 0  # signatures handed to verify() and not yet checked (/metrics)
         self._pool: multiprocessing.pool.Pool | None = None
         if workers > 0:
             # Every worker starts now with SIGINT ignored: an ignored signal stays ignored
@@ -84,7 +85,11 @@ class SignatureVerifier:
         if self._pool is None or len(items) < INLINE_BELOW:
             return verify_items(items)
         size = max(INLINE_BELOW, min(CHUNK, -(-len(items) // self.workers)))
-        parts = await asyncio.gather(*(self._submit(items[i:i + size]) for i in range(0, len(items), size)))
+        self.queued += len(items)
+        try:
+            parts = await asyncio.gather(*(self._submit(items[i:i + size]) for i in range(0, len(items), size)))
+        finally:
+            self.queued -= len(items)
         return [ok for part in parts for ok in part]
 
     def warm_up(self) -> None:

@@ -259,7 +259,7 @@ def _gas(k: tuple) -> int:
 
 _PROGRAMS: OrderedDict[tuple, Callable] = OrderedDict()
 _COUNTS = {"programs_built": 0, "backend_compiles": 0, "compile_seconds": 0.0,
-           "persistent_cache_hits": 0, "persistent_cache_writes": 0}
+           "persistent_cache_hits": 0, "persistent_cache_writes": 0, "program_cache_hits": 0}
 _BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"  # an executable built or loaded from disk
 _CACHE_HIT = "/jax/compilation_cache/cache_hits"                  # loaded from the persistent cache
 _CACHE_WRITE = "/jax/compilation_cache/cache_misses"              # compiled and written to it
@@ -312,6 +312,7 @@ def _program(k: tuple, build: Callable[[], Callable]) -> Callable:
         if len(_PROGRAMS) > MAX_PROGRAMS:
             _PROGRAMS.popitem(last=False)
     else:
+        _COUNTS["program_cache_hits"] += 1
         _PROGRAMS.move_to_end(k)
     return fn
 

@@ -523,6 +523,7 @@ class P2P:
         self._ip_bans = BanTable(limits.ban_table, limits.ban, limits.ban_max, limits.ip_ban_after)
         self._changed = asyncio.Event()
         self._on_connect: list[OnConnect] = []
+        self.bytes_in = self.bytes_out = 0  # frame bytes of established sessions (/metrics)
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -783,6 +784,7 @@ class P2P:
             while True:
                 payload = await read_frame(peer.reader, self.limits.max_frame, self.limits.frame_timeout,
                                            peer.link.recv)
+                self.bytes_in += LENGTH_PREFIX + TAG_SIZE + len(payload)
                 await self._dispatch(peer, payload)
         except PeerError as e:
             if isinstance(e, Violation) and peer.reason is None:
@@ -812,7 +814,9 @@ class P2P:
         try:
             while True:
                 data = await peer.queue.get()
-                peer.writer.write(peer.link.send.seal(data))
+                sealed = peer.link.send.seal(data)
+                self.bytes_out += len(sealed)
+                peer.writer.write(sealed)
                 async with asyncio.timeout(self.limits.write_timeout):
                     await peer.writer.drain()
                 peer.queue.done(data)

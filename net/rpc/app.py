@@ -18,6 +18,7 @@ from net.rpc.jsonio import _dumps, parse_int
 from net.rpc.limits import MAX_BATCH, Limits
 from net.rpc.methods import METHODS, Node
 from net.rpc import ws
+from net.rpc import health, metrics
 
 log = logging.getLogger("gradchain.rpc")
 
@@ -42,6 +43,18 @@ def make_app(node: Node, max_body: int, conns: _Connections) -> web.Application:
         finally:
             if guard is not None and guard.transport is not None:
                 guard.arm()
+
+    def guarded(fn):  # a GET route under the header timeout as POST / is (the wait restarts after it)
+        async def route(request: web.Request) -> web.StreamResponse:
+            guard = conns.guards.get(request.transport)
+            if guard is not None:
+                guard.disarm()
+            try:
+                return await fn(request)
+            finally:
+                if guard is not None and guard.transport is not None:
+                    guard.arm()
+        return route
 
     async def answer(request: web.Request) -> web.Response:
         try:
@@ -77,6 +90,8 @@ def make_app(node: Node, max_body: int, conns: _Connections) -> web.Application:
     app.router.add_post("/", handle)
     app.router.add_get("/", get_root)
     ws.add_routes(app, node, conns, max_body)  # GET /ws: JSON-RPC and subscriptions over a WebSocket
+    metrics.add_routes(app, node.metrics, guarded)  # GET /metrics: Prometheus text
+    health.add_routes(app, node, node.metrics, guarded)  # GET /health: 200, or 503 with the reasons
     return app
 
 

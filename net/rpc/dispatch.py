@@ -7,12 +7,14 @@ import inspect
 import keyword
 import logging
 import re
+import time
 from typing import Any, Awaitable
 
 from vm.limits import MAX_INT_DIGITS
 from net.rpc.errors import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, RpcError
 from net.rpc.jsonio import HugeInt, _huge
 from net.rpc.methods import METHODS, Method, Node
+from net.rpc.metrics import label_of
 
 log = logging.getLogger("gradchain.rpc")
 
@@ -60,6 +62,7 @@ async def _call(node: Node, req: Any, methods: dict[str, Method] = METHODS) -> d
     """req's answer (None for a notification); `methods` is the table it may call (a WebSocket adds
     subscribe and unsubscribe)."""
     rid: Any = None
+    start = time.perf_counter()
     try:
         rid, name, params = _check_request(req)
         huge = _huge(params)
@@ -76,6 +79,8 @@ async def _call(node: Node, req: Any, methods: dict[str, Method] = METHODS) -> d
     except Exception:  # an engine bug: say so, keep serving
         log.exception("internal error in %r", req)
         resp = {"jsonrpc": "2.0", "id": rid, "error": {"code": INTERNAL_ERROR, "message": "internal error"}}
+    node.metrics.rpc_done(label_of(req.get("method") if isinstance(req, dict) else None, methods),
+                          time.perf_counter() - start)
     if _is_notification(req):
         return None  # a notification is never answered, not even with an error (JSON-RPC 2.0)
     return resp

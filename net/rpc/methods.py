@@ -28,6 +28,7 @@ from vm.limits import MAX_OUTPUT_BYTES, MAX_STORAGE_VALUE_BYTES
 from consensus.bft import BftEngine
 from net.consensus_reactor import stall_json
 from net.rpc.errors import COMMIT_TIMEOUT, INVALID_PARAMS, NOT_FOUND, RpcError, rejected
+from net.rpc.metrics import NodeMetrics
 from net.rpc.limits import CALL_GAS, MAX_COMMIT_WAIT, MAX_EVENT_BLOCKS, MAX_EVENT_LIMIT
 from net.rpc.params import (_bad, p_address, p_args, p_bool, p_function, p_hex, p_int, p_range, p_source,
                             p_storage_key)
@@ -43,6 +44,7 @@ class Node(Protocol):
     key: PrivateKey
     admission: Admission  # the one way a transaction enters the mempool
     blobs: BlobStore  # the node's blob data (net/rpc/blobs.py serves it)
+    metrics: NodeMetrics  # GET /metrics and /health (net/rpc/metrics.py); dispatch counts requests in it
 
     async def wait_commit(self, tx_hash: bytes, timeout: float) -> tuple[int, int, Receipt]: ...
 
