@@ -193,7 +193,3 @@ class Mempool:
     def byte_size(self) -> int:
         """Bytes of the pending transactions (their raw encodings): O(pending), for /metrics."""
         return sum(len(t.raw) for t in self._by_hash.values())
-
-    def byte_size(self) -> int:
-        """Bytes of the pending transactions (their raw encodings): O(pending), for /metrics."""
-        return sum(len(t.raw) for t in self._by_hash.values())
