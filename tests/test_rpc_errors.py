@@ -19,6 +19,7 @@ from ledger.hashing import hash_bytes
 from ledger.keys import PrivateKey
 from ledger.params import ChainParams
 from ledger.tx import transfer
+from ledger.units import format_grad
 from net.rpc import MAX_BATCH
 from tests.nodeproc import NodeProcess
 
@@ -429,7 +430,7 @@ def rejected_cases(node) -> dict[str, tuple[bytes, str, list[str]]]:
         "insufficient_funds_empty_zero_amount": (transfer(nobody, cid, 0, to, 0).raw, "insufficient_funds",
                                                  ["balance"]),
         "insufficient_funds_amount": (transfer(key, cid, n, to, balance).raw, "insufficient_funds",
-                                      ["balance", str(balance)]),
+                                      ["balance", format_grad(balance)]),  # the node speaks GRAD
         "insufficient_funds_max_amount": (transfer(key, cid, n, to, 2**64 - 1).raw, "insufficient_funds",
                                           ["balance"]),
         "insufficient_funds_gas": (transfer(key, cid, n, to, 0, gas_price=balance).raw, "insufficient_funds",
