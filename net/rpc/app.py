@@ -17,8 +17,9 @@ from net.rpc.errors import INVALID_REQUEST, PARSE_ERROR, REQUEST_TIMEOUT
 from net.rpc.jsonio import _dumps, parse_int
 from net.rpc.limits import MAX_BATCH, Limits
 from net.rpc.methods import METHODS, Node
-from net.rpc import ws
-from net.rpc import health, metrics
+import net.rpc.health as health  # (not `from net.rpc import`: that imports the package, which imports this)
+import net.rpc.metrics as metrics
+import net.rpc.ws as ws
 
 log = logging.getLogger("gradchain.rpc")
 
