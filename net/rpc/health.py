@@ -31,7 +31,8 @@ def reasons(node: Any, metrics: NodeMetrics, now: float) -> list[str]:
         out.append(f"storage full: {node.admission.refusal}")
     engine = node.engine
     if getattr(node, "bft", False):
-        if not engine.started:
+        started = engine is not None and engine.started  # the engine is built once p2p starts
+        if not started:
             out.append(f"not started: waiting for peers or catching up by block sync (tip {tip.height})")
         sync = getattr(node, "sync", None)
         if sync is not None and sync.target - tip.height > BEHIND_BLOCKS:
@@ -44,7 +45,7 @@ def reasons(node: Any, metrics: NodeMetrics, now: float) -> list[str]:
         if not vset.has_quorum(stake):
             out.append(f"no quorum of peers: this node and its connected validators hold {stake} of "
                        f"{vset.total_stake} stake; more than 2/3 is needed")
-        stall = engine.stall() if engine.started else None
+        stall = engine.stall() if started else None
         if stall is not None:
             out.append(f"stalled: height {stall.height} undecided since {stall.since_ms // 1000} "
                        f"(round {stall.round})")
