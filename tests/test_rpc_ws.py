@@ -272,6 +272,11 @@ def test_another_connections_subscription_cannot_be_cancelled(node):
     two.close()
 
 
+def test_subscribe_over_http_says_where_it_is_served(node):
+    with pytest.raises(Exception, match=r"method not found: 'subscribe' \(served over the WebSocket at GET /ws\)"):
+        node.client().call("subscribe", ["blocks"])
+
+
 def test_reads_over_the_socket_are_the_http_answers(node):
     ws = RawWs(node.port)
     assert result(ws, "account", address_hex(KEYS[0].address), 0) == node.client().call(

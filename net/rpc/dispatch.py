@@ -17,6 +17,7 @@ from net.rpc.methods import METHODS, Method, Node
 from net.rpc.metrics import label_of
 
 log = logging.getLogger("gradchain.rpc")
+WS_ONLY = ("subscribe", "unsubscribe")  # methods of a WebSocket connection (net/rpc/ws.py)
 
 
 def _py_name(name: str) -> str:
@@ -71,7 +72,8 @@ async def _call(node: Node, req: Any, methods: dict[str, Method] = METHODS) -> d
                                            f"{MAX_INT_DIGITS} digits")
         fn = methods.get(name)
         if fn is None:
-            raise RpcError(METHOD_NOT_FOUND, f"method not found: {name!r}")
+            hint = " (served over the WebSocket at GET /ws)" if name in WS_ONLY else ""
+            raise RpcError(METHOD_NOT_FOUND, f"method not found: {name!r}{hint}")
         result = await _bind(fn, node, params)
         resp: dict = {"jsonrpc": "2.0", "id": rid, "result": result}
     except RpcError as e:
