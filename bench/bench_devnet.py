@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ from gradchain import Client  # noqa: E402
 from ledger.devnet_dump import read_dump  # noqa: E402
 from ledger.state import Account, account_key, encode_account  # noqa: E402
 from ledger.trie import root_from_items  # noqa: E402
-from tests.nodeproc import free_port  # noqa: E402
+from tests.nodeproc import NodeProcess  # noqa: E402
 
 
 def timed(fn) -> float:
@@ -53,17 +52,9 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=7)
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
-        port = free_port()
-        proc = subprocess.Popen([sys.executable, str(ROOT / "node.py"), "--data-dir", d, "--rpc-port", str(port),
-                                 "--mining", "manual", "--verify-workers", "0", "--quiet"], cwd=ROOT)
+        node = NodeProcess(Path(d) / "node", "--mining", "manual", "--verify-workers", "0").start()
         try:
-            c = Client(f"http://127.0.0.1:{port}", timeout=600)
-            while True:
-                try:
-                    c.status()
-                    break
-                except Exception:
-                    time.sleep(0.1)
+            c = Client(node.url, timeout=600)
             doc = big_dump(c.call("devnet_dump"), a.accounts)
             worst = c.call("devnet_snapshot")["id"]
             t_load = timed(lambda: c.call("devnet_load", [doc]))
@@ -88,8 +79,7 @@ def main() -> None:
             t_worst = timed(lambda: c.call("devnet_revert", [worst]))
             after = len(c.call("devnet_dump")["entries"])
         finally:
-            proc.kill()
-            proc.wait()
+            node.kill()
     base = med_ms(status)
     print(f"baseline: status RPC median {base:.2f} ms (50 calls)")
     for (blocks, changes), (snaps, reverts) in cases.items():

@@ -14,7 +14,6 @@ import argparse
 import http.client
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.nodeproc import free_port  # noqa: E402
+from tests.nodeproc import NodeProcess  # noqa: E402
 
 STATUS = json.dumps({"jsonrpc": "2.0", "method": "status", "id": 1}).encode()
 
@@ -51,18 +50,9 @@ def main() -> None:
     ap.add_argument("--scrapes", type=int, default=200)
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
-        port = free_port()
-        proc = subprocess.Popen([sys.executable, str(ROOT / "node.py"), "--data-dir", d, "--rpc-port", str(port),
-                                 "--mining", "manual", "--verify-workers", "0", "--quiet"], cwd=ROOT)
+        node = NodeProcess(Path(d) / "node", "--mining", "manual", "--verify-workers", "0").start()
         try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-            while True:
-                try:
-                    request(c, "POST", "/", STATUS)
-                    break
-                except (OSError, http.client.HTTPException):
-                    c.close()
-                    time.sleep(0.1)
+            c = http.client.HTTPConnection("127.0.0.1", node.port, timeout=600)
             mine = json.dumps({"jsonrpc": "2.0", "method": "mine", "params": [1000], "id": 1}).encode()
             rows, built, started = [], 0.0, time.perf_counter()
             checkpoints = [0, 1_000, 3_000, 10_000, 30_000, 100_000]
@@ -83,8 +73,7 @@ def main() -> None:
                 if height < target:  # out of building time: the last row is the height reached
                     break
         finally:
-            proc.kill()
-            proc.wait()
+            node.kill()
     top = rows[-1][0]
     print(f"built {top} blocks in {built:.0f} s ({top / built:.0f} blocks/s with mine(1000))"
           if built and top else "no blocks built")

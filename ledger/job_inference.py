@@ -6,14 +6,14 @@ dispatches them."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from ledger.blobs import BlobRef
 from ledger.datasets import DatasetError, chunks_for_rows, decode_header, rows_from_chunks
 from ledger.jobs import (BLOB_READ_PER_KIB, CLAIMED, Ctx, HASH_PER_KIB, InferTerms, JOB_ACTION, JobFailure, OPEN,
-    POSTED, _blob_ref, _checkpoint_of, _chunk, _give, _inference, _job, _keep_data, _kib, _mljobs, _no_value,
-    _on_chain, _open, _put, _read_blob, _register, _slash, _status, _take, vm_program_key)
+    POSTED, vm_program_key, _blob_ref, _checkpoint_of, _chunk, _from_worker_in_time, _give, _inference, _job,
+    _keep_data, _kib, _mljobs, _no_value, _on_chain, _open, _put, _read_blob, _register, _slash, _status, _take)
 from ledger.state import State
-from typing import Any
 
 
 def infer(state: State, ctx: Ctx, body: list) -> dict:
@@ -69,10 +69,7 @@ def output(state: State, ctx: Ctx, body: list) -> dict:
     t = _inference(job)
     _status(job, CLAIMED)
     _no_value(ctx, "output")
-    if ctx.sender != job.worker:
-        raise JobFailure(f"only the worker of job {job.id} posts its outputs")
-    if ctx.height > job.deadline:
-        raise JobFailure(f"the outputs of job {job.id} were due by height {job.deadline}")
+    _from_worker_in_time(job, ctx, "outputs", "were")
     out = _blob_ref(out_w, "outputs")
     _on_chain(state, out, ctx.height, "the outputs")
     want = 4 * t.width * t.shape.rows

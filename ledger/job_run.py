@@ -5,8 +5,8 @@ from __future__ import annotations
 from ledger.blob_records import BlobSource
 from ledger.job_inference import (contest, infer, output)
 from ledger.job_training import (cancel, challenge, claim, finalize, move, post, result, settle, timeout)
-from ledger.jobs import (ACTION_NAMES, CANCEL, CHALLENGE, CLAIM, CONTEST, Ctx, FINALIZE, INFER, JOB_ACTION,
-    JobFailed, JobFailure, MOVE, Meter, OUTPUT, POST, RESULT, SETTLE, TIMEOUT)
+from ledger.jobs import (ACTION_NAMES, CANCEL, CHALLENGE, CLAIM, CONTEST, Ctx, FINALIZE, INFER, JOB_ACTION, JobFailed,
+    JobFailure, Meter, MOVE, OUTPUT, POST, RESULT, SETTLE, TIMEOUT)
 from ledger.params import ChainParams
 from ledger.state import State
 from vm.codec import encode_value

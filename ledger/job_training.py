@@ -6,18 +6,18 @@ dispatches them.  The records, money and blob reading they share are ledger/jobs
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from ledger import blob_records
 from ledger.blobs import BlobError, check_chunk
 from ledger.datasets import KIND_CLASSES, KIND_TARGETS, DatasetError, chunks_for_rows, decode_header, rows_from_chunks
 from ledger.encoding import DecodeError, decode
-from ledger.jobs import (BLOB_READ_PER_KIB, CANCELLED, CLAIMED, Ctx, DISPUTED, Dispute, FINAL, HASH_PER_KIB,
-    InferTerms, Job, JobFailure, MODEL_PER_BYTE, OPEN, POSTED, Terms, U64_MAX, _blob_ref, _checkpoint_of, _chunk,
-    _give, _job, _keep_data, _kib, _mljobs, _name, _no_value, _on_chain, _open, _put, _read_blob, _register,
-    _slash, _status, _take, _training, initial_hash, segment_gas, vm_program_key)
+from ledger.jobs import (BLOB_READ_PER_KIB, CANCELLED, CLAIMED, Ctx, Dispute, DISPUTED, FINAL, HASH_PER_KIB,
+    InferTerms, initial_hash, Job, JobFailure, MODEL_PER_BYTE, OPEN, POSTED, segment_gas, Terms, U64_MAX,
+    vm_program_key, _blob_ref, _checkpoint_of, _chunk, _from_worker_in_time, _give, _job, _keep_data, _kib, _mljobs,
+    _name, _no_value, _on_chain, _open, _put, _read_blob, _register, _slash, _status, _take, _training)
 from ledger.merkle import verify_merkle_proof
 from ledger.state import JOB_PREFIX, State, set_record
-from typing import Any
 
 
 def post(state: State, ctx: Ctx, body: list) -> dict:
@@ -98,10 +98,7 @@ def result(state: State, ctx: Ctx, body: list) -> dict:
     _training(job)
     _status(job, CLAIMED)
     _no_value(ctx, "result")
-    if ctx.sender != job.worker:
-        raise JobFailure(f"only the worker of job {job.id} posts its result")
-    if ctx.height > job.deadline:
-        raise JobFailure(f"the result of job {job.id} was due by height {job.deadline}")
+    _from_worker_in_time(job, ctx, "result", "was")
     if type(trace) is not bytes or len(trace) != 32:
         raise JobFailure("the trace root must be a 32-byte hash")
     model = _blob_ref(model_w, "model")

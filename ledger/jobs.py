@@ -503,6 +503,14 @@ def _inference(job: Job) -> InferTerms:
     return job.terms
 
 
+def _from_worker_in_time(job: Job, ctx: Ctx, thing: str, was: str) -> None:
+    """The worker's own posting of `thing` (its result, its outputs), by the job's deadline."""
+    if ctx.sender != job.worker:
+        raise JobFailure(f"only the worker of job {job.id} posts its {thing}")
+    if ctx.height > job.deadline:
+        raise JobFailure(f"the {thing} of job {job.id} {was} due by height {job.deadline}")
+
+
 def _no_value(ctx: Ctx, what: str) -> None:
     if ctx.value:
         raise JobFailure(f"{what} sends no value")
