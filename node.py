@@ -11,6 +11,7 @@ import fcntl
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -513,6 +514,8 @@ class Node:
             lines += [f"Mining:          {mining}",
                       f"Dev keys:        {dev['accounts']} accounts of {dev['balance'] / COIN:g} GRAD, "
                       + ("seed " + repr(dev["seed"]) if dev["seed"] is not None else "the public labels (no --seed)")]
+            if dev["seed"] is not None:
+                lines.append(f"                 (the CLI's dev:N: export GRADCHAIN_DEV_SEED={shlex.quote(dev['seed'])})")
             lines += ["", "Available accounts (insecure dev keys, never use them for value)",
                       "================================================================"]
             for i, k in enumerate(keys):

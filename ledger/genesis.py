@@ -135,17 +135,20 @@ MAX_DEVNET_ACCOUNTS = 1000  # dev accounts a devnet may fund (each is printed in
 MAX_SEED_BYTES = 256  # the length of a devnet seed phrase (UTF-8)
 
 
-def devnet_keys(n: int = DEVNET_ACCOUNTS, seed: str | None = None) -> list[PrivateKey]:
-    """The devnet's prefunded accounts: keys derived from public labels, as Anvil's are.
+def devnet_key(i: int, seed: str | None = None) -> PrivateKey:
+    """Devnet account i's key.
 
-    Without a seed, key i is PrivateKey.from_label("devnet account i") (every devnet's keys);
-    with one (any phrase, node.py --seed), key i is SHA-256 of a domain tag, the phrase's
-    UTF-8 bytes, a zero byte and i as 4 bytes big-endian: the same phrase gives the same keys."""
+    Without a seed, PrivateKey.from_label("devnet account i") (every devnet's keys, as Anvil's
+    are); with one (any phrase, node.py --seed), SHA-256 of a domain tag, the phrase's UTF-8
+    bytes, a zero byte and i as 4 bytes big-endian: the same phrase gives the same keys."""
     if seed is None:
-        return [PrivateKey.from_label(f"devnet account {i}") for i in range(n)]
-    phrase = seed.encode()
-    return [PrivateKey(hash_bytes(b"gradchain devnet seed\x00" + phrase + b"\x00" + i.to_bytes(4, "big")))
-            for i in range(n)]
+        return PrivateKey.from_label(f"devnet account {i}")
+    return PrivateKey(hash_bytes(b"gradchain devnet seed\x00" + seed.encode() + b"\x00" + i.to_bytes(4, "big")))
+
+
+def devnet_keys(n: int = DEVNET_ACCOUNTS, seed: str | None = None) -> list[PrivateKey]:
+    """The devnet's first n prefunded accounts (devnet_key 0 .. n-1)."""
+    return [devnet_key(i, seed) for i in range(n)]
 
 
 def devnet_validator_key() -> PrivateKey:

@@ -242,7 +242,8 @@ def test_bad_inputs(devnet, tmp_path):
     assert "--amount" in transfer(*base)  # missing
     assert "--gas-price" in transfer(*base, "--amount", "1", "--gas-price", "cheap")
     assert "does not exist" in transfer("--key", str(tmp_path / "nope.json"), "--to", DEV1, "--amount", "1")
-    assert "dev:0 to dev:9" in transfer("--key", "dev:10", "--to", DEV1, "--amount", "1")
+    assert "dev:0 to dev:999" in transfer("--key", "dev:1000", "--to", DEV1, "--amount", "1")
+    assert "(insufficient_funds)" in transfer("--key", "dev:10", "--to", DEV1, "--amount", "1")  # not funded here
     # refused by the node: the reason code is shown
     assert "(insufficient_funds)" in transfer(*base, "--amount", "2000000")
     assert "(fee_too_low)" in transfer(*base, "--amount", "1", "--gas-price", "0")

@@ -4,6 +4,7 @@ revert, time, balances, dump and load), refused on a chain that is not a one-val
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -119,9 +120,26 @@ def test_accounts_balance_seed_flags(tmp_path):
         assert [a["address"] for a in info["accounts"]] == [address_hex(k.address) for k in keys]
         assert info["mining"] == {"mode": "manual", "block_time": 2.0, "empty_blocks": True}
         assert info["dev_keys"] == {"accounts": 3, "balance": 12_500_000_000, "seed": "my phrase"}
+        assert address_hex(keys[0].address) == "0x7ea7cbaa1284d1f17a1063d657e7af46610c2479"  # the derivation is fixed
+        assert "export GRADCHAIN_DEV_SEED='my phrase'" in banner
         with Client(info["rpc_url"]) as c:
             assert [c.balance(k.address) for k in keys] == [12_500_000_000] * 3
             assert c.balance(devnet_keys(1)[0].address) == 0
+        # the CLI's dev:N follows the phrase the banner tells to export
+        env = {**os.environ, "GRADCHAIN_RPC": info["rpc_url"], "GRADCHAIN_DEV_SEED": "my phrase"}
+
+        def cli(*args: str) -> str:
+            r = subprocess.run([sys.executable, "-m", "gradchain.cli", *args], cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, r.stderr
+            return r.stdout
+        assert "12.5 GRAD" in cli("balance", "dev:2")
+        listed = cli("devnet", "accounts", "--accounts", "3")
+        assert [ln.split()[1] for ln in listed.splitlines() if ln.startswith("dev:")] == \
+            [address_hex(k.address) for k in keys]
+        env.pop("GRADCHAIN_DEV_SEED")
+        assert "0 GRAD" in cli("balance", "dev:2") and "12.5" not in cli("balance", "dev:2")
+        assert address_hex(keys[1].address) in cli("devnet", "accounts", "--seed", "my phrase")
     finally:
         proc.kill()
         proc.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any, NoReturn
@@ -34,20 +35,29 @@ def parse_amount(text: str) -> int:
         raise CliError(str(e)) from None
 
 
+DEV_SEED_ENV = "GRADCHAIN_DEV_SEED"  # the phrase of a devnet started with node.py --seed
+
+
 def _dev_index(spec: str) -> int:
-    from ledger.genesis import DEVNET_ACCOUNTS
+    from ledger.genesis import MAX_DEVNET_ACCOUNTS
     n = spec[4:]
-    if not n.isdigit() or not 0 <= int(n) < DEVNET_ACCOUNTS:
-        raise CliError(f"bad devnet account {spec!r}: use dev:0 to dev:{DEVNET_ACCOUNTS - 1}")
+    if not n.isdigit() or not 0 <= int(n) < MAX_DEVNET_ACCOUNTS:
+        raise CliError(f"bad devnet account {spec!r}: use dev:0 to dev:{MAX_DEVNET_ACCOUNTS - 1}")
     return int(n)
+
+
+def dev_key(spec: str) -> PrivateKey:
+    """dev:N: devnet account N's key, from the phrase in $GRADCHAIN_DEV_SEED when the devnet
+    was started with --seed (else the public labels every default devnet uses)."""
+    from ledger.genesis import devnet_key
+    return devnet_key(_dev_index(spec), os.environ.get(DEV_SEED_ENV) or None)
 
 
 def load_key_spec(spec: str, password_file: Path | None = None) -> PrivateKey:
     """A key file path, or dev:N for devnet account N.  An encrypted keystore's password comes
     from `password_file` (--password-file), else $GRADCHAIN_PASSWORD, else the terminal."""
     if spec.startswith("dev:"):
-        from ledger.genesis import devnet_keys
-        return devnet_keys()[_dev_index(spec)]
+        return dev_key(spec)
     path = Path(spec)
     if not path.exists():
         raise CliError(f"key file {spec} does not exist (give a key file or dev:N)")
@@ -63,8 +73,7 @@ def load_key_spec(spec: str, password_file: Path | None = None) -> PrivateKey:
 def parse_address_spec(spec: str, what: str = "address") -> bytes:
     """0x + 40 hex digits, or dev:N for devnet account N's address."""
     if spec.startswith("dev:"):
-        from ledger.genesis import devnet_keys
-        return devnet_keys()[_dev_index(spec)].address
+        return dev_key(spec).address
     try:
         return parse_address(spec)
     except ValueError as e:
@@ -101,7 +110,7 @@ def parse_contract_arg(text: str) -> Any:
 
     1. `0x` and an even number of hex digits -> bytes (`0x` alone is b""); addresses are
        bytes in contracts, so `0x6eec...a22a` is a 20-byte address;
-    2. `dev:N` (N = 0..9) -> devnet account N's address, as bytes;
+    2. `dev:N` -> devnet account N's address, as bytes (dev_key);
     3. valid JSON -> that value, read as vm.json_values.from_json_arg reads it: integers
        (any size a contract allows), true/false, null, "a quoted string", arrays (lists)
        and objects (dicts with str keys), and the tagged objects {"bytes": "0x.."},

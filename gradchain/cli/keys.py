@@ -8,11 +8,12 @@ import stat
 import sys
 from pathlib import Path
 
-from gradchain.cli.args import _Parser, load_key_spec
+from gradchain.cli.args import DEV_SEED_ENV, _Parser, load_key_spec
 from gradchain.cli.errors import CliError
 from gradchain.cli.output import _emit_json, _rows
 from gradchain.units import format_grad
 from ledger import keystore
+from ledger.genesis import DEVNET_ACCOUNTS
 from ledger.keys import PrivateKey, address_hex, read_keystore, save_key
 from ledger.keystore import ask_password
 
@@ -83,8 +84,11 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
 
 
 def cmd_devnet_accounts(args: argparse.Namespace) -> int:
-    from ledger.genesis import DEVNET_BALANCE, devnet_keys
-    keys = devnet_keys()
+    from ledger.genesis import DEVNET_BALANCE, MAX_DEVNET_ACCOUNTS, devnet_keys
+    if not 1 <= args.accounts <= MAX_DEVNET_ACCOUNTS:
+        raise CliError(f"--accounts must be 1 to {MAX_DEVNET_ACCOUNTS}, not {args.accounts}")
+    seed = args.seed if args.seed is not None else (os.environ.get(DEV_SEED_ENV) or None)
+    keys = devnet_keys(args.accounts, seed)
     if args.json:
         out = []
         for i, k in enumerate(keys):
@@ -95,7 +99,8 @@ def cmd_devnet_accounts(args: argparse.Namespace) -> int:
             out.append(a)
         _emit_json(out)
         return 0
-    print(f"Devnet accounts (insecure dev keys, each funded with {format_grad(DEVNET_BALANCE)} at genesis)")
+    print(f"Devnet accounts (insecure dev keys{f', seed {seed!r}' if seed is not None else ''}; "
+          f"a default devnet funds each with {format_grad(DEVNET_BALANCE)})")
     for i, k in enumerate(keys):
         line = f"dev:{i}  {address_hex(k.address)}"
         if args.private:
@@ -129,6 +134,11 @@ def register_devnet(sub: argparse._SubParsersAction, common: argparse.ArgumentPa
     d = sub.add_parser("devnet", help="devnet helpers", parents=[common])
     dsub = d.add_subparsers(dest="devnet_command", metavar="ACTION", parser_class=_Parser)
     dsub.required = True
-    da = dsub.add_parser("accounts", help="the 10 prefunded devnet accounts (use them as dev:N)", parents=[common])
+    da = dsub.add_parser("accounts", help="the prefunded devnet accounts (use them as dev:N)", parents=[common])
+    da.add_argument("--accounts", type=int, default=DEVNET_ACCOUNTS, metavar="N",
+                    help=f"how many (default {DEVNET_ACCOUNTS}; node.py --accounts)")
+    da.add_argument("--seed", metavar="PHRASE", default=None,
+                    help=f"the phrase of a devnet started with node.py --seed (default ${DEV_SEED_ENV}, "
+                         "else the public labels); dev:N in every command reads the same variable")
     da.add_argument("--private", action="store_true", help="also print their (public, insecure) private keys")
     da.set_defaults(func=cmd_devnet_accounts)
