@@ -37,6 +37,16 @@ def ks_file(tmp_path, key) -> Path:
     return path
 
 
+def test_the_sdk_exports_the_key_file_functions(tmp_path, key):
+    """`from gradchain import ...` is the one import a user needs: the same functions."""
+    import gradchain
+    path = tmp_path / "sdk.json"
+    gradchain.save_key(key, path, PW, MINIMUM)
+    assert gradchain.load_key(path, PW).seed == key.seed
+    with pytest.raises(gradchain.WrongPassword):
+        gradchain.load_key(path, "not it")
+
+
 def edited(path: Path, edit) -> Path:
     """A copy of the keystore at `path` with `edit(doc)` applied."""
     doc = json.loads(path.read_text())
