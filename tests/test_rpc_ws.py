@@ -263,6 +263,27 @@ def test_unsubscribe_stops_notifications(node):
     ws.close()
 
 
+def test_a_devnet_revert_is_told_to_block_subscribers(node_factory):
+    """After devnet_revert a block subscriber gets one item marked reverted, at the block the
+    chain is back at, then the new blocks at the heights that were undone."""
+    n = node_factory("--mining", "manual", "--verify-workers", "0").start()
+    c = n.client()
+    ws = RawWs(n.port)
+    sid = result(ws, "subscribe", "blocks")
+    c.call("mine", [2])
+    snap = c.call("devnet_snapshot")
+    c.call("mine", [3])
+    assert [r["height"] for r in collect_until(ws, sid, 5)[sid]] == [1, 2, 3, 4, 5]
+    assert c.call("devnet_revert", [snap["id"]])["height"] == 2
+    c.call("mine", [1])
+    got = collect_until(ws, sid, 3)[sid]
+    back = c.block(2)["header"]
+    assert got[0] == {**back, "reverted": True, "removed_blocks": 3}
+    assert [(r["height"], "reverted" in r) for r in got] == [(2, True), (3, False)]
+    assert got[1]["hash"] == c.block(3)["header"]["hash"] and got[1]["parent_hash"] == back["hash"]
+    ws.close()
+
+
 def test_another_connections_subscription_cannot_be_cancelled(node):
     one, two = RawWs(node.port), RawWs(node.port)
     sid = result(one, "subscribe", "blocks")

@@ -68,11 +68,13 @@ async def m_devnet_snapshot(node: Node) -> dict:
 async def m_devnet_revert(node: Node, id: Any) -> dict:
     c = _controls(node, "devnet_revert")
     sid = p_range(id, "id", 1, U64_MAX)
+    before = c.chain.tip.height
     try:
         height = c.revert(sid)
     except DevnetError as e:
         raise _refused(e) from None
     tip = c.chain.tip
+    node.hub.publish_revert(tip, before - tip.height)
     return {"height": height, "block_hash": tip.hash.hex(), "state_root": tip.state_root.hex()}
 
 

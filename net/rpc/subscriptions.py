@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ledger import jobs
-from ledger.block import Block, Receipt
+from ledger.block import Block, Header, Receipt
 from ledger.encoding import decode
 from ledger.keys import address_hex
 from ledger.state import JOB_PREFIX
@@ -350,6 +350,13 @@ class Hub:
         if ix["jobs"].count:
             for job in _changed_jobs(output.changes):
                 self._fan(ix["jobs"].candidates(), lambda job=job: job_json(job) | {"height": height}, job)
+
+    def publish_revert(self, tip: Header, removed: int) -> None:
+        """A devnet revert took the chain back to `tip`: every block subscriber is told once, so
+        a client that follows heights is not left on blocks that no longer exist."""
+        if self.index["blocks"].count and removed:
+            self._fan(self.index["blocks"].candidates(),
+                      _plain(header_json(tip) | {"reverted": True, "removed_blocks": removed}), None)
 
     def _fan(self, cands: list[Subscription], body: Any, item: Any) -> None:
         """Put one item on every candidate whose filter matches; body (its text, or a function
