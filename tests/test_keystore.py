@@ -256,6 +256,62 @@ def test_cli_keys_new_writes_a_keystore_and_show_reads_it(tmp_path):
     assert "has version 2" in gradchain("keys", "show", str(v2), ok=False).stderr
 
 
+def on_a_terminal(args: list[str], answers: list[str], cwd: Path) -> tuple[int, str]:
+    """Run the `gradchain` script with a pseudo-terminal as its controlling terminal, stdin and
+    output; each time a password prompt shows, type the next answer.  (exit status, output)."""
+    import pty
+    import select
+    import termios
+    master, slave = pty.openpty()
+
+    def controlling_tty() -> None:  # in the child: a new session whose terminal is the pty
+        os.setsid()
+        import fcntl
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    full = {k: v for k, v in os.environ.items() if k not in ("GRADCHAIN_RPC", keystore.PASSWORD_ENV)}
+    p = subprocess.Popen([str(GRADCHAIN), *args], cwd=cwd, env=full, stdin=slave, stdout=slave, stderr=slave,
+                         preexec_fn=controlling_tty)
+    os.close(slave)
+    out, pending, deadline = b"", list(answers), time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+                answered = len(answers) - len(pending)
+                if pending and out.rstrip().endswith(b":") and out.count(b"assword") > answered:  # a new prompt
+                    os.write(master, pending.pop(0).encode() + b"\n")
+            elif p.poll() is not None:
+                break
+        return p.wait(timeout=10), out.decode(errors="replace")
+    finally:
+        p.kill()
+        os.close(master)
+
+
+def test_the_password_prompt_on_a_terminal(tmp_path):
+    """With no password file and no $GRADCHAIN_PASSWORD the CLI asks on the terminal, without
+    echo: twice for a new keystore (two different entries write nothing), once to open one."""
+    rc, out = on_a_terminal(["keys", "new", "--out", "k.json", "--kdf-limits", "min"], [PW, PW], tmp_path)
+    assert rc == 0, out
+    assert "Password for new keystore k.json:" in out and "Repeat the password:" in out
+    assert PW not in out  # not echoed
+    key = load_key(tmp_path / "k.json", PW)
+    rc, out = on_a_terminal(["keys", "new", "--out", "k2.json", "--kdf-limits", "min"], [PW, PW + "!"], tmp_path)
+    assert rc == 1 and "the two passwords differ; nothing written" in out and not (tmp_path / "k2.json").exists()
+    rc, out = on_a_terminal(["keys", "show", "k.json", "--private"], [PW], tmp_path)
+    assert rc == 0 and "Password for keystore k.json:" in out and key.seed.hex() in out, out
+    rc, out = on_a_terminal(["keys", "show", "k.json", "--private"], ["wrong"], tmp_path)
+    assert rc == 1 and "wrong password for keystore k.json" in out and key.seed.hex() not in out
+
+
 def test_cli_insecure_plaintext(tmp_path):
     assert "TESTS AND DEVNETS ONLY" in gradchain("keys", "new", "--help").stdout
     out = gradchain("keys", "new", "--out", str(tmp_path / "p.json"), "--insecure-plaintext").stdout
