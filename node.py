@@ -23,6 +23,7 @@ from typing import Any, Coroutine
 import lmdb
 
 from consensus.bft import BftEngine
+from gradchain.progress import Progress
 from consensus.evidence_reporter import EvidenceReporter
 from ledger.genesis import (COIN, DEVNET_ACCOUNTS, DEVNET_BALANCE, MAX_DEVNET_ACCOUNTS, MAX_SEED_BYTES,
                             Genesis, devnet_genesis, devnet_keys, devnet_validator_key, load_genesis,
@@ -335,7 +336,7 @@ class Node:
         self.metrics.committed(block, self.engine.last_commit.round if self.bft else 0)
         if block.height % BLOB_PRUNE_EVERY == 0:
             self.blobs.prune(block.height, self.chain.blob_expiry)
-        if not self.cfg.quiet:
+        if not self.cfg.quiet and not (self.bft and self.sync.catching_up):  # catching up: _show_sync
             log.info("block %d  %d txs  gas %d  hash %s", block.height, len(block.txs),
                      prop.output.gas_used, block.hash.hex()[:16])
             if len(block.txs) <= TX_LOG_LINES:
@@ -446,7 +447,12 @@ class Node:
                           asyncio.create_task(regossip_loop(transport, self.engine)),
                           asyncio.create_task(stall_loop(self.engine))]
             # a fresh signer state past genesis (a wiped data dir): one block more first
-            await self.sync.catch_up(fresh_since_ms)
+            shown = None if self.cfg.quiet else asyncio.create_task(self._show_sync())
+            try:
+                await self.sync.catch_up(fresh_since_ms)
+            finally:
+                if shown is not None:
+                    shown.cancel()
             self.engine.start()
             await self._halted.wait()  # until cancelled, or a block could not be written
             assert self._full is not None
@@ -457,6 +463,25 @@ class Node:
             self.engine.stop()
             timer.cancel_all()
             await self.p2p.stop()
+
+    async def _show_sync(self, every_s: float = 0.2) -> None:
+        """While catching up: our height of the peers' (sync.target) and the rate, on stderr
+        (a bar on a terminal, a line per 10% or 5 s otherwise: gradchain/progress.py).  It
+        only reads the tip; cancelled when catch_up returns."""
+        shown: Progress | None = None
+        start, since = self.chain.tip.height, time.monotonic()
+        try:
+            while True:
+                tip, target = self.chain.tip.height, self.sync.target
+                if shown is None and target > tip:
+                    shown = Progress("sync", target, "block", sys.stderr, initial=start, started=since)
+                if shown is not None:
+                    shown.update(tip, max(target, tip), peers=len(self.p2p.peers) if self.p2p else 0)
+                await asyncio.sleep(every_s)
+        finally:
+            if shown is not None:
+                shown.update(self.chain.tip.height, max(self.sync.target, self.chain.tip.height))
+                shown.close()
 
     def _validator_keys(self) -> frozenset[bytes]:
         """Keys of the validators of the current and next heights (tip + 1, tip + 2): p2p

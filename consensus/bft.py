@@ -470,7 +470,7 @@ class BftEngine:
         self.last_commit = commit
         evicted = self.mempool.update(block.txs, [])
         self.on_commit(block, BuiltBlock(block, output, []), evicted)
-        log.info("synced height %d block %s", block.height, block.hash.hex()[:16])
+        log.debug("synced height %d block %s", block.height, block.hash.hex()[:16])  # node.py shows sync progress
         if self.started:  # running: the height we were in is decided, go on
             self._start_next_height()
         else:                      # not started yet: held messages of that height are stale

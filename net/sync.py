@@ -248,8 +248,8 @@ class BlockSync:
         if self.chain.tip.height == height:
             self.synced += 1
             self._progress = time.monotonic()
-            if self.synced == 1 or height % 100 == 0 or height >= self.target:
-                log.info("synced block %d from %s (peers' height %d)", height, peer.hex()[:16], self.target)
+            # a node's output shows the progress (node.py _show_sync); this is for debugging
+            log.debug("synced block %d from %s (peers' height %d)", height, peer.hex()[:16], self.target)
         self._maybe_request()
 
     def _fetch_blobs_first(self, peer: bytes, block: Block, commit: Commit) -> None:
