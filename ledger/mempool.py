@@ -47,6 +47,7 @@ class Mempool:
         self._pending: dict[bytes, list[Transaction]] = {}  # sender -> txs in nonce order
         self._spent: dict[bytes, int] = {}  # sender -> sum of pending worst-case costs
         self._arrival: dict[bytes, int] = {}  # tx hash -> arrival sequence
+        self._bytes = 0  # sum of the pending txs' raw encodings (byte_size)
         self._seq = itertools.count()
 
     def __len__(self) -> int:
@@ -93,6 +94,7 @@ class Mempool:
         self._spent[sender] = spent + tx.max_fee + tx.value
         self._by_hash[tx.hash] = tx
         self._arrival[tx.hash] = next(self._seq)
+        self._bytes += len(tx.raw)
 
     def reap(self, max_txs: int) -> list[Transaction]:
         """Candidates for the next block: each sender's txs in nonce order, senders
@@ -115,6 +117,7 @@ class Mempool:
         for t in q[start:stop]:
             del self._by_hash[t.hash]
             del self._arrival[t.hash]
+            self._bytes -= len(t.raw)
         del q[start:stop]
 
     def update(self, included: Iterable[Transaction], rejected: Iterable[Transaction]) -> list[Transaction]:
@@ -127,6 +130,7 @@ class Mempool:
         for t in included:
             if self._by_hash.pop(t.hash, None) is not None:
                 del self._arrival[t.hash]
+                self._bytes -= len(t.raw)
                 self._spent[t.sender_address] -= t.max_fee + t.value
             touched[t.sender_address] = None
         evicted: list[Transaction] = []
@@ -182,6 +186,7 @@ class Mempool:
         self._pending.clear()
         self._spent.clear()
         self._arrival.clear()
+        self._bytes = 0
         dropped = []
         for tx in txs:
             try:
@@ -191,5 +196,6 @@ class Mempool:
         return dropped
 
     def byte_size(self) -> int:
-        """Bytes of the pending transactions (their raw encodings): O(pending), for /metrics."""
-        return sum(len(t.raw) for t in self._by_hash.values())
+        """Bytes of the pending transactions (their raw encodings), kept as they come and go:
+        a /metrics scrape reads it at any pool size."""
+        return self._bytes

@@ -66,6 +66,7 @@ def check_invariants(mp: Mempool, world: World) -> None:
         assert mp.pending_nonce(sender) == acct.nonce + len(q)
         total += len(q)
     assert total == len(mp) == len(mp._arrival)
+    assert mp.byte_size() == sum(len(t.raw) for q in mp._pending.values() for t in q)  # the running total
 
 
 # ---- admission ------------------------------------------------------------------------
@@ -336,4 +337,6 @@ def test_random_add_reap_commit_cycles_keep_invariants(adds, block_sizes, refuse
             w.execute(t)
             included.append(t)
         mp.update(included, [])
+        check_invariants(mp, w)
+        mp.recheck()
         check_invariants(mp, w)
