@@ -50,6 +50,7 @@ from net.mempool_reactor import MempoolReactor
 from net.p2p import P2P, Limits, PeerAddress, frame_limit, parse_peer
 from net.sync import BlockSync
 from net import rpc
+import net.explorer as explorer_page
 from net.rpc.subscriptions import Hub, WsLimits
 from net.rpc.metrics import NodeMetrics
 from vm import ml as vm_ml
@@ -138,6 +139,7 @@ class NodeConfig:
     dev_accounts: int | None = None  # a new devnet's dev accounts (default DEVNET_ACCOUNTS)
     dev_balance: int | None = None   # ... their balance in base units (default DEVNET_BALANCE)
     dev_seed: str | None = None      # ... the phrase their keys derive from (default: the public labels)
+    explorer: str = "auto"           # GET /explorer: auto (on for a loopback RPC host), on, off (net/explorer)
 
 
 class NodeError(Exception):
@@ -393,7 +395,7 @@ class Node:
         self.verifier.warm_up()
         try:
             server = await rpc.start(self, self.cfg.rpc_host, self.cfg.rpc_port, self.cfg.max_body_bytes,
-                                     self.cfg.rpc_limits)
+                                     self.cfg.rpc_limits, explorer_page.setting(self.cfg.explorer, self.cfg.rpc_host))
         except OSError as e:
             raise NodeError(f"cannot listen on {self.cfg.rpc_host}:{self.cfg.rpc_port}: {e.strerror}") from None
         if not self.cfg.quiet:
@@ -554,6 +556,8 @@ class Node:
         except OSError as e:  # a copy for tools: the chain does not depend on it (a full disk stops at the next block)
             log.warning("cannot write %s: %s", self.cfg.data_dir / "devnet.json", e.strerror)
         lines += ["", f"Listening on {self.rpc_url}"]
+        if explorer_page.setting(self.cfg.explorer, self.cfg.rpc_host).on:
+            lines.append(f"Explorer:        {self.rpc_url}/explorer")
         print("\n".join(lines), flush=True)
 
 
@@ -609,6 +613,9 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
     p.add_argument("--mempool-size", type=int, default=d.mempool_size)
     p.add_argument("--min-gas-price", type=int, default=d.min_gas_price)
     p.add_argument("--quiet", action="store_true", help="no banner and no per-block log lines")
+    p.add_argument("--explorer", choices=explorer_page.MODES, default=d.explorer,
+                   help="serve the block explorer at /explorer: auto (default: only when --rpc-host is loopback), "
+                        "on, off")
     p.add_argument("--p2p-host", default=d.p2p_host, help="p2p listen address (default 127.0.0.1)")
     p.add_argument("--p2p-port", type=int, default=d.p2p_port,
                    help="p2p port, used when the genesis has several validators (default: any free port)")
@@ -662,7 +669,7 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
                       p2p_max_other_peers=a.p2p_max_other_peers, p2p_max_per_ip=a.p2p_max_per_ip, p2p_ban=a.p2p_ban,
                       test_faults=a.test_faults, test_byzantine=a.test_byzantine,
                       mining=Mining(a.mining, not a.no_empty_blocks), dev_accounts=a.accounts, dev_balance=dev_balance,
-                      dev_seed=a.seed)
+                      dev_seed=a.seed, explorer=a.explorer)
 
 
 def _dev_balance(p: argparse.ArgumentParser, a: argparse.Namespace) -> int:
