@@ -71,6 +71,17 @@ class Reader:
             raise KeyError(h)
         return v
 
+    def state_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """The latest (key, value) pairs of the state whose key starts with prefix, in key
+        order (a contract's storage: storage_key(address, b""))."""
+        cur = self._txn.cursor(db=self._s._db[b"state"])
+        if not cur.set_range(prefix):
+            return
+        for k, v in cur:
+            if not k.startswith(prefix):
+                return
+            yield k, v
+
 
 class Store:
     def __init__(self, path: str | Path, map_size: int = 64 << 30):

@@ -32,6 +32,7 @@ One module per job (a new endpoint or transport is a new module here):
     methods.py      the method table (METHODS), its handlers, and Node: what they read
     blobs.py        the blob methods: put_blob_chunk, blob, blob_chunk (registered in METHODS)
     devnet.py       mine and the devnet_* controls of a one-validator devnet (registered in METHODS)
+    explore.py      contract_models and validator_activity: bounded reads the explorer page needs
     params.py       reading and checking params (p_*)
     views.py        results as JSON: headers, commits, receipts, events
     jsonio.py       JSON text in and out under the VM's digit rule
@@ -43,6 +44,7 @@ from __future__ import annotations
 from net.rpc import blobs as _blobs  # noqa: F401  (registers put_blob_chunk, blob, blob_chunk)
 from net.rpc import jobs as _jobs  # noqa: F401  (registers job, jobs)
 from net.rpc import devnet as _devnet  # noqa: F401  (registers mine and the devnet_* controls)
+from net.rpc import explore as _explore  # noqa: F401  (registers contract_models, validator_activity)
 from net.rpc.app import Server, make_app, start
 from net.rpc.errors import RpcError
 from net.rpc.limits import (CALL_GAS, MAX_BATCH, MAX_BATCH_WORK, MAX_COMMIT_WAIT, MAX_EVENT_BLOCKS, MAX_EVENT_LIMIT,

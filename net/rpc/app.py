@@ -20,6 +20,7 @@ from net.rpc.methods import METHODS, Node
 import net.rpc.health as health  # (not `from net.rpc import`: that imports the package, which imports this)
 import net.rpc.metrics as metrics
 import net.rpc.ws as ws
+import net.explorer as explorer_page
 
 log = logging.getLogger("gradchain.rpc")
 
@@ -32,7 +33,8 @@ def _error(code: int, message: str, status: int = 200) -> web.Response:
     return _json({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}, status)
 
 
-def make_app(node: Node, max_body: int, conns: _Connections) -> web.Application:
+def make_app(node: Node, max_body: int, conns: _Connections,
+             explorer: explorer_page.Setting = explorer_page.Setting(True)) -> web.Application:
     limits = conns.limits
 
     async def handle(request: web.Request) -> web.Response:
@@ -93,6 +95,7 @@ def make_app(node: Node, max_body: int, conns: _Connections) -> web.Application:
     ws.add_routes(app, node, conns, max_body)  # GET /ws: JSON-RPC and subscriptions over a WebSocket
     metrics.add_routes(app, node.metrics, guarded)  # GET /metrics: Prometheus text
     health.add_routes(app, node, node.metrics, guarded)  # GET /health: 200, or 503 with the reasons
+    explorer_page.add_routes(app, explorer, guarded)  # GET /explorer: the block explorer page (or 404, why off)
     return app
 
 
@@ -108,10 +111,14 @@ class Server:
         await self.runner.cleanup()
 
 
-async def start(node: Node, host: str, port: int, max_body: int, limits: Limits = Limits()) -> Server:
-    """Listen on host:port; OSError where that cannot be done."""
+async def start(node: Node, host: str, port: int, max_body: int, limits: Limits = Limits(),
+                explorer: explorer_page.Setting | None = None) -> Server:
+    """Listen on host:port; OSError where that cannot be done.  `explorer`: whether GET
+    /explorer is served (default: as --explorer auto decides for this host)."""
     conns = _Connections(limits)
-    runner = web.AppRunner(make_app(node, max_body, conns), access_log=None)
+    if explorer is None:
+        explorer = explorer_page.setting("auto", host)
+    runner = web.AppRunner(make_app(node, max_body, conns, explorer), access_log=None)
     await runner.setup()
     assert runner.server is not None
     protocol = runner.server
