@@ -115,6 +115,7 @@ class AsyncClient:
     status = _read("status")
     block = _read("block")
     tx = _read("tx")
+    trace_tx = _read("trace_tx")
     account = _read("account")
     balance = _read("balance")
     validators = _read("validators")

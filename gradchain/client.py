@@ -278,6 +278,12 @@ class Client:
     def tx(self, tx_hash: str | bytes) -> dict:
         return self.call("tx", {"hash": tx_hash.hex() if isinstance(tx_hash, bytes) else tx_hash})
 
+    def trace_tx(self, tx_hash: str | bytes) -> dict:
+        """A committed transaction re-executed with its call tree: calls with arguments,
+        results, gas (inclusive and own), events, print output, ml calls with shapes, and the
+        revert point (docs/rpc.md "trace_tx"; gradchain.tracing.trace_text prints it)."""
+        return self.call("trace_tx", {"hash": tx_hash.hex() if isinstance(tx_hash, bytes) else tx_hash})
+
     def account(self, address: str | bytes, height: int | None = None, prove: bool = False) -> AccountInfo:
         """An account at a height (default latest). With prove=True the Merkle proof is
         checked against the state root in that block's header; ProofError if it fails."""

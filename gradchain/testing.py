@@ -34,6 +34,7 @@ from ledger.contracts import read_only_call
 from ledger.keys import PrivateKey
 from ledger.params import ChainParams
 from ledger.state import (Account, State, changes, get_account, get_code, get_storage, set_account)
+from ledger.trace import trace, trace_json
 from ledger.transition import BlockEnv, process_transaction
 from ledger import errors
 from ledger import tx as txs
@@ -72,6 +73,8 @@ class TestChain:
         self.default_sender = self.accounts[0]
         self.receipts: list[Receipt] = []
         self.events: list[Event] = []
+        # the last transaction, its block's env, the state it replaced and its receipt (trace_last)
+        self._last: tuple[txs.Transaction, BlockEnv, dict[bytes, bytes | None], Receipt] | None = None
         s = State(self.state.get)
         for k in self.accounts:
             set_account(s, k.address, Account(FUNDS, 0))
@@ -79,12 +82,16 @@ class TestChain:
 
     # ---- state ----------------------------------------------------------------------------
 
-    def _apply(self, s: State) -> None:
+    def _apply(self, s: State) -> dict[bytes, bytes | None]:
+        """Write s's changes; returns what they replaced (the undo of the block)."""
+        undo: dict[bytes, bytes | None] = {}
         for k, v in changes(s).items():
+            undo[k] = self.state.get(k)
             if v is None:
                 self.state.pop(k, None)
             else:
                 self.state[k] = v
+        return undo
 
     def _view(self) -> State:
         return State(self.state.get)
@@ -103,11 +110,11 @@ class TestChain:
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
         """Everything done inside the block is undone when it ends."""
-        saved = (dict(self.state), self.height, self.time_ms, list(self.receipts), list(self.events))
+        saved = (dict(self.state), self.height, self.time_ms, list(self.receipts), list(self.events), self._last)
         try:
             yield
         finally:
-            self.state, self.height, self.time_ms, self.receipts, self.events = saved
+            self.state, self.height, self.time_ms, self.receipts, self.events, self._last = saved
 
     @contextlib.contextmanager
     def sender(self, key: PrivateKey) -> Iterator[None]:
@@ -139,7 +146,7 @@ class TestChain:
         except errors.InvalidTransaction as e:
             raise TxRejected.of(e.reason, str(e)) from None
         self.height, self.time_ms = env.height, env.time_ms
-        self._apply(s)
+        self._last = (tx, env, self._apply(s), receipt)
         self.receipts.append(receipt)
         for c, name, data in receipt.events:
             self.events.append(Event(c, name, decode_value(data, 1 << 20), self.height))
@@ -183,6 +190,21 @@ class TestChain:
     @property
     def last_receipt(self) -> Receipt:
         return self.receipts[-1]
+
+    def trace_last(self) -> dict:
+        """The call tree of the last transaction (a failed one too), re-executed on the state
+        before it: what trace_tx answers for a node's transaction (docs/rpc.md "trace_tx"),
+        less where it is; `gradchain.tracing.trace_text` prints it as the CLI does.
+
+            token.transfer_to(bob.address, 5)
+            print(trace_text(chain.trace_last()))
+        """
+        if self._last is None:
+            raise ValueError("no transaction has run on this chain yet")
+        tx, env, undo, receipt = self._last
+        state = self.state
+        out = trace(lambda k: undo[k] if k in undo else state.get(k), env, (), tx, receipt)
+        return trace_json(tx, out)
 
     @contextlib.contextmanager
     def gas_profile(self) -> Iterator["GasProfile"]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from vm import runtime
 from vm.errors import VMError
+from vm.trace import Tracer
 from vm.codec import encode_value
 
 from ledger.state import (Account, State, get_account, get_code, get_storage, set_account, set_code,
@@ -106,8 +107,10 @@ def _deploy(rt: runtime.Execution, state: State, sender: bytes, address: bytes, 
     runtime.deploy_contract(rt, address, source, args, {}, value)
 
 
-def run_contract_tx(state: State, chain_id: str, height: int, time_ms: int, tx: Transaction) -> ContractResult:
-    """Execute a DEPLOY or CALL inside process_transaction's rollback point."""
+def run_contract_tx(state: State, chain_id: str, height: int, time_ms: int, tx: Transaction,
+                    tracer: Tracer | None = None) -> ContractResult:
+    """Execute a DEPLOY or CALL inside process_transaction's rollback point (`tracer`:
+    trace_tx's re-execution only, vm/trace.py)."""
     intrinsic = intrinsic_gas(tx.kind, tx.payload)
     env = _env(chain_id, height, time_ms, tx.sender_address)
     p = tx.payload
@@ -119,7 +122,7 @@ def run_contract_tx(state: State, chain_id: str, height: int, time_ms: int, tx: 
         def deploy(rt: runtime.Execution) -> None:
             _deploy(rt, state, tx.sender_address, address, p.source, args, p.value)
 
-        outcome = runtime.execute(host, env, tx.gas_limit - intrinsic, deploy)
+        outcome = runtime.execute(host, env, tx.gas_limit - intrinsic, deploy, tracer=tracer)
         return _finish(outcome, intrinsic, encode_value(address, 64))
 
     def call(rt: runtime.Execution) -> bytes:
@@ -127,7 +130,7 @@ def run_contract_tx(state: State, chain_id: str, height: int, time_ms: int, tx: 
             raise VMError("the sender cannot pay the value sent with the call")
         return runtime.call_function(rt, p.contract, p.function, args, {}, p.value)
 
-    outcome = runtime.execute(host, env, tx.gas_limit - intrinsic, call)
+    outcome = runtime.execute(host, env, tx.gas_limit - intrinsic, call, tracer=tracer)
     return _finish(outcome, intrinsic, None)
 
 

@@ -31,6 +31,7 @@ from ledger.state import (Account, State, begin_transaction, changes, commit_tra
 from ledger.trie import update as trie_update
 from vm.limits import MAX_OUTPUT_BYTES
 from vm.codec import encode_value
+from vm.trace import Tracer
 
 from ledger.tx import (INTRINSIC_GAS, Transaction, TxKind, check_nonce_and_funds, intrinsic_gas,
                        validate_transaction, verify_signature)
@@ -128,9 +129,11 @@ _RUNNERS: dict[int, Callable[[State, BlockEnv, Transaction], ContractResult]] = 
     TxKind.BLOB: _run_blob, TxKind.JOB: _run_job}
 
 
-def process_transaction(state: State, env: BlockEnv, tx: Transaction) -> Receipt:
+def process_transaction(state: State, env: BlockEnv, tx: Transaction, tracer: Tracer | None = None) -> Receipt:
     """Execute one valid transaction. Raises InvalidTransaction if it may not be included
     (nonce, funds, or a blob whose data this node lacks), before it changes anything.
+    `tracer` records a contract run's calls (trace_tx's re-execution, ledger/trace.py); it
+    is None in every block a node builds or checks, and changes no result.
 
     The sender pays the whole gas limit up front and bumps its nonce; the kind's effect
     runs inside a rollback point; unused gas is refunded and the fee goes to the proposer.
@@ -144,7 +147,10 @@ def process_transaction(state: State, env: BlockEnv, tx: Transaction) -> Receipt
     set_account(state, tx.sender_address, Account(sender.balance - tx.max_fee, sender.nonce + 1))
     begin_transaction(state)
     try:
-        result = _RUNNERS[tx.kind](state, env, tx)
+        if tracer is None or tx.kind not in (TxKind.DEPLOY, TxKind.CALL):
+            result = _RUNNERS[tx.kind](state, env, tx)
+        else:
+            result = run_contract_tx(state, env.chain_id, env.height, env.time_ms, tx, tracer)
         commit_transaction(state)
         receipt = Receipt(STATUS_SUCCESS, result.gas_used, "", result.events, result.output, (), result.logs)
     except ExecutionFailure as e:

@@ -682,12 +682,25 @@ def method(name: str) -> Callable:
         t = type(obj)
         if fn is not None and t is ML:
             charge(G.BUILTIN)
+            rt = meter.RT
+            tr = rt.tracer  # vm/trace.py: trace_tx only (the call stays here: its TypeError test reads this frame)
             try:
-                return fn(*args, **kwargs)
+                if tr is None:
+                    return fn(*args, **kwargs)
+                m = tr.ml_enter(rt, name, args, kwargs)
+                out = fn(*args, **kwargs)
             except TypeError as e:
+                if tr is not None:
+                    tr.ml_exit(rt, m, None, e)
                 if e.__traceback__ is not None and e.__traceback__.tb_next is None:  # the call's own binding
                     raise _err(f"{_SIGNATURES[name]} was called with the wrong arguments") from None
                 raise
+            except Exception as e:
+                if tr is not None:
+                    tr.ml_exit(rt, m, None, e)
+                raise
+            tr.ml_exit(rt, m, out, None)
+            return out
         if tm is not None and t is Tensor:
             charge(G.BUILTIN)
             if args or kwargs:

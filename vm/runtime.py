@@ -27,6 +27,7 @@ from vm.host import pinned
 from vm.meter import _DEPTH, _GAS, _MEM, _bigint, _ck, _deep, _oog, _oom, _toolong
 from vm.sizes import _CTX, _ML, _STORAGE, _kept, _key
 from vm import ml
+from vm.trace import Tracer
 from vm.world import _sdel, _sload, _sstore, b_call, b_emit, b_require, b_transfer
 from vm.ops import (_add, _and, _argtype, _attr, _delitem, _delslice, _eq, _floordiv, _ge, _getitem,
                     _getslice, _gt, _iadd, _imul, _in, _inv, _iter, _le, _lshift, _lt, _mod, _mul, _ne, _neg,
@@ -93,9 +94,10 @@ class Outcome:
 class Execution:
     """One transaction's (or one read-only call's) contract work."""
 
-    def __init__(self, host: Host, env: Env, compile_fees: bool = True):
+    def __init__(self, host: Host, env: Env, compile_fees: bool = True, tracer: Tracer | None = None):
         self.host = host
         self.env = env
+        self.tracer = tracer  # vm/trace.py: trace_tx only; None in every consensus run
         # False for free read-only calls: a program's first use on chain (vm/ml.py) is then
         # not charged ML_COMPILE, since nothing of the call is kept
         self.compile_fees = compile_fees
@@ -182,32 +184,44 @@ _NAMESPACE: dict[str, Any] = {"__builtins__": {}, **BUILTIN_FUNCTIONS, **INJECTE
 def invoke(rt: Execution, contract: bytes, caller: bytes, value: int, function: str, args: list,
            kwargs: dict, compiled: Compiled | None = None) -> Any:
     """Run one exported function (or the constructor, when `compiled` is given) of a
-    contract as a new frame; errors carry where they happened."""
-    if len(rt.frames) >= MAX_CALL_DEPTH:
-        _deep()
-    if compiled is None:
-        source = rt.host.get_code(contract)
-        if source is None:
-            raise E.NotFound(f"no contract at 0x{contract.hex()}")
-        compiled = load(source)
-        if function not in compiled.exports:
-            # ascii(), not repr(): repr keeps what each CPython's Unicode tables call printable
-            raise E.NotFound(f"contract 0x{contract.hex()} exports no function {ascii(function)}")
-    fn = _functions(compiled)[function]
-    rt.frames.append(Frame(contract, caller, value, compiled))
+    contract as a new frame; errors carry where they happened.  With a tracer (trace_tx
+    only) the call is told to it on the way in and out; it changes nothing else."""
+    tr = rt.tracer
+    if tr is not None:
+        tr.enter(rt, contract, caller, value, function, args, kwargs)
     try:
-        return fn(*args, **kwargs)
-    except Exception as e:  # noqa: BLE001 - whatever contract code caused becomes a receipt
-        err = e if isinstance(e, E.VMError) else _translate(e)
-        if err.contract is None:
-            _locate_error(err, contract, compiled, e.__traceback__)
-            if not err.function:  # the call itself failed (its arguments): point at the def
-                err.function, err.line = function, fn.__code__.co_firstlineno
-        if err is e:
-            raise
-        raise err from None
-    finally:
-        rt.frames.pop()
+        if len(rt.frames) >= MAX_CALL_DEPTH:
+            _deep()
+        if compiled is None:
+            source = rt.host.get_code(contract)
+            if source is None:
+                raise E.NotFound(f"no contract at 0x{contract.hex()}")
+            compiled = load(source)
+            if function not in compiled.exports:
+                # ascii(), not repr(): repr keeps what each CPython's Unicode tables call printable
+                raise E.NotFound(f"contract 0x{contract.hex()} exports no function {ascii(function)}")
+        fn = _functions(compiled)[function]
+        rt.frames.append(Frame(contract, caller, value, compiled))
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - whatever contract code caused becomes a receipt
+            err = e if isinstance(e, E.VMError) else _translate(e)
+            if err.contract is None:
+                _locate_error(err, contract, compiled, e.__traceback__)
+                if not err.function:  # the call itself failed (its arguments): point at the def
+                    err.function, err.line = function, fn.__code__.co_firstlineno
+            if err is e:
+                raise
+            raise err from None
+        finally:
+            rt.frames.pop()
+    except E.VMError as e:
+        if tr is not None:
+            tr.failed(e)
+        raise
+    if tr is not None:
+        tr.returned(result)
+    return result
 
 
 _HOST_ERRORS: list[tuple[type, str]] = [
@@ -255,11 +269,12 @@ def _locate_error(e: E.VMError, contract: bytes, compiled: Compiled, tb: Any) ->
 
 
 def execute(host: Host, env: Env, gas_limit: int, run: Callable[[Execution], Any],
-            compile_fees: bool = True) -> Outcome:
+            compile_fees: bool = True, tracer: Tracer | None = None) -> Outcome:
     """Run `run(execution)` with `gas_limit` gas; never raises for a contract's fault.
-    The host's digit limit, recursion limit and warning filters are pinned (vm/host.py)."""
+    The host's digit limit, recursion limit and warning filters are pinned (vm/host.py).
+    `tracer` (vm/trace.py) records the calls of a traced re-execution; None otherwise."""
     with _LOCK, pinned():
-        rt = Execution(host, env, compile_fees)
+        rt = Execution(host, env, compile_fees, tracer)
         prev = meter.RT, _GAS.cell_contents, _DEPTH.cell_contents, _MEM.cell_contents
         meter.RT = rt
         _GAS.cell_contents, _DEPTH.cell_contents, _MEM.cell_contents = gas_limit, 0, MAX_MEMORY

@@ -10,6 +10,7 @@ from gradchain.cli.args import _nonneg_int, parse_address_spec, parse_hash
 from gradchain.cli.errors import CliError
 from gradchain.cli.output import _emit_json, _rows, _time
 from gradchain.client import Client
+from gradchain.tracing import trace_text
 from gradchain.units import format_grad
 
 
@@ -82,6 +83,14 @@ def _failure(receipt: dict) -> str:
 
 
 def cmd_tx(args: argparse.Namespace, client: Client) -> int:
+    if args.trace:
+        trace = client.trace_tx(parse_hash(args.hash, "transaction hash"))
+        if args.json:
+            _emit_json(trace)
+        else:
+            print(f"Transaction {trace['hash']}  block {trace['height']}, index {trace['index']}")
+            print(trace_text(trace))
+        return 0
     r = client.tx(parse_hash(args.hash, "transaction hash"))
     if args.json:
         _emit_json(r)
@@ -181,6 +190,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     tx = sub.add_parser("tx", help="a transaction and its receipt", parents=[common])
     tx.add_argument("hash", metavar="HASH")
+    tx.add_argument("--trace", action="store_true",
+                    help="re-execute it and print its call tree: calls, gas, events, print output, ml calls")
     tx.set_defaults(func=cmd_tx, needs_client=True)
 
 

@@ -14,6 +14,8 @@ Every method is documented in docs/rpc.md.  Errors use the standard codes
     -32006 request timeout: the body did not arrive in time (HTTP 408)
     -32010 devnet only: `mine` and devnet_* on a chain that is not a one-validator devnet
            (data: {"chain_id", "validators"})
+    -32011 trace failed: trace_tx cannot re-execute the transaction as committed
+           (data: {"reason": "state_missing" | "not_executable" | "not_reproduced", "fields"})
 A batch's broadcast_tx calls are admitted together, so their signatures are checked
 in one parallel batch.
 
@@ -32,6 +34,7 @@ One module per job (a new endpoint or transport is a new module here):
     methods.py      the method table (METHODS), its handlers, and Node: what they read
     blobs.py        the blob methods: put_blob_chunk, blob, blob_chunk (registered in METHODS)
     devnet.py       mine and the devnet_* controls of a one-validator devnet (registered in METHODS)
+    trace.py        trace_tx: a committed transaction re-executed with its call tree (registered in METHODS)
     explore.py      contract_models and validator_activity: bounded reads the explorer page needs
     params.py       reading and checking params (p_*)
     views.py        results as JSON: headers, commits, receipts, events
@@ -44,6 +47,7 @@ from __future__ import annotations
 from net.rpc import blobs as _blobs  # noqa: F401  (registers put_blob_chunk, blob, blob_chunk)
 from net.rpc import jobs as _jobs  # noqa: F401  (registers job, jobs)
 from net.rpc import devnet as _devnet  # noqa: F401  (registers mine and the devnet_* controls)
+from net.rpc import trace as _trace  # noqa: F401  (registers trace_tx)
 from net.rpc import explore as _explore  # noqa: F401  (registers contract_models, validator_activity)
 from net.rpc.app import Server, make_app, start
 from net.rpc.errors import RpcError

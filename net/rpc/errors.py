@@ -10,6 +10,7 @@ PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR =
 TX_REJECTED, NOT_FOUND, COMMIT_TIMEOUT, CONTRACT_FAILED = -32000, -32001, -32002, -32003
 BATCH_LIMIT, SERVER_BUSY, REQUEST_TIMEOUT = -32004, -32005, -32006
 DEVNET_ONLY = -32010  # a devnet control (net/rpc/devnet.py) asked of a chain that is not a one-validator devnet
+TRACE_FAILED = -32011  # trace_tx (net/rpc/trace.py) cannot re-execute the transaction as committed
 
 
 class RpcError(Exception):

@@ -15,7 +15,8 @@ MAX_COMMIT_WAIT = 600       # seconds: one broadcast_tx_commit's timeout, and a 
 WORK = {"call": 50, "estimate_gas": 50, "events": 50, "code": 5, "block": 2, "broadcast_tx_commit": 5,
         # a chunk (up to 1 MiB) decoded from hex, hashed with its proof and written to LMDB; one served
         "put_blob_chunk": 10, "blob_chunk": 2,
-        "mine": 50, "devnet_dump": 200, "devnet_load": 200, "devnet_revert": 50}  # devnet controls
+        "mine": 50, "devnet_dump": 200, "devnet_load": 200, "devnet_revert": 50,  # devnet controls
+        "trace_tx": 100}  # re-executes up to a block's transactions
 
 
 @dataclass(frozen=True)
