@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from gradchain.client import Client
 from gradchain.errors import GradchainError
+from gradchain.progress import Out, Progress
 from ledger import jobs as J
 from ledger.blobs import BlobRef, chunk_leaves, chunk_proof, split
 from ledger.datasets import DatasetHeader, chunks_for_rows, decode_dataset
@@ -93,8 +94,10 @@ class Party:
     makes from them.  A worker and a verifier differ only in how they enter the dispute."""
 
     def __init__(self, client: Client, key: PrivateKey, job_id: int, workdir: str | Path,
-                 data: tuple | None = None, log: Callable[[str], None] = print):
+                 data: tuple | None = None, log: Callable[[str], None] = print, progress: Out = None):
         self.client, self.key, self.job_id, self.log = client, key, job_id, log
+        # training's progress (gradchain/progress.py): a stream (a bar on a terminal), else lines through log
+        self.progress = log if progress is None else progress
         self.job = get_job(client, job_id)
         self.terms = _terms_wire(self.job)
         self.dir = Path(workdir) / f"job-{job_id}"
@@ -112,22 +115,26 @@ class Party:
 
     def train(self, tamper: Callable[[int, Any, Any], tuple[Any, Any]] | None = None) -> None:
         """The whole schedule with mlcore (mlcore.jobs.train_job); every checkpoint to disk as
-        it is made.  `tamper` (tests only) may change a checkpoint before it is kept."""
+        it is made, its progress shown (segments and steps done, the last loss).  `tamper`
+        (tests only) may change a checkpoint before it is kept."""
         from mlcore import jobs as mj
         arch = self.terms.arch()
         spec = self.terms.spec()
         self.hashes, self.losses = [], []
-        with open(self.checkpoints, "wb") as out:
+        t = self.terms
+        with open(self.checkpoints, "wb") as out, \
+                Progress(f"job {self.job_id} training", t.segments, "checkpoint", self.progress) as shown:
+            def show(i: int, losses: list[int]) -> None:
+                shown.update(i, step=f"{i * t.k}/{t.steps}", **({"loss": f"{losses[-1] / 65536:.4f}"} if losses else {}))
             if tamper is None:
                 def keep(i: int, data: bytes, losses: list[int]) -> None:
                     out.write(data)
                     self.losses += losses
-                    if i % max(1, self.terms.segments // 10) == 0 or i == self.terms.segments:
-                        self.log(f"checkpoint {i}/{self.terms.segments}" + (f"  loss {losses[-1] / 65536:.4f}"
-                                                                            if losses else ""))
+                    show(i, losses)
                 _, self.hashes = mj.train_job(spec, self.x, self.y, keep)
                 return
             p, v = mj.initial_checkpoint(arch, spec.seed)
+            losses: list[int] = []
             for i in range(spec.segments + 1):
                 if i:
                     idx = mj.segment_rows(spec, self.x.shape[0], i - 1)
@@ -138,6 +145,7 @@ class Party:
                 data = mj.encode_checkpoint(arch, p, v)
                 out.write(data)
                 self.hashes.append(sha256(data).digest())
+                show(i, losses)
 
     def checkpoint(self, i: int) -> bytes:
         """The canonical bytes of this party's checkpoint i, from its checkpoints file."""

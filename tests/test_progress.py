@@ -4,7 +4,9 @@ a pipe or a log file.  Block sync of a node catching up 300 blocks, `gradchain t
 --start`, and a worker's training (the worker and verify-job commands on a tiny job)."""
 from __future__ import annotations
 
+import dataclasses
 import fcntl
+import json
 import os
 import pty
 import re
@@ -198,3 +200,46 @@ def test_a_node_catching_up_on_a_terminal_draws_a_bar(tmp_path):
     bar = out[out.index("sync:"):]
     assert redrawn(bar) and "300/300" in bar and "block/s" in bar, repr(bar[-600:])
     assert "sync: block" not in out  # the bar, not the plain lines
+
+
+# ---- a worker's training ---------------------------------------------------------------------
+
+def test_a_worker_draws_its_training_on_a_terminal_and_verify_job_prints_lines_to_a_pipe(tmp_path):
+    """The tiny job of tests/test_jobs_node.py (8 segments of 3 steps): `gradchain worker` on a
+    pseudo-terminal draws a bar of checkpoints with step and loss; `verify-job --json` in a pipe
+    keeps stdout JSON and writes plain lines to stderr; `--quiet` writes nothing there."""
+    from gradchain.jobs import post_job
+    from tests.test_jobs_node import REQ, data, terms
+
+    node = NodeProcess(tmp_path / "node", block_time=0.1).start()
+    try:
+        c = node.client()
+        x, y = data()
+        # a window of 80 blocks (8 s): time for both verifiers to re-run the job
+        jid = post_job(c, REQ, dataclasses.replace(terms(c.put_blob((x, y), REQ, chunk_bytes=4096)), window=80))
+        cli = [sys.executable, "-m", "gradchain.cli", "--rpc", node.url]
+        worker = Terminal(cli + ["worker", str(jid), "--key", "dev:1", "--workdir", str(tmp_path / "w"),
+                                 "--timeout", "120"])
+        try:  # the verifiers wait for the result, then train
+            q = subprocess.Popen(cli + ["verify-job", str(jid), "--key", "dev:3", "--workdir", str(tmp_path / "q"),
+                                        "--quiet"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            v = subprocess.run(cli + ["--json", "verify-job", str(jid), "--key", "dev:2", "--workdir",
+                                      str(tmp_path / "v")], cwd=ROOT, capture_output=True, text=True, timeout=90)
+            q_out, q_err = q.communicate(timeout=90)
+            assert v.returncode == 0, v.stderr
+            assert json.loads(v.stdout)["matches"] is True
+            plain(v.stderr)
+            lines = [ln for ln in v.stderr.splitlines() if ln.startswith(f"job {jid} training: ")]
+            assert len(lines) == 9, v.stderr  # checkpoints 0..8, each an eighth of the work
+            assert re.match(rf"job {jid} training: checkpoint 8/8 \(100%\), step 24/24, loss \d+\.\d{{4}}, ",
+                            lines[-1]), lines
+            assert q.returncode == 0 and q_err == "" and "matches" in q_out, q_out + q_err
+            out = worker.read_until(lambda s: f"job {jid}: final" in s, 90)
+        finally:
+            worker.close()
+    finally:
+        node.stop()
+    assert f"job {jid}: final" in out, out[-2000:]
+    bar = out[out.index(f"job {jid} training"):]
+    assert redrawn(bar) and "8/8" in bar and "step=24/24" in bar and "loss=" in bar, repr(bar[:800])
+    assert f"job {jid} training: checkpoint" not in out  # the bar, not the lines

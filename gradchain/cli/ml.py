@@ -121,6 +121,16 @@ def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _silent(line: str) -> None:
+    pass
+
+
+def _party_output(args: argparse.Namespace) -> dict[str, Any]:
+    """A party's step lines and its training progress (a bar when stderr is a terminal,
+    gradchain/progress.py), both on stderr; nothing with --quiet."""
+    return {"log": _silent, "progress": _silent} if args.quiet else {"log": _progress, "progress": sys.stderr}
+
+
 def _private_data(path: str | None) -> tuple | None:
     if path is None:
         return None
@@ -140,9 +150,10 @@ def cmd_worker(args: argparse.Namespace, client: Client) -> int:
     key = load_key_spec(args.key, args.password_file)
     try:
         if _task(client, args.id) == "infer":
-            status, trace = InferenceWorker(client, key, args.id, log=_progress).run(timeout=args.timeout), None
+            status, trace = InferenceWorker(client, key, args.id, log=_party_output(args)["log"]).run(
+                timeout=args.timeout), None
         else:
-            w = Worker(client, key, args.id, args.workdir, _private_data(args.data), log=_progress)
+            w = Worker(client, key, args.id, args.workdir, _private_data(args.data), **_party_output(args))
             status, trace = w.run(timeout=args.timeout), w.root.hex()
     except JobError as e:
         raise CliError(str(e)) from None
@@ -157,9 +168,10 @@ def cmd_verify_job(args: argparse.Namespace, client: Client) -> int:
     key = load_key_spec(args.key, args.password_file)
     try:
         if _task(client, args.id) == "infer":
-            verdict = InferenceVerifier(client, key, args.id, log=_progress).verify(challenge=not args.no_challenge)
+            verdict = InferenceVerifier(client, key, args.id, log=_party_output(args)["log"]).verify(
+                challenge=not args.no_challenge)
         else:
-            v = Verifier(client, key, args.id, args.workdir, _private_data(args.data), log=_progress)
+            v = Verifier(client, key, args.id, args.workdir, _private_data(args.data), **_party_output(args))
             verdict = v.verify(challenge=not args.no_challenge, timeout=args.timeout)
     except JobError as e:
         raise CliError(str(e)) from None
@@ -212,6 +224,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         w.add_argument("--workdir", default=".gradchain-jobs", help="where checkpoints are kept (default .gradchain-jobs)")
         w.add_argument("--data", metavar="FILE", help="a private data set's file")
         w.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the job to end")
+        w.add_argument("--quiet", action="store_true",
+                       help="no progress on stderr (training's bar or lines, and the steps taken)")
         if name == "verify-job":
             w.add_argument("--no-challenge", action="store_true", help="only report, never challenge")
         w.set_defaults(func=fn, needs_client=True)
