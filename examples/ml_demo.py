@@ -17,6 +17,8 @@
    prediction; bob pays for predictions (carol is paid, the operator takes its fee, the
    excess is refunded); carol sells the listing to dave, who is paid from then on.
 
+The training steps show as a bar on stderr on a terminal (plain lines in a pipe or a log).
+
 The data are points in [-2, 2]^4 labelled by a fixed linear rule (3 classes), made with
 numpy's seeded generator. Exit status 0 when every step did what it should.
 
@@ -37,6 +39,7 @@ sys.path[0] = str(ROOT)  # the repository, not examples/ (whose token.py would s
 import numpy as np  # noqa: E402
 
 from gradchain import Client, ConnectionFailed, Decimal, Model, Reverted, Tensor, address_hex, devnet_keys, json_arg  # noqa: E402
+from gradchain.progress import Progress  # noqa: E402
 from vm.limits import MAX_OUTPUT_BYTES  # noqa: E402
 from vm.codec import decode_value  # noqa: E402
 from vm.json_values import to_json  # noqa: E402
@@ -118,12 +121,14 @@ def main(url: str) -> int:
                       Decimal("0.875"), 16)
     client.send(alice, training, "set_trainer", bob.address, True)
     start = view(client, training, "model")
-    for i in range(6):
-        key = (alice, bob)[i % 2]
-        x, y = blobs(10 + i, 32)
-        r = send(key, training, "train", q16(x), labels(y))
-        print(f"  batch {i} from {('alice', 'bob')[i % 2]}: losses {[f'{num(v):.3f}' for v in r['result']]} "
-              f"(block {r['height']}, {r['receipt']['gas_used']:,} gas)")
+    batches, per_batch = 6, 2  # each train call takes 2 gradient steps (32 rows in batches of 16)
+    with Progress("  on-chain training", batches * per_batch, "step", sys.stderr) as shown:
+        for i in range(batches):
+            key = (alice, bob)[i % 2]
+            x, y = blobs(10 + i, 32)
+            r = send(key, training, "train", q16(x), labels(y))
+            shown.update((i + 1) * per_batch, batch=f"{i + 1}/{batches} from {('alice', 'bob')[i % 2]}",
+                         loss=f"{num(r['result'][-1]):.3f}", block=r["height"])
     try:
         x, y = blobs(20, 32)
         send(carol, training, "train", q16(x), labels(y))

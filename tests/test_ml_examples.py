@@ -758,6 +758,10 @@ def test_ml_demo_against_a_node(devnet):
     for scenario in ("on-chain training", "federated training", "inference", "marketplace"):
         assert f"== {scenario}" in out, out
     assert "done: every step did what it should" in out
+    # the training steps' progress: plain lines on stderr in a pipe (gradchain/progress.py), no bar codes
+    assert "\r" not in demo.stderr and "\x1b[" not in demo.stderr, demo.stderr
+    steps = [ln for ln in demo.stderr.splitlines() if "on-chain training: step" in ln]
+    assert 2 <= len(steps) <= 7 and "step 12/12 (100%), batch 6/6 from bob, loss " in steps[-1], demo.stderr
 
 
 def test_the_top_readme_ml_example_runs_and_learns(capsys):
