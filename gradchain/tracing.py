@@ -1,13 +1,14 @@
 """A transaction's trace (trace_tx, TestChain.trace_last) as indented text, one call per
 line with what happened inside it below, as `gradchain tx HASH --trace` prints it:
 
-    call go(0x8d45..., 30) on 0xd463...  failed: revert: n too big  gas 51,678 (own 40,710)
-      print: outer start
-      event Start {"n": 30}
-      call work(30) on 0x8d45...  failed: revert: n too big (line 6)  gas 10,968 (own 10,968)
-        print: inner got 30
-        event Worked {"n": 30}
-    reverted in work, line 6 of 0x8d45...: revert: n too big
+    call from 0x6eec...a22a to 0xd463...3f11: failed, gas 77,002 (intrinsic 24,416)
+      call go("0x8d45...b7fc", 30) on 0xd463...3f11  failed: revert: n too big (in work, line 8)  gas 52,586 (own 41,618)
+        print: outer start 30
+        event Start {"n":30}
+        call work(30) on 0x8d45...b7fc  failed: revert: n too big (in work, line 8)  gas 10,968 (own 10,968)
+          print: inner got 30
+          event Worked {"n":30}
+    failed in work, line 8 of 0x8d45...b7fc: revert: n too big
 """
 from __future__ import annotations
 
@@ -39,7 +40,9 @@ def _shape(v: Any) -> str:
 
 
 def _where(e: dict) -> str:
-    parts = [f"line {e['line']}"] if e.get("line") else []
+    """Where an error was raised, as the VM says it: " (in work, line 8)"."""
+    parts = [f"in {e['function']}"] if e.get("function") else []
+    parts += [f"line {e['line']}"] if e.get("line") else []
     return f" ({', '.join(parts)})" if parts else ""
 
 
