@@ -269,6 +269,8 @@ BAD_PARAMS = [
     ("devnet_set_balance", {"address": "0x" + "ab" * 20, "amount": -1}, ["amount", "integer"]),
     ("devnet_dump", [1], ["too many"]),
     ("devnet_load", {"dump": 5}, ["dump"]),
+    ("trace_tx", {"hash": "zz"}, ["hash", "hex"]),
+    ("trace_tx", [], ["hash"]),
 ]
 
 
