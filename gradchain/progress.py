@@ -57,23 +57,27 @@ class Progress:
     """How far one long task is: `update(done)` as it goes, `close()` at the end (or use it as
     a context manager).  `done` is absolute (0..total), `total` may grow (a sync's target) or
     be None (unknown); `info` items (a loss, a height) are shown beside the count.  The rate
-    counts from `initial` at `started` (time.monotonic(); default now)."""
+    counts from `initial` at `started` (time.monotonic(); default now); `rate=False` shows none."""
 
     def __init__(self, label: str, total: int | None, unit: str, out: Out, initial: int = 0,
-                 every_pct: float = EVERY_PCT, every_s: float = EVERY_S, started: float | None = None):
+                 every_pct: float = EVERY_PCT, every_s: float = EVERY_S, started: float | None = None,
+                 rate: bool = True):
         self.label, self.total, self.unit, self.out = label, total, unit, out
         self.done, self.initial, self.info = initial, initial, {}
         self.every_pct, self.every_s = every_pct, every_s
+        self.show_rate = rate  # False: counts that are not a throughput (validators ready)
         self.started = time.monotonic() if started is None else started  # when `initial` was done
         self._shown: tuple[int, float] | None = None  # (done, when) of the last plain line
         self._bar: Any = None
+        self._said: dict[str, Any] = {}  # the info of the last plain line
         self._stack = ExitStack()
         self.closed = False
         if is_terminal(out):
             from tqdm import tqdm
             from tqdm.contrib.logging import logging_redirect_tqdm
             sized = _columns(out) > 0  # a terminal that says its width (a bare pty says 0: tqdm would draw nothing)
-            self._bar = tqdm(total=total, initial=initial, desc=label, unit=unit, file=out, dynamic_ncols=sized,
+            fmt = {} if rate else {"bar_format": "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"}
+            self._bar = tqdm(total=total, initial=initial, desc=label, unit=unit, file=out, dynamic_ncols=sized, **fmt,
                              ncols=None if sized else 80, nrows=None if sized else 24, mininterval=0.1, leave=True)
             self._stack.enter_context(logging_redirect_tqdm([logging.getLogger()], tqdm_class=tqdm))
 
@@ -116,7 +120,9 @@ class Progress:
             self._shown = (self.done, now)
 
     def _line(self) -> None:
-        self._emit(line_text(self.label, self.unit, self.done, self.total, self.info, self.rate))
+        self._said = dict(self.info)
+        self._emit(line_text(self.label, self.unit, self.done, self.total, self.info,
+                             self.rate if self.show_rate else 0.0))
 
     def _emit(self, text: str) -> None:
         write = getattr(self.out, "write", None)
@@ -142,7 +148,7 @@ class Progress:
             if self.info:
                 self._bar.set_postfix(self.info, refresh=False)
             self._bar.close()
-        elif self.out is not None and (self._shown is None or self._shown[0] != self.done or info):
+        elif self.out is not None and (self._shown is None or self._shown[0] != self.done or self.info != self._said):
             self._line()
         self.closed = True
         self._stack.close()

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 
+from gradchain import Client
 from ledger.keys import PrivateKey
 from ledger.votes import PREVOTE, make_commit
 from tests.nodeproc import ROOT, NodeProcess, distinct_free_ports, wait_until
@@ -191,7 +192,7 @@ def test_a_node_catching_up_on_a_terminal_draws_a_bar(tmp_path):
     try:
         t = Terminal(argv)
         try:
-            out = t.read_until(lambda s: "caught up at height" in s, 60)
+            out = t.read_until(lambda s: "caught up at height" in s and "300/300" in s, 60)
         finally:
             t.close()
     finally:
@@ -243,3 +244,81 @@ def test_a_worker_draws_its_training_on_a_terminal_and_verify_job_prints_lines_t
     bar = out[out.index(f"job {jid} training"):]
     assert redrawn(bar) and "8/8" in bar and "step=24/24" in bar and "loss=" in bar, repr(bar[:800])
     assert f"job {jid} training: checkpoint" not in out  # the bar, not the lines
+
+
+# ---- gradchain testnet --start ---------------------------------------------------------------
+
+def free_base(n: int) -> int:
+    """A port p with p .. p + n - 1 all free on loopback now."""
+    import socket
+    for _ in range(50):
+        base = distinct_free_ports(1)[0]
+        if base + n > 65535:
+            continue
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no run of free ports")
+
+
+def stop_pids(out: Path) -> None:
+    for f in out.glob("node*.pid"):
+        try:
+            os.kill(int(f.read_text()), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def start_argv(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "gradchain.cli", "testnet", "-n", "2", "--out", str(out), "--rpc-port",
+            str(free_base(2)), "--p2p-port", str(free_base(2)), "--start", "--start-timeout", "40", *extra]
+
+
+def test_testnet_start_shows_validators_ready_in_lines_keeps_json_on_stdout_and_quiet_is_silent(tmp_path):
+    out = tmp_path / "tn"
+    try:
+        p = subprocess.run(start_argv(out) + ["--json"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        started = json.loads(p.stdout)
+        assert [n["index"] for n in started["nodes"]] == [0, 1] and all(n["pid"] > 0 for n in started["nodes"])
+        for n in started["nodes"]:
+            assert (out / f"node{n['index']}.pid").read_text() == f"{n['pid']}\n"
+            with Client(n["rpc_url"]) as c:
+                assert c.status()["height"] >= 1
+        plain(p.stderr)
+        lines = p.stderr.splitlines()
+        assert lines and all(re.fullmatch(r"testnet start: validator [0-2]/2 \(\d+%\), height \d+", ln)
+                             for ln in lines), lines
+        assert re.fullmatch(r"testnet start: validator 2/2 \(100%\), height [1-9]\d*", lines[-1]), lines
+        stop_pids(out)
+        time.sleep(0.5)
+        # a directory that holds a testnet is started as it is; --quiet: nothing on stderr
+        q = subprocess.run([sys.executable, "-m", "gradchain.cli", "testnet", "--out", str(out), "--start", "--quiet"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert q.returncode == 0 and q.stderr == "", q.stderr
+        assert "Started 2 validators" in q.stdout and "Stop them with: kill" in q.stdout, q.stdout
+    finally:
+        stop_pids(out)
+
+
+def test_testnet_start_on_a_terminal_draws_a_bar(tmp_path):
+    out = tmp_path / "tn"
+    t = Terminal(start_argv(out), cwd=tmp_path)
+    try:
+        text = t.read_until(lambda s: "Stop them with" in s, 60)
+    finally:
+        t.close()
+        stop_pids(out)
+    assert "Started 2 validators" in text, text
+    bar = text[text.index("testnet start"):]
+    assert redrawn(bar) and "2/2" in bar and "height=" in bar, repr(bar[:600])
+    assert "testnet start: validator" not in text  # the bar, not the lines
