@@ -612,7 +612,7 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
     p.add_argument("--max-block-txs", type=int, default=d.max_block_txs)
     p.add_argument("--mempool-size", type=int, default=d.mempool_size)
     p.add_argument("--min-gas-price", type=int, default=d.min_gas_price)
-    p.add_argument("--quiet", action="store_true", help="no banner and no per-block log lines")
+    p.add_argument("--quiet", action="store_true", help="no banner, no per-block log lines and no sync progress")
     p.add_argument("--explorer", choices=explorer_page.MODES, default=d.explorer,
                    help="serve the block explorer at /explorer: auto (default: only when --rpc-host is loopback), "
                         "on, off")
