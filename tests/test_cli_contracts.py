@@ -91,7 +91,7 @@ def test_contract_args(text, value):
     ('{"bytes": "0xabc"}', "hex"),
     ('{"decimal": "one"}', "Decimal literal"),
     ("1" * 1300, "digits"),
-    ("dev:10", "dev:9"),
+    ("dev:1000", "dev:999"),
 ])
 def test_bad_contract_args(text, words):
     with pytest.raises(CliError) as e:
