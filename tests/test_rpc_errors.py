@@ -271,6 +271,10 @@ BAD_PARAMS = [
     ("devnet_load", {"dump": 5}, ["dump"]),
     ("trace_tx", {"hash": "zz"}, ["hash", "hex"]),
     ("trace_tx", [], ["hash"]),
+    ("contract_models", {"contract": "0x12"}, ["contract"]),
+    ("contract_models", [], ["contract"]),
+    ("validator_activity", {"blocks": 0}, ["blocks"]),
+    ("validator_activity", {"blocks": "many"}, ["blocks"]),
 ]
 
 
