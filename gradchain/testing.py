@@ -23,8 +23,10 @@ classes the SDK raises; `contract` is the address as bytes, `receipt` the ledger
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 from gradchain.errors import ContractFailed, OutOfGas, Reverted, TxRejected, contract_failure
@@ -38,7 +40,7 @@ from ledger.trace import trace, trace_json
 from ledger.transition import BlockEnv, process_transaction
 from ledger import errors
 from ledger import tx as txs
-from vm import meter
+from vm import meter, runtime
 from vm.compiler import FILENAME_PREFIX, code_hash, compile_contract
 from vm.limits import MAX_STORAGE_KEY_BYTES, MAX_STORAGE_VALUE_BYTES
 from vm.validate import ContractInvalid
@@ -155,9 +157,17 @@ class TestChain:
     def _nonce(self, key: PrivateKey) -> int:
         return get_account(self._view(), key.address).nonce
 
-    def deploy(self, source: str, *args: Any, sender: PrivateKey | None = None, value: int = 0,
+    def deploy(self, source: str | os.PathLike, *args: Any, sender: PrivateKey | None = None, value: int = 0,
                gas: int = DEFAULT_GAS) -> "Contract":
+        """Deploy a contract from its source text, or from a file (a `pathlib.Path`): one
+        deployed from a file is measured by coverage.py as that file while
+        gradchain.coverage_plugin is loaded (docs/contracts.md, "Coverage")."""
         key = sender or self.default_sender
+        if isinstance(source, os.PathLike):
+            path = os.path.realpath(source)
+            source = Path(path).read_text(encoding="utf-8")
+            if _coverage_measuring():
+                runtime.name_code(source, path)
         payload = txs.Deploy(source, txs.encode_args(args), value)
         gas_limit = txs.intrinsic_gas(txs.TxKind.DEPLOY, payload) + gas
         tx = txs.deploy(key, CHAIN_ID, self._nonce(key), source, args, value, gas_limit)
@@ -237,10 +247,12 @@ class GasProfile:
         self._where: tuple[str, str, int] | None = None
         self._left = 0
         self._rt: Any = None
+        self._named = runtime.named_files()  # contracts deployed from files while coverage measures
 
     def trace(self, frame: Any, event: str, arg: Any) -> Any:
         code = frame.f_code
-        if not code.co_filename.startswith(FILENAME_PREFIX) or code.co_name in ("_outer", "_factory"):
+        if not (code.co_filename.startswith(FILENAME_PREFIX) or code.co_filename in self._named) \
+                or code.co_name in ("_outer", "_factory"):
             return None
         return self._line
 
@@ -260,8 +272,7 @@ class GasProfile:
 
     def by_line(self) -> list[tuple[str, int, str, int]]:
         """(function, line, source text, gas), most expensive first."""
-        sources = {FILENAME_PREFIX + code_hash(src).hex()[:16] + ">": src.split("\n")
-                   for src in _deployed_sources(self.chain)}
+        sources = {runtime.code_filename(code_hash(src)): src.split("\n") for src in _deployed_sources(self.chain)}
         rows = []
         for (filename, function, line), spent in self.gas.items():
             text = sources.get(filename, [])
@@ -270,6 +281,13 @@ class GasProfile:
 
     def table(self) -> str:
         return "\n".join(f"{spent:>12,}  {fn}:{line:<5} {text}" for fn, line, text, spent in self.by_line())
+
+
+def _coverage_measuring() -> bool:
+    """Whether coverage.py measures this process with gradchain.coverage_plugin enabled
+    (then a contract deployed from a file is compiled under that file's name)."""
+    plugin = sys.modules.get("gradchain.coverage_plugin")
+    return plugin is not None and plugin.measuring()
 
 
 def _deployed_sources(chain: TestChain) -> list[str]:

@@ -106,10 +106,13 @@ def code_hash(source: str) -> bytes:
     return hashlib.sha256(source.encode("utf-8", "surrogatepass")).digest()
 
 
-def compile_contract(source: str) -> Compiled:
+def compile_contract(source: str, filename: str | None = None) -> Compiled:
     """Validate and compile; raises ContractInvalid listing every problem.  The source
     itself is never given to CPython's compiler: only the lowered module.  The host's
-    settings decide nothing (vm/host.py): compile() never inherits -O or future flags."""
+    settings decide nothing (vm/host.py): compile() never inherits -O or future flags.
+    `filename` names the code objects (co_filename) instead of `<contract HASH>`: only
+    tests give one (vm.runtime.name_code), so that a tracer sees a contract deployed from
+    a file as that file; the bytecode, and so gas and results, are the same."""
     with pinned():
         info = validate(source, check_compile=False)
         lowering = _Lowering(info)
@@ -118,7 +121,8 @@ def compile_contract(source: str) -> Compiled:
             raise ContractInvalid(lowering.issues)
         h = code_hash(source)
         try:  # the safety net validate() keeps for callers that do not compile
-            code = compile(module, FILENAME_PREFIX + h.hex()[:16] + ">", "exec", optimize=0, dont_inherit=True)
+            code = compile(module, filename or FILENAME_PREFIX + h.hex()[:16] + ">", "exec", optimize=0,
+                           dont_inherit=True)
         except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
             raise ContractInvalid([Issue(getattr(e, "lineno", None) or 1, getattr(e, "offset", None) or 1,
                                          f"cannot compile: {getattr(e, 'msg', e)}")]) from None

@@ -123,6 +123,36 @@ _COMPILED: OrderedDict[bytes, Compiled] = OrderedDict()
 _INSTANCES: dict[bytes, dict[str, Callable]] = {}
 _BY_SOURCE: dict[str, Compiled] = {}
 _CACHE_SIZE = 512
+_NAMES: dict[bytes, str] = {}  # code hash -> the co_filename its code gets (name_code)
+_NAMED: set[str] = set()        # those names
+
+
+def name_code(source: str, filename: str) -> None:
+    """Compile `source` from now on with `filename` as its code objects' co_filename
+    instead of `<contract HASH>`.  For tests only (gradchain.testing names a contract
+    deployed from a file by its path while coverage.py measures, so coverage sees that
+    file run): a node never calls it.  Only the name changes, never the bytecode, so gas
+    and results are the same."""
+    from vm.compiler import code_hash
+    h = code_hash(source)
+    if _NAMES.get(h) == filename:
+        return
+    _NAMES[h] = filename
+    _NAMED.add(filename)
+    c = _COMPILED.pop(h, None)  # compiled under the old name: compile again at the next use
+    if c is not None:
+        _INSTANCES.pop(h, None)
+        _BY_SOURCE.pop(c.source, None)
+
+
+def code_filename(h: bytes) -> str:
+    """The co_filename of the code compiled from the source whose code hash is `h`."""
+    return _NAMES.get(h) or FILENAME_PREFIX + h.hex()[:16] + ">"
+
+
+def named_files() -> set[str]:
+    """The file names name_code gave (the live set: read, never change it)."""
+    return _NAMED
 
 
 def load(source: str) -> Compiled:
@@ -134,7 +164,7 @@ def load(source: str) -> Compiled:
     h = code_hash(source)
     c = _COMPILED.get(h)
     if c is None:
-        c = compile_contract(source)
+        c = compile_contract(source, _NAMES.get(h))
         _COMPILED[h] = c
         if len(_COMPILED) > _CACHE_SIZE:
             old, gone = _COMPILED.popitem(last=False)
@@ -258,7 +288,7 @@ def _locate_error(e: E.VMError, contract: bytes, compiled: Compiled, tb: Any) ->
     reported as the function it is written in: 3.11 runs it as a code object of its own
     (<listcomp>), 3.12+ inline, and receipts must not tell them apart."""
     e.contract = contract
-    filename = FILENAME_PREFIX + compiled.code_hash.hex()[:16] + ">"
+    filename = compiled.factory.co_filename  # `<contract HASH>`, or what name_code gave
     while tb is not None:
         code = tb.tb_frame.f_code
         if code.co_filename == filename and code.co_name not in ("_factory", "_outer"):
