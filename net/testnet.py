@@ -54,7 +54,7 @@ def make_testnet(n: int, out: Path, time_ms: int, rpc_base: int = 8545, p2p_base
     testnet yet); (genesis path, nodes).  `keys` fixes the validator keys (tests)."""
     if n < 1:
         raise ValueError("a testnet needs at least one validator")
-    out = Path(out)
+    out = Path(out).absolute()  # start.sh cds to the checkout: relative paths would point elsewhere
     if (out / "genesis.json").exists():
         raise FileExistsError(f"{out} already holds a testnet; choose another --out")
     keys = keys or [PrivateKey.generate() for _ in range(n)]

@@ -60,6 +60,7 @@ def test_page_and_files_served_with_csp(chain):
         assert data == (explorer.STATIC / name).read_bytes()
         assert headers["content-security-policy"] == explorer.CSP
     assert get(node.port, "/explorer/")[0] == 302
+    assert json.loads(get(node.port, "/")[2])["endpoints"]["GET /explorer"] == "the block explorer page"
 
 
 @pytest.mark.parametrize("path", ["/explorer/static/index.html", "/explorer/static/..%2f__init__.py",
@@ -113,6 +114,10 @@ def test_off_answers_404_with_the_reason(tmp_path):
             assert status == 404
             assert body.decode() == "the explorer is off on this node (--explorer off)\n"
         assert get(node.port, "/health")[0] == 200  # the rest of the node is served as before
+        status, _, body = get(node.port, "/")  # the index says why, beside the other endpoints
+        endpoints = json.loads(body)["endpoints"]
+        assert endpoints["GET /explorer"] == "off: the explorer is off on this node (--explorer off)"
+        assert {"POST /", "GET /ws", "GET /metrics", "GET /health"} <= set(endpoints)
     finally:
         node.kill()
 

@@ -9,6 +9,7 @@ batches."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -165,3 +166,20 @@ def test_unbond_and_bond_change_the_set_at_h_plus_2_on_every_node(testnet):
     with nodes[0].client() as c:
         assert c.validators(bonded + 2).signing_stake(address_hex(USERS[1].address)) == 1000 * COIN
     check_agreement(nodes)
+
+
+def test_a_relative_out_dir_gives_a_start_script_that_runs_from_anywhere(tmp_path, monkeypatch):
+    """start.sh cds to the checkout, so every path it names must be absolute (a relative
+    --out used to point it at files under the checkout that do not exist)."""
+    import shlex
+    from net.testnet import make_testnet
+    monkeypatch.chdir(tmp_path)
+    gpath, nodes = make_testnet(2, Path("rel") / "net", 0)
+    assert gpath == tmp_path / "rel" / "net" / "genesis.json" and gpath.is_absolute()
+    script = (tmp_path / "rel" / "net" / "start.sh").read_text()
+    paths = [w for line in script.splitlines() if "node.py" in line for w in shlex.split(line)
+             if "rel/net" in w]
+    assert paths and all(Path(w.split("=")[-1]).is_absolute() for w in paths), script
+    for w in paths:
+        named = Path(w.split("=")[-1])
+        assert named.parent.exists(), named  # the genesis, the keys, the data dirs' parent, the logs

@@ -87,7 +87,8 @@ def make_app(node: Node, max_body: int, conns: _Connections,
         return _json(single) if single is not None else web.Response(status=204)
 
     async def get_root(request: web.Request) -> web.Response:
-        return _json({"service": "gradchain JSON-RPC 2.0", "methods": sorted(METHODS), "docs": "docs/rpc.md"})
+        return _json({"service": "gradchain JSON-RPC 2.0", "methods": sorted(METHODS), "docs": "docs/rpc.md",
+                      "endpoints": _endpoints(explorer)})
 
     app = web.Application(client_max_size=max_body)
     app.router.add_post("/", handle)
@@ -97,6 +98,17 @@ def make_app(node: Node, max_body: int, conns: _Connections,
     health.add_routes(app, node, node.metrics, guarded)  # GET /health: 200, or 503 with the reasons
     explorer_page.add_routes(app, explorer, guarded)  # GET /explorer: the block explorer page (or 404, why off)
     return app
+
+
+def _endpoints(explorer: explorer_page.Setting) -> dict[str, str]:
+    """What else this port serves, for GET / (a user who finds the port finds the rest)."""
+    return {
+        "POST /": "JSON-RPC 2.0 (single or batch)",
+        "GET /ws": "JSON-RPC over a WebSocket, with subscribe/unsubscribe",
+        "GET /metrics": "Prometheus text",
+        "GET /health": "200 while the node makes progress, else 503 with the reasons",
+        "GET /explorer": "the block explorer page" if explorer.on else f"off: {explorer.reason}",
+    }
 
 
 @dataclass
