@@ -25,7 +25,7 @@ from jax.sharding import AxisType, PartitionSpec
 from mlcore.activations import (EXP_CLAMP, PROBS, cross_entropy_grad, ln_q16, mse_grad, relu, relu_mask,
                                 softmax, softmax_divide, softmax_terms)
 from mlcore.fixed import (GOLDEN, MIX1, MIX2, WEIGHTS, FixedFormat, materialize, rescale, rng_key,
-                          round_shift, saturate)
+                          round_shift, round_shift_small, saturate)
 from mlcore.matmul import matmul, matmul_tn, product_bound
 
 INT64_MAX = (1 << 63) - 1
@@ -327,8 +327,9 @@ def _output_grad(arch: Arch, out, y, classes: int):
     return mse_grad(out, y, LOGITS), LOGITS, None
 
 
-def _grads(arch: Arch, params: tuple, x, y, mask, den, classes: int):
-    """Mean gradients over the real rows (GRADS), the outputs and the softmax terms (or None)."""
+def _grad_sums(arch: Arch, params: tuple, x, y, mask, classes: int):
+    """The exact Q.32 gradient sums over the real rows (int64, the params' structure), the outputs
+    and the softmax terms (or None)."""
     pres, acts, out = _forward(arch, params, x, classes)
     g, g_fmt, terms = _output_grad(arch, out, y, classes)
     g = jnp.where(mask[:, None], g, jnp.zeros((), g.dtype))  # padded rows: no gradient
@@ -343,7 +344,12 @@ def _grads(arch: Arch, params: tuple, x, y, mask, den, classes: int):
             back = matmul(g, params[2 * l].T, g_fmt, WEIGHTS)  # Q.32 (PROBS) or Q.32 (DELTAS)
             shift = g_fmt.frac_bits + WEIGHTS.frac_bits - DELTAS.frac_bits
             g, g_fmt = rescale(back, shift, DELTAS) * relu_mask(pres[l - 1]), DELTAS
-    return tuple(saturate(mean_half_up(t, den), GRADS) for t in sums), out, terms
+    return tuple(sums), out, terms
+
+
+def grad_mean(total: jnp.ndarray, den) -> jnp.ndarray:
+    """A gradient sum's mean over `den` rows: mean_half_up, saturated to GRADS."""
+    return saturate(mean_half_up(total, den), GRADS)
 
 
 def grads(arch: Arch, params, x, y, n, classes: int | None = None) -> tuple[tuple, jnp.ndarray]:
@@ -354,8 +360,8 @@ def grads(arch: Arch, params, x, y, n, classes: int | None = None) -> tuple[tupl
     params, x = _params(arch, params), _rows(x, arch)
     y = _targets(arch, y, x.shape[0])
     mask, den = _real_rows(n, x.shape[0])
-    g, out, _ = _grads(arch, params, x, y, mask, den, _classes(arch, classes))
-    return g, out
+    sums, out, _ = _grad_sums(arch, params, x, y, mask, _classes(arch, classes))
+    return tuple(grad_mean(t, den) for t in sums), out
 
 
 def _label_prob(e: jnp.ndarray, total: jnp.ndarray, y: jnp.ndarray, classes: int) -> jnp.ndarray:
@@ -417,21 +423,42 @@ def evaluate(arch: Arch, params, x, y, n, classes: int | None = None) -> tuple[j
 # ---- the SGD step and fused training ----------------------------------------------------------
 
 def sgd(params, velocity, g, lr, momentum) -> tuple[tuple, tuple]:
-    """Heavy-ball SGD per array, all WEIGHTS (lr, momentum: Q.16 ints, possibly traced):
+    """Heavy-ball SGD per array (lr, momentum: Q.16 ints, possibly traced), for params and
+    velocity in WEIGHTS and g in GRADS (as `grads` and `train` give them):
 
     v = saturate(round_shift(momentum * v, 16) + round_shift(lr * g, 32), WEIGHTS)
     p = saturate(p - v, WEIGHTS)
     (momentum = 0 is plain SGD: v is the rounded, saturated lr * g.)
+
+    Those bounds keep every term far from int64's edge (|lr g| <= 2**60, |momentum v| < 2**39),
+    so the plain shift of round_shift_small is round_shift itself, and p - v (|.| < 2**24) is
+    exact in int32.  v is computed once into its own buffer (`materialize`): XLA would
+    otherwise compute it again inside p's update.
     """
     lr, mu = _hyper(lr, momentum)
 
     def leaf(p, v, gl):
-        step = round_shift(gl * lr, STEP_SHIFT)
-        v = saturate(round_shift(v.astype(jnp.int64) * mu, 16) + step, WEIGHTS)
-        return saturate(p.astype(jnp.int64) - v, WEIGHTS), v
+        step = round_shift_small(gl * lr, STEP_SHIFT)
+        v = materialize(saturate(round_shift_small(v.astype(jnp.int64) * mu, 16) + step, WEIGHTS))
+        return jnp.clip(p.astype(WEIGHTS.dtype) - v, -WEIGHTS.max_abs, WEIGHTS.max_abs), v
 
     pairs = [leaf(p, v, gl) for p, v, gl in zip(params, velocity, g)]
     return tuple(p for p, _ in pairs), tuple(v for _, v in pairs)
+
+
+def _flat(arrays) -> jnp.ndarray:
+    """Arrays raveled into one vector, in order."""
+    return jnp.concatenate([a.reshape(-1) for a in arrays])
+
+
+def _unflat(v: jnp.ndarray, shapes: tuple[tuple[int, ...], ...]) -> tuple:
+    """The inverse of `_flat` for arrays of these shapes."""
+    out, start = [], 0
+    for shape in shapes:
+        size = math.prod(shape)
+        out.append(v[start:start + size].reshape(shape))
+        start += size
+    return tuple(out)
 
 
 def train(arch: Arch, params, velocity, xs, ys, ns, order, lr, momentum,
@@ -454,24 +481,29 @@ def train(arch: Arch, params, velocity, xs, ys, ns, order, lr, momentum,
         raise ValueError(f"xs {xs.shape}, ys {ys.shape} and ns {ns.shape} must stack the same batches; "
                          f"order must be 1-d, got {order.shape}")
     lr, mu = _hyper(lr, momentum)
+    shapes = arch.shapes
 
-    def step(p, v, i):
+    # The parameters and velocity are carried as one flat vector each, so the gradient means
+    # and the update are one elementwise pass over all parameters, not one per array (the
+    # passes, not their arithmetic, are most of a small batch's step).
+    def step(pf, vf, i):
         # the batch is sliced inside the branch: sliced outside, XLA copies it into the cond's
         # operands instead of fusing the slice into its consumers (a quarter of a step)
         x, y = saturate(xs[i], INPUTS), ys[i]
         mask, den = _real_rows(ns[i], rows)
-        g, out, terms = _grads(arch, p, x, y, mask, den, classes)
+        sums, out, terms = _grad_sums(arch, _unflat(pf, shapes), x, y, mask, classes)
+        (pf,), (vf,) = sgd((pf,), (vf,), (grad_mean(_flat(sums), den),), lr, mu)
         stats = (_loss(arch, out, y, mask, den, classes, terms), _correct(arch, out, y, mask))
-        return sgd(p, v, g, lr, mu), stats
+        return (pf, vf), stats
 
-    def skip(p, v, i):
-        return (p, v), (jnp.int64(0), jnp.int32(0))
+    def skip(pf, vf, i):
+        return (pf, vf), (jnp.int64(0), jnp.int32(0))
 
     def body(carry, i):
         return lax.cond(ns[i] > 0, step, skip, *carry, i)
 
-    (params, velocity), (losses, correct) = lax.scan(body, (params, velocity), order)
-    return params, velocity, losses, correct
+    (pf, vf), (losses, correct) = lax.scan(body, (_flat(params), _flat(velocity)), order)
+    return _unflat(pf, shapes), _unflat(vf, shapes), losses, correct
 
 
 # ---- federated averaging ----------------------------------------------------------------------

@@ -667,3 +667,21 @@ def test_linear_regression_learns_a_known_map():
                               dequantize(ys, WEIGHTS).astype(np.float32), lr / 2 ** 16, MU / 2 ** 16)
     assert max(np.max(np.abs(dequantize(a, WEIGHTS) - f)) for a, f in zip(p, fp)) < 0.001
     assert np.max(np.abs(losses - flosses) / np.maximum(flosses, 1e-3)) < 0.05
+
+
+def test_sgd_at_the_corners_of_its_bounds():
+    """sgd's plain rounding shifts and int32 p - v are exact only under its stated bounds (g in
+    GRADS, p and v in WEIGHTS, lr <= LR.max_abs, momentum <= MOMENTUM_MAX): every corner of
+    them, and values next to the rounding ties, against the formula in int64 with the
+    overflow-safe shift."""
+    g_vals = [-M.GRADS.max_abs, -M.GRADS.max_abs + 1, -(1 << 31), -(1 << 31) + 1, -1, 0, 1, (1 << 31) - 1,
+              1 << 31, M.GRADS.max_abs - 1, M.GRADS.max_abs]
+    w_vals = [-BIG, -BIG + 1, -(1 << 15), -1, 0, 1, 1 << 15, BIG - 1, BIG]
+    g, p, v = (np.array(a, np.int64) for a in zip(*[(a, b, c) for a in g_vals for b in w_vals for c in w_vals]))
+    p, v = p.astype(np.int32), v.astype(np.int32)
+    for lr in (0, 1, 6554, M.LR.max_abs - 1, M.LR.max_abs):
+        for mu in (0, 1, 1 << 15, M.MOMENTUM_MAX):
+            (got_p,), (got_v,) = jax.jit(M.sgd)((p,), (v,), (g,), lr, mu)
+            (ref_p,), (ref_v,) = ref_sgd([p], [v], [g], lr, mu)
+            assert np.array_equal(np.asarray(got_v), ref_v) and np.asarray(got_v).dtype == np.int32, (lr, mu)
+            assert np.array_equal(np.asarray(got_p), ref_p) and np.asarray(got_p).dtype == np.int32, (lr, mu)
