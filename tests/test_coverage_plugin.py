@@ -163,3 +163,22 @@ def test_plugin_is_off_without_coverage(tmp_path: Path) -> None:
     c = chain.deploy(f, gas=10_000_000)
     assert c.g() == 7
     assert str(f.resolve()) not in runtime.named_files()
+
+
+def test_gas_profile_of_named_code_equals_unnamed(tmp_path: Path) -> None:
+    """TestChain.gas_profile sees a contract compiled under a file's name (as while coverage
+    measures) as it sees an unnamed one: the same rows, gas and source text per line."""
+    source = CONTRACT_EXPORTS_HELPER + "\n# test_gas_profile_of_named_code_equals_unnamed\n"
+
+    def profile() -> list:
+        chain = TestChain()
+        c = chain.deploy(source, 10)
+        with chain.gas_profile() as prof:
+            c.check(3)
+        return prof.by_line()
+
+    unnamed = profile()
+    runtime.name_code(source, str(tmp_path / "limits.py"))
+    named = profile()
+    assert named == unnamed
+    assert ("check", 10, 'emit("ok",', next(g for f, ln, _, g in unnamed if (f, ln) == ("check", 10))) in named

@@ -106,6 +106,12 @@ def code_hash(source: str) -> bytes:
     return hashlib.sha256(source.encode("utf-8", "surrogatepass")).digest()
 
 
+def contract_filename(h: bytes) -> str:
+    """The co_filename of a contract's code objects, `<contract HASH16>`: never a real path,
+    so no tracer or traceback mistakes it for a file of the host."""
+    return FILENAME_PREFIX + h.hex()[:16] + ">"
+
+
 def compile_contract(source: str, filename: str | None = None) -> Compiled:
     """Validate and compile; raises ContractInvalid listing every problem.  The source
     itself is never given to CPython's compiler: only the lowered module.  The host's
@@ -121,8 +127,7 @@ def compile_contract(source: str, filename: str | None = None) -> Compiled:
             raise ContractInvalid(lowering.issues)
         h = code_hash(source)
         try:  # the safety net validate() keeps for callers that do not compile
-            code = compile(module, filename or FILENAME_PREFIX + h.hex()[:16] + ">", "exec", optimize=0,
-                           dont_inherit=True)
+            code = compile(module, filename or contract_filename(h), "exec", optimize=0, dont_inherit=True)
         except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
             raise ContractInvalid([Issue(getattr(e, "lineno", None) or 1, getattr(e, "offset", None) or 1,
                                          f"cannot compile: {getattr(e, 'msg', e)}")]) from None

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from vm import errors as E
-from vm.compiler import FILENAME_PREFIX, Compiled, compile_contract
+from vm.compiler import Compiled, compile_contract, contract_filename
 from vm.limits import MAX_CALL_DEPTH, MAX_MEMORY, MAX_OUTPUT_BYTES
 from vm.validate import METHODS, ML_FIELDS, ML_METHODS, ContractInvalid
 from vm.codec import encode_value
@@ -147,7 +147,7 @@ def name_code(source: str, filename: str) -> None:
 
 def code_filename(h: bytes) -> str:
     """The co_filename of the code compiled from the source whose code hash is `h`."""
-    return _NAMES.get(h) or FILENAME_PREFIX + h.hex()[:16] + ">"
+    return _NAMES.get(h) or contract_filename(h)
 
 
 def named_files() -> set[str]:
